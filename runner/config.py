@@ -1,0 +1,281 @@
+"""Typed trial configuration, validated once at the edge.
+
+A trial is one federated experiment. Its configuration arrives as a nested dict (a sweep file, a Tune
+trial's ``config``, CLI overrides) and is turned into frozen dataclasses by :meth:`TrialConfig.from_dict`,
+which is the only place that checks values. A bad value raises :class:`ConfigError` naming the dotted
+field, before any Ray actor starts; code deeper in the runner trusts the config it is handed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import types
+import typing
+from dataclasses import dataclass, field, fields
+from typing import Any, Mapping
+
+from models import ARCHITECTURES, PARAMETERIZATIONS
+from partitions import DATASETS, SCHEMES
+
+ALGORITHMS = ("fedavg", "fedprox", "scaffold", "feddyn", "fedadam", "fedpaq", "fedper", "pfedpara", "local")
+EVALUATIONS = ("auto", "global", "personal")
+WANDB_MODES = ("auto", "online", "offline", "disabled")
+
+
+class ConfigError(ValueError):
+    """A configuration value is wrong; the message starts with the dotted field name."""
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Which dataset, where it lives, and how it is split across clients (PAPER.md §3)."""
+
+    dataset: str = "synthetic"
+    root: str = "~/fedpara-data"
+    download: bool = False
+    partition: str = "iid"
+    alpha: float = 0.5
+    classes_per_client: int = 2
+    num_clients: int = 100
+    clients_per_round: int = 16
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Architecture and parameterization; ``gamma`` or ``ratio`` picks every layer's inner rank."""
+
+    arch: str = "cnn"
+    parameterization: str = "fedpara"
+    gamma: float | None = 0.1
+    ratio: float | None = None
+    tanh: bool = False
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Client-side SGD and the round schedule (PAPER.md §4)."""
+
+    rounds: int = 200
+    local_epochs: int = 1
+    batch_size: int = 64
+    lr: float = 0.1
+    lr_decay: float = 0.992
+    momentum: float = 0.0
+    weight_decay: float = 0.0
+    augment: bool = True
+    eval_every: int = 1
+    evaluation: str = "auto"
+
+
+@dataclass(frozen=True)
+class AlgorithmConfig:
+    """The FL optimiser and its knobs; each algorithm reads only its own."""
+
+    name: str = "fedavg"
+    mu: float = 0.01
+    alpha: float = 0.01
+    server_lr: float = 0.01
+    beta1: float = 0.9
+    beta2: float = 0.99
+    tau: float = 1e-3
+    levels: int = 16
+
+
+@dataclass(frozen=True)
+class ResourcesConfig:
+    """How a trial occupies the cluster: one driver plus ``num_workers`` client-worker actors."""
+
+    num_workers: int = 2
+    cpus_per_worker: float = 0.5
+    gpus_per_worker: float = 0.0
+    driver_cpus: float = 0.25
+    pre_reduce: bool = False
+
+
+@dataclass(frozen=True)
+class LoggingConfig:
+    """Where results, checkpoints and W&B runs go."""
+
+    results_dir: str = "results"
+    checkpoint_every: int = 10
+    wandb: str = "auto"
+    wandb_project: str = "fedpara"
+
+
+@dataclass(frozen=True)
+class TrialConfig:
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    algorithm: AlgorithmConfig = field(default_factory=AlgorithmConfig)
+    resources: ResourcesConfig = field(default_factory=ResourcesConfig)
+    logging: LoggingConfig = field(default_factory=LoggingConfig)
+    seed: int = 0
+    name: str = ""
+    sweep: str = ""
+
+    @classmethod
+    def from_dict(cls, raw: Mapping[str, Any]) -> "TrialConfig":
+        """Build and validate a config; unknown or ill-typed fields raise :class:`ConfigError`."""
+        config = _build(cls, raw, prefix="")
+        _validate(config)
+        return config
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def flat(self) -> dict[str, Any]:
+        """Dotted keys (``model.gamma``), the column names of the Parquet results."""
+        return _flatten(self.to_dict())
+
+    @property
+    def trial_name(self) -> str:
+        """A stable, readable name; the hash keeps trials that differ elsewhere apart."""
+        if self.name:
+            return self.name
+        d, m, a = self.data, self.model, self.algorithm
+        split = f"dir{d.alpha:g}" if d.partition == "dirichlet" else d.partition
+        knob = "" if m.parameterization == "original" else (
+            f"-g{m.gamma:g}" if m.gamma is not None else f"-rho{m.ratio:g}")
+        identity = {k: v for k, v in self.flat().items() if not k.startswith(("logging.", "resources."))}
+        digest = hashlib.sha1(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:8]
+        return f"{d.dataset}-{split}-{m.arch}-{m.parameterization}{knob}-{a.name}-s{self.seed}-{digest}"
+
+    @property
+    def personalised(self) -> bool:
+        """Whether accuracy is measured per client on its own held-out data."""
+        if self.train.evaluation != "auto":
+            return self.train.evaluation == "personal"
+        return self.algorithm.name in ("fedper", "pfedpara", "local")
+
+
+def _flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in tree.items():
+        if isinstance(value, Mapping):
+            out.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
+def unflatten(flat: Mapping[str, Any]) -> dict[str, Any]:
+    """Turn ``{"model.gamma": 0.3}`` into ``{"model": {"gamma": 0.3}}`` (CLI overrides, Tune configs)."""
+    tree: dict[str, Any] = {}
+    for dotted, value in flat.items():
+        node = tree
+        *parents, leaf = dotted.split(".")
+        for part in parents:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"{dotted}: '{part}' is a value, not a section")
+        node[leaf] = value
+    return tree
+
+
+def _build(cls: type, raw: Mapping[str, Any], prefix: str) -> Any:
+    if not isinstance(raw, Mapping):
+        raise ConfigError(f"{prefix.rstrip('.') or 'config'}: expected a mapping, got {type(raw).__name__}")
+    hints = typing.get_type_hints(cls)
+    known = {f.name for f in fields(cls)}
+    unknown = sorted(set(raw) - known)
+    if unknown:
+        raise ConfigError(f"{prefix}{unknown[0]}: unknown field (valid: {', '.join(sorted(known))})")
+    values = {}
+    for f in fields(cls):
+        if f.name not in raw:
+            continue
+        hint, value, dotted = hints[f.name], raw[f.name], f"{prefix}{f.name}"
+        if dataclasses.is_dataclass(hint):
+            values[f.name] = _build(hint, value, f"{dotted}.")
+        else:
+            values[f.name] = _coerce(hint, value, dotted)
+    return cls(**values)
+
+
+def _coerce(hint: Any, value: Any, dotted: str) -> Any:
+    """Accept a value of the declared type (ints for floats too); anything else is a ConfigError."""
+    options = typing.get_args(hint) if isinstance(hint, types.UnionType) else (hint,)
+    if value is None and type(None) in options:
+        return None
+    for option in options:
+        if option is bool and isinstance(value, bool):
+            return value
+        if option is int and isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if option is float and isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        if option is str and isinstance(value, str):
+            return value
+    names = " or ".join("null" if o is type(None) else o.__name__ for o in options)
+    raise ConfigError(f"{dotted}: expected {names}, got {value!r}")
+
+
+def _require(condition: bool, dotted: str, message: str) -> None:
+    if not condition:
+        raise ConfigError(f"{dotted}: {message}")
+
+
+def _one_of(value: str, choices: tuple[str, ...], dotted: str) -> None:
+    _require(value in choices, dotted, f"unknown value {value!r} (choose from {', '.join(choices)})")
+
+
+def _validate(c: TrialConfig) -> None:
+    d, m, t, a, r, lg = c.data, c.model, c.train, c.algorithm, c.resources, c.logging
+
+    _one_of(d.dataset, tuple(DATASETS), "data.dataset")
+    info = DATASETS[d.dataset]
+    _one_of(d.partition, SCHEMES, "data.partition")
+    _require(d.partition != "natural" or info.natural, "data.partition",
+             f"'natural' needs a dataset with natural users, and {d.dataset} has none")
+    _require(d.alpha > 0, "data.alpha", f"must be > 0, got {d.alpha}")
+    _require(d.classes_per_client >= 1, "data.classes_per_client", f"must be >= 1, got {d.classes_per_client}")
+    _require(d.num_clients >= 1, "data.num_clients", f"must be >= 1, got {d.num_clients}")
+    _require(1 <= d.clients_per_round <= d.num_clients, "data.clients_per_round",
+             f"must be between 1 and data.num_clients={d.num_clients}, got {d.clients_per_round}")
+
+    _one_of(m.arch, ARCHITECTURES, "model.arch")
+    _one_of(m.parameterization, PARAMETERIZATIONS, "model.parameterization")
+    needs_text = m.arch == "lstm"
+    _require(needs_text == (info.kind == "text"), "model.arch",
+             f"{m.arch} cannot read the {info.kind} dataset {d.dataset}")
+    if m.gamma is not None:
+        _require(0.0 <= m.gamma <= 1.0, "model.gamma", f"must be in [0, 1], got {m.gamma}")
+    if m.ratio is not None:
+        _require(0.0 < m.ratio <= 1.0, "model.ratio", f"must be in (0, 1], got {m.ratio}")
+    if m.parameterization != "original":
+        _require((m.gamma is None) != (m.ratio is None), "model.gamma",
+                 "set exactly one of model.gamma and model.ratio for a factorised model")
+
+    _require(t.rounds >= 1, "train.rounds", f"must be >= 1, got {t.rounds}")
+    _require(t.local_epochs >= 1, "train.local_epochs", f"must be >= 1, got {t.local_epochs}")
+    _require(t.batch_size >= 1, "train.batch_size", f"must be >= 1, got {t.batch_size}")
+    _require(t.lr > 0, "train.lr", f"must be > 0, got {t.lr}")
+    _require(0 < t.lr_decay <= 1, "train.lr_decay", f"must be in (0, 1], got {t.lr_decay}")
+    _require(0 <= t.momentum < 1, "train.momentum", f"must be in [0, 1), got {t.momentum}")
+    _require(t.weight_decay >= 0, "train.weight_decay", f"must be >= 0, got {t.weight_decay}")
+    _require(t.eval_every >= 1, "train.eval_every", f"must be >= 1, got {t.eval_every}")
+    _one_of(t.evaluation, EVALUATIONS, "train.evaluation")
+
+    _one_of(a.name, ALGORITHMS, "algorithm.name")
+    _require(a.name != "pfedpara" or m.parameterization == "pfedpara", "algorithm.name",
+             "pfedpara keeps the W2 factors local and needs model.parameterization: pfedpara")
+    _require(a.mu >= 0, "algorithm.mu", f"must be >= 0, got {a.mu}")
+    _require(a.alpha > 0, "algorithm.alpha", f"must be > 0, got {a.alpha}")
+    _require(a.server_lr > 0, "algorithm.server_lr", f"must be > 0, got {a.server_lr}")
+    _require(0 <= a.beta1 < 1, "algorithm.beta1", f"must be in [0, 1), got {a.beta1}")
+    _require(0 <= a.beta2 < 1, "algorithm.beta2", f"must be in [0, 1), got {a.beta2}")
+    _require(a.tau > 0, "algorithm.tau", f"must be > 0, got {a.tau}")
+    _require(a.levels >= 1, "algorithm.levels", f"must be >= 1, got {a.levels}")
+
+    _require(r.num_workers >= 1, "resources.num_workers", f"must be >= 1, got {r.num_workers}")
+    _require(r.cpus_per_worker > 0, "resources.cpus_per_worker", f"must be > 0, got {r.cpus_per_worker}")
+    _require(0 <= r.gpus_per_worker <= 1, "resources.gpus_per_worker",
+             f"must be in [0, 1] (a fraction of one GPU per worker), got {r.gpus_per_worker}")
+    _require(r.driver_cpus > 0, "resources.driver_cpus", f"must be > 0, got {r.driver_cpus}")
+
+    _require(bool(lg.results_dir), "logging.results_dir", "must not be empty")
+    _require(lg.checkpoint_every >= 0, "logging.checkpoint_every", f"must be >= 0, got {lg.checkpoint_every}")
+    _one_of(lg.wandb, WANDB_MODES, "logging.wandb")

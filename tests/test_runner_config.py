@@ -1,0 +1,62 @@
+"""The config is validated once, at the edge, with errors that name the bad field."""
+
+from __future__ import annotations
+
+import pytest
+
+from runner.algorithms import REGISTRY
+from runner.config import ALGORITHMS, ConfigError, TrialConfig, unflatten
+
+
+def test_defaults_are_valid_and_flat_keys_round_trip():
+    cfg = TrialConfig.from_dict({})
+    flat = cfg.flat()
+    assert flat["model.gamma"] == 0.1 and flat["data.dataset"] == "synthetic"
+    assert TrialConfig.from_dict(unflatten(flat)) == cfg
+
+
+def test_every_algorithm_name_has_an_implementation():
+    assert set(ALGORITHMS) == set(REGISTRY)
+
+
+@pytest.mark.parametrize("override, field", [
+    ({"algorithm": {"name": "fedsgdx"}}, "algorithm.name"),
+    ({"model": {"gamma": 1.5}}, "model.gamma"),
+    ({"model": {"gamma": None}}, "model.gamma"),
+    ({"data": {"num_clients": 10, "clients_per_round": 11}}, "data.clients_per_round"),
+    ({"resources": {"gpus_per_worker": 1.5}}, "resources.gpus_per_worker"),
+    ({"data": {"dataset": "imagenet"}}, "data.dataset"),
+    ({"model": {"gama": 0.3}}, "model.gama"),
+    ({"train": {"rounds": "ten"}}, "train.rounds"),
+    ({"model": {"arch": "lstm"}}, "model.arch"),
+    ({"data": {"partition": "natural"}}, "data.partition"),
+    ({"algorithm": {"name": "pfedpara"}}, "algorithm.name"),
+    ({"optimizer": {}}, "optimizer"),
+])
+def test_bad_values_name_the_field(override, field):
+    with pytest.raises(ConfigError) as error:
+        TrialConfig.from_dict(override)
+    assert str(error.value).startswith(field + ":"), str(error.value)
+
+
+def test_trial_name_is_stable_and_distinguishes_configs():
+    a = TrialConfig.from_dict({"model": {"gamma": 0.3}})
+    b = TrialConfig.from_dict({"model": {"gamma": 0.3}, "logging": {"results_dir": "elsewhere"}})
+    c = TrialConfig.from_dict({"model": {"gamma": 0.4}})
+    assert a.trial_name == b.trial_name != c.trial_name
+    assert "g0.3" in a.trial_name
+
+
+def test_missing_dataset_fails_before_any_ray_work(tmp_path, monkeypatch):
+    from partitions import DatasetNotFoundError
+    from runner import trial
+
+    def no_actors(*args, **kwargs):
+        raise AssertionError("actors were started for a trial whose dataset is missing")
+
+    monkeypatch.setattr(trial, "_start_driver", no_actors)
+    cfg = TrialConfig.from_dict({"data": {"dataset": "cifar10", "root": str(tmp_path)},
+                                 "logging": {"results_dir": str(tmp_path / "results")}})
+    with pytest.raises(DatasetNotFoundError, match="cifar"):
+        trial.run_trial(cfg)
+    assert not (tmp_path / "results").exists()
