@@ -1,0 +1,48 @@
+"""FedDyn (Acar et al., 2021): a dynamic regulariser aligns local optima with the global one.
+
+Client k minimises L_k(θ) − ⟨g_k, θ⟩ + α/2·‖θ − θ_global‖², then updates its kept gradient
+g_k ← g_k − α(θ_k − θ_global). The server keeps h ← h − α·(|S|/N)·mean(Δ) and sends
+θ = θ_global + mean(Δ) − h/α.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from runner.algorithms.base import Algorithm, local_sgd, model_delta
+
+
+class FedDyn(Algorithm):
+    name = "feddyn"
+
+    def init_client_state(self, global_state):
+        return {n: torch.zeros_like(w) for n, w in global_state.items()}
+
+    def init_server_state(self, global_state):
+        return {n: torch.zeros_like(w) for n, w in global_state.items()}
+
+    def train_client(self, job, payload, client_state):
+        alpha = self.cfg.alpha
+        start = {n: payload["weights"][n] for n in job.global_names}
+
+        def dynamic_regulariser(params):
+            with torch.no_grad():
+                for n in job.global_names:
+                    p = params.get(n)
+                    if p is not None and p.grad is not None:
+                        p.grad.sub_(client_state[n]).add_(p - start[n], alpha=alpha)
+
+        loss = local_sgd(job, dynamic_regulariser)
+        delta = model_delta(job, start)
+        for n in job.global_names:
+            client_state[n] = client_state[n] - alpha * delta[n]
+        return {"delta": delta}, loss
+
+    def server_update(self, global_state, server_state, mean, num_sampled, num_clients):
+        alpha, share = self.cfg.alpha, num_sampled / num_clients
+        new_state = {}
+        for n, w in global_state.items():
+            d = mean["delta"][n]
+            server_state[n] = server_state[n] - alpha * share * d
+            new_state[n] = w + d - server_state[n] / alpha
+        return new_state

@@ -1,0 +1,147 @@
+"""Each algorithm's client and server maths, checked by hand on tiny tensors (no Ray)."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from runner.aggregation import WeightedSum, combine
+from runner.algorithms import LocalTraining, build_algorithm, quantise
+from runner.config import AlgorithmConfig
+from runner.cost import float_bytes, quantised_bytes
+
+
+def make_job(model: nn.Module, lr: float = 0.1, epochs: int = 1) -> LocalTraining:
+    torch.manual_seed(0)
+    x, y = torch.randn(8, 3), torch.randint(0, 2, (8,))
+    return LocalTraining(model, lambda: iter([(x[:4], y[:4]), (x[4:], y[4:])]), epochs, lr, 0.0, 0.0,
+                         tuple(model.state_dict()), torch.Generator().manual_seed(1))
+
+
+def linear() -> nn.Module:
+    torch.manual_seed(0)
+    return nn.Linear(3, 2)
+
+
+def payload_of(model: nn.Module) -> dict:
+    return {"weights": {n: t.clone() for n, t in model.state_dict().items()}}
+
+
+def test_fedavg_delta_is_trained_minus_start_and_server_adds_the_mean():
+    algo = build_algorithm(AlgorithmConfig(name="fedavg"))
+    model = linear()
+    payload = payload_of(model)
+    update, loss = algo.train_client(make_job(model), payload, {})
+    trained = model.state_dict()
+    for n, d in update["delta"].items():
+        assert torch.allclose(d, trained[n] - payload["weights"][n])
+        assert d.abs().sum() > 0
+    assert loss > 0
+    mean = {"delta": {n: torch.ones_like(t) for n, t in payload["weights"].items()}}
+    new = algo.server_update(payload["weights"], {}, mean, 4, 10)
+    assert all(torch.allclose(new[n], payload["weights"][n] + 1) for n in new)
+
+
+def test_fedprox_with_mu_zero_equals_fedavg_and_large_mu_stays_closer():
+    deltas = {}
+    for name, mu in (("fedavg", 0.0), ("fedprox", 0.0), ("fedprox", 10.0)):
+        algo = build_algorithm(AlgorithmConfig(name=name, mu=mu))
+        model = linear()
+        update, _ = algo.train_client(make_job(model, epochs=3), payload_of(model), {})
+        deltas[(name, mu)] = torch.cat([d.flatten() for d in update["delta"].values()])
+    assert torch.allclose(deltas[("fedavg", 0.0)], deltas[("fedprox", 0.0)])
+    assert deltas[("fedprox", 10.0)].norm() < deltas[("fedavg", 0.0)].norm()
+
+
+def test_scaffold_control_variate_follows_option_two():
+    algo = build_algorithm(AlgorithmConfig(name="scaffold"))
+    model = linear()
+    weights = payload_of(model)["weights"]
+    server_c = {n: torch.full_like(t, 0.01) for n, t in weights.items()}
+    client_c = algo.init_client_state(weights)
+    before = {n: t.clone() for n, t in client_c.items()}
+    update, _ = algo.train_client(make_job(model, lr=0.1), {"weights": weights, "control": server_c}, client_c)
+    steps = 2
+    for n in weights:
+        expected = before[n] - server_c[n] - update["delta"][n] / (steps * 0.1)
+        assert torch.allclose(client_c[n], expected, atol=1e-6)
+        assert torch.allclose(update["control"][n], expected - before[n], atol=1e-6)
+    server_state = {n: torch.zeros_like(t) for n, t in weights.items()}
+    algo.server_update(weights, server_state, update, 4, 10)
+    assert all(torch.allclose(server_state[n], 0.4 * update["control"][n]) for n in weights)
+    assert algo.bytes_down([10, 5]) == algo.bytes_up([10, 5]) == 2 * 4 * 15
+
+
+def test_feddyn_server_and_client_corrections():
+    algo = build_algorithm(AlgorithmConfig(name="feddyn", alpha=0.5))
+    model = linear()
+    weights = payload_of(model)["weights"]
+    grad_state = algo.init_client_state(weights)
+    update, _ = algo.train_client(make_job(model), {"weights": weights}, grad_state)
+    for n in weights:
+        assert torch.allclose(grad_state[n], -0.5 * update["delta"][n])
+    h = algo.init_server_state(weights)
+    mean = {"delta": {n: torch.ones_like(t) for n, t in weights.items()}}
+    new = algo.server_update(weights, h, mean, 2, 10)
+    for n in weights:  # h = -α·(2/10)·1 = -0.1 ; θ = θ + 1 - h/α = θ + 1.2
+        assert torch.allclose(h[n], torch.full_like(h[n], -0.1))
+        assert torch.allclose(new[n], weights[n] + 1.2)
+
+
+def test_fedadam_first_step_matches_hand_computation():
+    algo = build_algorithm(AlgorithmConfig(name="fedadam", server_lr=0.1, beta1=0.9, beta2=0.99, tau=1e-3))
+    w = {"w": torch.tensor([1.0, 2.0])}
+    state = algo.init_server_state(w)
+    new = algo.server_update(w, state, {"delta": {"w": torch.tensor([0.5, -0.2])}}, 1, 1)
+    m = 0.1 * torch.tensor([0.5, -0.2])
+    v = 0.01 * torch.tensor([0.25, 0.04])
+    assert torch.allclose(new["w"], w["w"] + 0.1 * m / (v.sqrt() + 1e-3))
+
+
+def test_fedpaq_quantiser_is_unbiased_and_uses_levels():
+    v = torch.tensor([0.3, -0.1, 0.05, 0.0, 0.9])
+    g = torch.Generator().manual_seed(0)
+    draws = torch.stack([quantise(v, 4, g) for _ in range(4000)])
+    assert torch.allclose(draws.mean(0), v, atol=0.01)
+    levels = draws / v.norm() * 4
+    assert torch.allclose(levels, levels.round(), atol=1e-5)
+    assert set(levels.abs().round().unique().tolist()) <= {0.0, 1.0, 2.0, 3.0, 4.0}
+
+
+def test_cost_formulas_by_hand():
+    assert float_bytes([10, 5]) == 60
+    # 16 levels: 1 sign bit + ceil(log2 17) = 5 level bits = 6 bits per element, plus a 32-bit norm per tensor
+    assert quantised_bytes([10, 3], 16) == math.ceil((32 + 60) / 8) + math.ceil((32 + 18) / 8) == 12 + 7
+    assert build_algorithm(AlgorithmConfig(name="fedpaq", levels=16)).bytes_up([10, 3]) == 19
+    assert build_algorithm(AlgorithmConfig(name="fedpaq")).bytes_down([10, 3]) == 52
+
+
+def test_local_only_keeps_everything_and_sends_nothing():
+    algo = build_algorithm(AlgorithmConfig(name="local"))
+    model = linear()
+    assert algo.local_names(model) == set(model.state_dict())
+    assert algo.bytes_down([]) == algo.bytes_up([]) == 0
+
+
+def test_weighted_sum_is_independent_of_grouping():
+    torch.manual_seed(0)
+    updates = [({"delta": {"w": torch.randn(1000)}}, float(n), 0.1 * i) for i, n in enumerate([5, 17, 3, 40])]
+    singles = []
+    for k, (u, n, loss) in enumerate(updates):
+        s = WeightedSum(first_client=k)
+        s.add(n, u, loss)
+        singles.append(s)
+    one = combine(singles)
+    pair_a, pair_b = WeightedSum(first_client=2), WeightedSum(first_client=0)
+    for k in (2, 3):
+        pair_a.add(updates[k][1], updates[k][0], updates[k][2])
+    for k in (0, 1):
+        pair_b.add(updates[k][1], updates[k][0], updates[k][2])
+    two = combine([pair_a, pair_b])
+    expected = sum(n * u["delta"]["w"].double() for u, n, _ in updates) / 65
+    assert torch.allclose(one.mean()["delta"]["w"].double(), expected, atol=1e-6)
+    assert torch.equal(one.mean()["delta"]["w"], two.mean()["delta"]["w"])
+    assert one.mean_loss == pytest.approx(sum(n * l for _, n, l in updates) / 65)
