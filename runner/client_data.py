@@ -1,0 +1,64 @@
+"""A client's samples as tensors on the worker's device, and the batches a round trains on.
+
+Images stay uint8 until a batch is drawn; the batch is converted, augmented and normalised in a few
+tensor ops. Shuffling and augmentation use the generator they are given, so a client's round is the
+same on any worker.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Iterator
+
+import torch
+from torch import Tensor
+
+from runner.augment import random_crop_flip
+
+
+@dataclass
+class Preprocess:
+    """How raw stored samples become model inputs (per-channel normalisation, optional augmentation)."""
+
+    kind: str  # "image" or "text"
+    mean: Tensor | None = None  # [1, C, 1, 1] on the device
+    std: Tensor | None = None
+    augment: bool = False
+
+    @classmethod
+    def for_dataset(cls, kind: str, mean: tuple[float, ...], std: tuple[float, ...], augment: bool,
+                    device: torch.device) -> "Preprocess":
+        if kind != "image":
+            return cls(kind)
+        shape = (1, len(mean), 1, 1)
+        return cls(kind, torch.tensor(mean, device=device).view(shape), torch.tensor(std, device=device).view(shape),
+                   augment)
+
+    def __call__(self, x: Tensor, generator: torch.Generator | None = None) -> Tensor:
+        if self.kind != "image":
+            return x.long()
+        x = x.float().div_(255.0)
+        if self.augment and generator is not None:
+            x = random_crop_flip(x, generator)
+        return (x - self.mean) / self.std
+
+
+@dataclass
+class ClientData:
+    """One client's training samples (and its own held-out samples for personalised evaluation)."""
+
+    x: Tensor
+    y: Tensor
+    x_test: Tensor
+    y_test: Tensor
+
+    @property
+    def num_samples(self) -> int:
+        return len(self.y)
+
+    def epoch(self, batch_size: int, preprocess: Preprocess, generator: torch.Generator) -> Iterator[tuple[Tensor, Tensor]]:
+        """One pass over the client's data in a fresh random order."""
+        order = torch.randperm(len(self.y), generator=generator, device=self.y.device)
+        for start in range(0, len(order), batch_size):
+            idx = order[start:start + batch_size]
+            yield preprocess(self.x[idx], generator), self.y[idx]

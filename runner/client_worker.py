@@ -1,0 +1,147 @@
+"""ClientWorker: a Ray actor that hosts many clients on (a fraction of) one device.
+
+A worker loads the dataset once, keeps its clients' samples as tensors on its device, and keeps every
+client's persistent state (the parameters an algorithm keeps local, control variates, corrections)
+across rounds. Each round it trains the sampled clients it hosts, one after another on one model
+instance, and returns their updates as weighted sums. Client k lives on worker k mod num_workers.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from models import build_model
+from partitions import load_dataset, partition_clients
+from runner.aggregation import WeightedSum
+from runner.algorithms import LocalTraining, build_algorithm
+from runner.client_data import ClientData, Preprocess
+from runner.config import TrialConfig
+from runner.seeding import client_generator
+
+State = dict[str, Tensor]
+EVAL_BATCH = 500
+
+
+def model_for(cfg: TrialConfig, num_classes: int, input_shape: tuple[int, ...]) -> torch.nn.Module:
+    m = cfg.model
+    knob = {} if m.parameterization == "original" else {"gamma": m.gamma, "ratio": m.ratio}
+    return build_model(m.arch, m.parameterization, num_classes=num_classes, input_shape=input_shape,
+                       tanh=m.tanh, **knob)
+
+
+def test_batches(num_test: int) -> list[range]:
+    """The global test set in fixed batches; batch b is evaluated by worker b mod num_workers."""
+    return [range(s, min(s + EVAL_BATCH, num_test)) for s in range(0, num_test, EVAL_BATCH)]
+
+
+class ClientWorker:
+    def __init__(self, cfg: TrialConfig, index: int, num_workers: int) -> None:
+        threads = max(1, int(cfg.resources.cpus_per_worker))
+        torch.set_num_threads(threads)
+        os.environ.setdefault("OMP_NUM_THREADS", str(threads))
+        use_gpu = cfg.resources.gpus_per_worker > 0 and torch.cuda.is_available()
+        self.device = torch.device("cuda" if use_gpu else "cpu")
+        self.cfg = cfg
+        d = cfg.data
+        dataset = load_dataset(d.dataset, os.path.expanduser(d.root), download=d.download, seed=cfg.seed)
+        partition = partition_clients(dataset, d.partition, d.num_clients, alpha=d.alpha,
+                                      classes_per_client=d.classes_per_client, seed=cfg.seed)
+        dev = self.device
+        self.clients: dict[int, ClientData] = {}
+        for k in range(index, len(partition.train), num_workers):
+            tr, te = torch.as_tensor(partition.train[k]), torch.as_tensor(partition.test[k])
+            self.clients[k] = ClientData(dataset.x_train[tr].to(dev), dataset.y_train[tr].to(dev),
+                                         dataset.x_test[te].to(dev), dataset.y_test[te].to(dev))
+        self.test_batches = {b: (dataset.x_test[r.start:r.stop].to(dev), dataset.y_test[r.start:r.stop].to(dev))
+                             for b, r in enumerate(test_batches(len(dataset.y_test))) if b % num_workers == index}
+        can_augment = dataset.kind == "image" and dataset.input_shape[-1] >= 32
+        self.train_preprocess = Preprocess.for_dataset(dataset.kind, dataset.mean, dataset.std,
+                                                       cfg.train.augment and can_augment, dev)
+        self.eval_preprocess = Preprocess.for_dataset(dataset.kind, dataset.mean, dataset.std, False, dev)
+        self.model = model_for(cfg, dataset.num_classes, dataset.input_shape).to(dev)
+        self.algorithm = build_algorithm(cfg.algorithm)
+        local = self.algorithm.local_names(self.model)
+        self.global_names = tuple(n for n in self.model.state_dict() if n not in local)
+        self.initial_local: State = {}
+        self.states: dict[int, dict[str, State]] = {}
+        self.incarnation = uuid.uuid4().hex  # changes when Ray restarts this actor (and its state is gone)
+
+    # --- setup and state ------------------------------------------------------------------------
+    def setup(self, initial_local: State, initial_global: State) -> tuple[str, dict[int, int]]:
+        """Receive the initial tensors; returns this incarnation and the hosted clients' sample counts."""
+        self.initial_local = {n: t.to(self.device) for n, t in initial_local.items()}
+        self.initial_global = {n: t.to(self.device) for n, t in initial_global.items()}
+        return self.incarnation, {k: c.num_samples for k, c in self.clients.items()}
+
+    def _state_of(self, client: int) -> dict[str, State]:
+        if client not in self.states:
+            self.states[client] = {"params": {n: t.clone() for n, t in self.initial_local.items()},
+                                   "algo": self.algorithm.init_client_state(self.initial_global)}
+        return self.states[client]
+
+    def client_states(self) -> tuple[str, dict[int, dict[str, State]]]:
+        """Every visited client's persistent state, on the CPU (for checkpoints)."""
+        return self.incarnation, {k: {part: {n: t.cpu() for n, t in tensors.items()} for part, tensors in s.items()}
+                for k, s in self.states.items()}
+
+    def load_client_states(self, states: dict[int, dict[str, State]]) -> None:
+        self.states = {k: {part: {n: t.to(self.device) for n, t in tensors.items()} for part, tensors in s.items()}
+                       for k, s in states.items() if k in self.clients}
+
+    # --- one round --------------------------------------------------------------------------------
+    def train(self, round_index: int, clients: list[int], payload: dict[str, State],
+              lr: float) -> tuple[str, list[WeightedSum]]:
+        """Train the given clients from the broadcast payload; one weighted sum per client (or one in all)."""
+        payload = {kind: {n: t.to(self.device) for n, t in tensors.items()} for kind, tensors in payload.items()}
+        t = self.cfg.train
+        partials: list[WeightedSum] = []
+        for k in clients:
+            data, state = self.clients[k], self._state_of(k)
+            generator = client_generator(self.cfg.seed, round_index, k, self.device)
+            self.model.load_state_dict({**payload["weights"], **state["params"]}, strict=True)
+            job = LocalTraining(self.model, lambda: data.epoch(t.batch_size, self.train_preprocess, generator),
+                                t.local_epochs, lr, t.momentum, t.weight_decay, self.global_names, generator)
+            update, loss = self.algorithm.train_client(job, payload, state["algo"])
+            trained = self.model.state_dict()
+            state["params"] = {n: trained[n].detach().clone() for n in state["params"]}
+            if not partials or not self.cfg.resources.pre_reduce:
+                partials.append(WeightedSum(first_client=k))
+            partials[-1].add(float(data.num_samples), update, loss)
+        return self.incarnation, partials
+
+    # --- evaluation ---------------------------------------------------------------------------------
+    @torch.no_grad()
+    def _score(self, x: Tensor, y: Tensor) -> tuple[float, int, int]:
+        if len(y) == 0:
+            return 0.0, 0, 0
+        logits = self.model(self.eval_preprocess(x))
+        loss = F.cross_entropy(logits, y, reduction="sum").item()
+        return loss, int((logits.argmax(1) == y).sum()), len(y)
+
+    def evaluate_global(self, weights: State) -> tuple[str, dict[int, tuple[float, int, int]]]:
+        """(loss sum, correct, count) for each global test batch this worker holds."""
+        self.model.load_state_dict({**self._on_device(weights), **self.initial_local}, strict=True)
+        self.model.eval()
+        return self.incarnation, {b: self._score(x, y) for b, (x, y) in self.test_batches.items()}
+
+    def evaluate_personal(self, weights: State) -> tuple[str, dict[int, tuple[float, int, int]]]:
+        """(loss sum, correct, count) of each hosted client's own model on its own held-out data."""
+        weights = self._on_device(weights)
+        results = {}
+        for k, data in self.clients.items():
+            params = self.states[k]["params"] if k in self.states else self.initial_local
+            self.model.load_state_dict({**weights, **params}, strict=True)
+            self.model.eval()
+            results[k] = self._score(data.x_test, data.y_test)
+        return self.incarnation, results
+
+    def _on_device(self, state: State) -> State:
+        return {n: t.to(self.device) for n, t in state.items()}
+
+    def ping(self) -> int:
+        return os.getpid()

@@ -1,0 +1,209 @@
+"""Driver: the Ray actor that owns the global model and runs rounds over the client workers.
+
+Each round it samples clients (seeded by round, so a resumed run samples the same ones), puts the
+broadcast payload into the object store once, lets every worker train the sampled clients it hosts,
+combines their weighted sums in client order, and applies the algorithm's server step. It counts the
+bytes that cross the wire and, every ``checkpoint_every`` rounds, writes everything needed to continue:
+the global model, the server optimiser's state, every client's persistent state and the round.
+
+If a worker dies mid-round, Ray restarts it; the driver then reloads the last checkpoint into every
+actor and replays the rounds since (training is deterministic), so the round is redone and the rows
+already recorded stay valid.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import ray
+import torch
+from ray.exceptions import RayActorError
+from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
+
+from models import count_parameters, original_parameter_count
+from partitions import DATASETS
+from runner.aggregation import combine
+from runner.algorithms import build_algorithm
+from runner.client_worker import ClientWorker, model_for
+from runner.config import TrialConfig
+from runner.seeding import sample_clients
+
+log = logging.getLogger(__name__)
+WORKER_RESTARTS = 3
+
+
+class WorkerRestarted(RuntimeError):
+    """A worker came back from a restart between calls: its clients' state is gone."""
+
+
+def _placement(pg: Any, bundle: int | None) -> dict[str, Any]:
+    if pg is None:
+        return {}
+    return {"scheduling_strategy": PlacementGroupSchedulingStrategy(pg, placement_group_bundle_index=bundle)}
+
+
+class Driver:
+    def __init__(self, cfg: TrialConfig, checkpoint_path: str, first_worker_bundle: int | None = None) -> None:
+        torch.set_num_threads(1)
+        self.cfg = cfg
+        self.checkpoint_path = Path(checkpoint_path)
+        info = DATASETS[cfg.data.dataset]
+        torch.manual_seed(cfg.seed)
+        model = model_for(cfg, info.num_classes, info.input_shape)
+        self.algorithm = build_algorithm(cfg.algorithm)
+        local = self.algorithm.local_names(model)
+        state = {n: t.detach().clone() for n, t in model.state_dict().items()}
+        self.initial_global = {n: t for n, t in state.items() if n not in local}
+        self.initial_local = {n: t for n, t in state.items() if n in local}
+        self.num_parameters = count_parameters(model)
+        self.original_parameters = original_parameter_count(cfg.model.arch, info.num_classes, info.input_shape)
+
+        pg = ray.util.get_current_placement_group()
+        r = cfg.resources
+        actor = ray.remote(ClientWorker).options(
+            num_cpus=r.cpus_per_worker, num_gpus=r.gpus_per_worker, max_restarts=WORKER_RESTARTS,
+            max_task_retries=0)
+        self.workers = [
+            actor.options(name=f"{cfg.trial_name}/worker-{i}",
+                          **_placement(pg, None if first_worker_bundle is None else first_worker_bundle + i))
+            .remote(cfg, i, r.num_workers)
+            for i in range(r.num_workers)]
+        self.num_samples: dict[int, int] = {}
+        self.incarnations: list[str] = []
+        self._setup_workers(self.workers)
+        self._reset()
+        if self.checkpoint_path.exists():
+            self._load_checkpoint()
+
+    # --- state ------------------------------------------------------------------------------------
+    def _reset(self) -> None:
+        self.round = 0
+        self.global_state = {n: t.clone() for n, t in self.initial_global.items()}
+        self.server_state = self.algorithm.init_server_state(self.global_state)
+        self.cumulative_bytes = 0
+        self.elapsed = 0.0
+
+    def _setup_workers(self, workers: list) -> None:
+        self.incarnations = []
+        for incarnation, counts in ray.get([w.setup.remote(self.initial_local, self.initial_global) for w in workers]):
+            self.incarnations.append(incarnation)
+            self.num_samples.update(counts)
+
+    def facts(self) -> dict[str, Any]:
+        """Per-trial constants that go into every result row."""
+        global_numels = [t.numel() for t in self.initial_global.values()]
+        return {"num_parameters": self.num_parameters, "original_parameters": self.original_parameters,
+                "param_ratio": self.num_parameters / self.original_parameters,
+                "params_sent": sum(global_numels), "round": self.round}
+
+    # --- one round ----------------------------------------------------------------------------------
+    def run_round(self) -> dict[str, Any]:
+        """Run the next round (redoing it after a worker failure); returns its metrics row."""
+        for attempt in range(WORKER_RESTARTS + 1):
+            try:
+                return self._round(evaluate=True)
+            except (RayActorError, WorkerRestarted) as error:
+                if attempt == WORKER_RESTARTS:
+                    raise
+                log.warning("a client worker died in round %d (%s); restoring and redoing it", self.round + 1, error)
+                self._recover()
+        raise AssertionError("unreachable")
+
+    def _round(self, evaluate: bool) -> dict[str, Any]:
+        started = time.perf_counter()
+        cfg, index = self.cfg, self.round + 1
+        lr = cfg.train.lr * cfg.train.lr_decay ** (index - 1)
+        sampled = sample_clients(cfg.seed, index, cfg.data.num_clients, cfg.data.clients_per_round)
+        payload = ray.put(self.algorithm.broadcast(self.global_state, self.server_state))
+        n = len(self.workers)
+        calls = {i: w.train.remote(index, [k for k in sampled if k % n == i], payload, lr)
+                 for i, w in enumerate(self.workers) if any(k % n == i for k in sampled)}
+        total = combine([p for partials in self._gather(calls) for p in partials])
+        self.global_state = self.algorithm.server_update(self.global_state, self.server_state, total.mean(),
+                                                         len(sampled), cfg.data.num_clients)
+        self.round = index
+        global_numels = [t.numel() for t in self.global_state.values()]
+        down = len(sampled) * self.algorithm.bytes_down(global_numels)
+        up = len(sampled) * self.algorithm.bytes_up(global_numels)
+        self.cumulative_bytes += down + up
+        row: dict[str, Any] = {
+            "round": index, "lr": lr, "train_loss": total.mean_loss, "clients": len(sampled),
+            "bytes_down": down, "bytes_up": up, "bytes_round": down + up, "cumulative_bytes": self.cumulative_bytes,
+            "test_accuracy": float("nan"), "test_loss": float("nan")}
+        if evaluate and (index % cfg.train.eval_every == 0 or index == cfg.train.rounds):
+            row.update(self.evaluate())
+        row["round_seconds"] = time.perf_counter() - started
+        self.elapsed += row["round_seconds"]
+        row["elapsed_seconds"] = self.elapsed
+        return row
+
+    def evaluate(self) -> dict[str, float]:
+        """Global test accuracy, or per-client accuracy on each client's own data (personalised methods)."""
+        method = "evaluate_personal" if self.cfg.personalised else "evaluate_global"
+        weights = ray.put(self.global_state)
+        merged: dict[int, tuple[float, int, int]] = {}
+        for part in self._gather({i: getattr(w, method).remote(weights) for i, w in enumerate(self.workers)}):
+            merged.update(part)
+        loss = sum(merged[k][0] for k in sorted(merged))
+        correct = sum(v[1] for v in merged.values())
+        count = sum(v[2] for v in merged.values())
+        return {"test_accuracy": correct / max(count, 1), "test_loss": loss / max(count, 1)}
+
+    def _gather(self, calls: dict[int, Any]) -> list[Any]:
+        """Results of per-worker calls that read client state; a restarted worker's state is gone."""
+        replies = ray.get(list(calls.values()))
+        restarted = [i for i, (incarnation, _) in zip(calls, replies) if incarnation != self.incarnations[i]]
+        if restarted:
+            raise WorkerRestarted(f"client workers {restarted} were restarted")
+        return [result for _, result in replies]
+
+    # --- checkpoints and recovery ----------------------------------------------------------------------
+    def save_checkpoint(self) -> None:
+        for attempt in range(WORKER_RESTARTS + 1):
+            try:
+                return self._save_checkpoint()
+            except (RayActorError, WorkerRestarted):
+                if attempt == WORKER_RESTARTS:
+                    raise
+                self._recover()
+
+    def _save_checkpoint(self) -> None:
+        """Write the whole trial state atomically (a crash never leaves half a checkpoint).
+
+        The trial calls this after the round's row is on disk, so a checkpoint never runs ahead of the rows.
+        """
+        clients: dict[int, Any] = {}
+        for part in self._gather({i: w.client_states.remote() for i, w in enumerate(self.workers)}):
+            clients.update(part)
+        state = {"round": self.round, "global": self.global_state, "server": self.server_state,
+                 "clients": clients, "cumulative_bytes": self.cumulative_bytes, "elapsed": self.elapsed,
+                 "trial": self.cfg.trial_name}
+        self.checkpoint_path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.checkpoint_path.with_suffix(".tmp")
+        torch.save(state, tmp)
+        os.replace(tmp, self.checkpoint_path)
+
+    def _load_checkpoint(self) -> None:
+        state = torch.load(self.checkpoint_path, weights_only=False)
+        self.round = state["round"]
+        self.global_state = state["global"]
+        self.server_state = state["server"]
+        self.cumulative_bytes = state["cumulative_bytes"]
+        self.elapsed = state["elapsed"]
+        clients = ray.put(state["clients"])
+        ray.get([w.load_client_states.remote(clients) for w in self.workers])
+
+    def _recover(self) -> None:
+        """After a worker restart: reload every actor from the checkpoint and replay up to the lost round."""
+        target = self.round
+        self._setup_workers(self.workers)  # blocks until restarted workers are back
+        ray.get([w.load_client_states.remote({}) for w in self.workers])
+        self._reset()
+        if self.checkpoint_path.exists():
+            self._load_checkpoint()
+        while self.round < target:
+            self._round(evaluate=False)

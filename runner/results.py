@@ -1,0 +1,93 @@
+"""One Parquet file per trial, one row per round, written atomically.
+
+Every trial's file has the same explicit schema (derived from the config dataclasses plus the metric
+columns), so a sweep's files read as one table: ``pd.read_parquet(<results_dir>/rounds)``. The file is
+rewritten whole after each round through a temporary file and ``os.replace``: a crash leaves the
+previous complete file, never a truncated one.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import types
+import typing
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from runner.config import TrialConfig
+
+METRIC_COLUMNS: dict[str, pa.DataType] = {
+    "trial": pa.string(), "num_parameters": pa.int64(), "original_parameters": pa.int64(),
+    "param_ratio": pa.float64(), "params_sent": pa.int64(), "round": pa.int64(), "lr": pa.float64(),
+    "clients": pa.int64(), "train_loss": pa.float64(), "test_accuracy": pa.float64(), "test_loss": pa.float64(),
+    "bytes_down": pa.int64(), "bytes_up": pa.int64(), "bytes_round": pa.int64(), "cumulative_bytes": pa.int64(),
+    "round_seconds": pa.float64(), "elapsed_seconds": pa.float64(),
+}
+_ARROW = {str: pa.string(), int: pa.int64(), float: pa.float64(), bool: pa.bool_()}
+
+
+def _config_columns(cls: type = TrialConfig, prefix: str = "") -> dict[str, pa.DataType]:
+    columns: dict[str, pa.DataType] = {}
+    hints = typing.get_type_hints(cls)
+    for f in dataclasses.fields(cls):
+        hint = hints[f.name]
+        if dataclasses.is_dataclass(hint):
+            columns.update(_config_columns(hint, f"{prefix}{f.name}."))
+            continue
+        options = typing.get_args(hint) if isinstance(hint, types.UnionType) else (hint,)
+        columns[f"{prefix}{f.name}"] = next(_ARROW[o] for o in options if o in _ARROW)
+    return columns
+
+
+SCHEMA = pa.schema([*_config_columns().items(), *METRIC_COLUMNS.items()])
+
+
+class RoundsTable:
+    """The rows of one trial, kept in memory and mirrored to its Parquet file after every append."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.rows: list[dict[str, Any]] = []
+        if path.exists():
+            self.rows = pq.read_table(path).to_pylist()
+
+    @property
+    def last_round(self) -> int:
+        return self.rows[-1]["round"] if self.rows else 0
+
+    def truncate(self, last_round: int) -> None:
+        """Forget rows after ``last_round`` (they are redone from the checkpoint, identically)."""
+        kept = [r for r in self.rows if r["round"] <= last_round]
+        if len(kept) != len(self.rows):
+            self.rows = kept
+            self._write()
+
+    def append(self, row: dict[str, Any]) -> None:
+        self.rows.append({name: row.get(name) for name in SCHEMA.names})
+        self._write()
+
+    def frame(self) -> pd.DataFrame:
+        return pa.Table.from_pylist(self.rows, schema=SCHEMA).to_pandas()
+
+    def _write(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_name(self.path.name + ".tmp")
+        pq.write_table(pa.Table.from_pylist(self.rows, schema=SCHEMA), tmp)
+        os.replace(tmp, self.path)
+
+
+def rounds_path(results_dir: Path, trial_name: str) -> Path:
+    return results_dir / "rounds" / f"{trial_name}.parquet"
+
+
+def load_rounds(results_dir: str | Path) -> pd.DataFrame:
+    """Every trial's rows under a sweep's results directory, as one table."""
+    files = sorted((Path(results_dir) / "rounds").glob("*.parquet"))
+    if not files:
+        raise FileNotFoundError(f"no results under {Path(results_dir) / 'rounds'}: run a sweep or trial first")
+    return pa.concat_tables([pq.read_table(f, schema=SCHEMA) for f in files]).to_pandas()

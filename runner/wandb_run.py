@@ -1,0 +1,42 @@
+"""The trial's W&B run, opened through Ray's W&B integration (``setup_wandb``).
+
+One run per trial: id derived from the trial name (a resumed trial continues its run), name = trial
+name, group = sweep name, config = the flat trial config. With ``logging.wandb: auto`` the run is
+online when an API key is configured and offline otherwise; offline runs land in
+``<results_dir>/wandb`` and can be uploaded later with ``wandb sync``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+from typing import Any
+
+from runner.config import TrialConfig
+
+
+def resolve_mode(requested: str) -> str:
+    if requested != "auto":
+        return requested
+    if os.environ.get("WANDB_MODE") in ("online", "offline", "disabled"):
+        return os.environ["WANDB_MODE"]
+    return "online" if os.environ.get("WANDB_API_KEY") else "offline"
+
+
+def open_run(cfg: TrialConfig, results_dir: Path) -> Any | None:
+    """Start (or resume) the trial's W&B run; None when W&B is disabled."""
+    mode = resolve_mode(cfg.logging.wandb)
+    if mode == "disabled":
+        return None
+    os.environ["WANDB_MODE"] = mode  # Ray's integration skips the API-key check only when this is set
+    os.environ.setdefault("WANDB_SILENT", "true")
+    from ray.air.integrations.wandb import setup_wandb
+
+    directory = results_dir / "wandb"
+    directory.mkdir(parents=True, exist_ok=True)
+    name = cfg.trial_name
+    return setup_wandb(
+        config=cfg.flat(), trial_id=hashlib.sha1(name.encode()).hexdigest()[:16], trial_name=name,
+        group=cfg.sweep or "adhoc", project=cfg.logging.wandb_project, dir=str(results_dir), mode=mode,
+        resume="allow", reinit="create_new")

@@ -1,0 +1,156 @@
+"""Whole trials on local Ray with synthetic data: rows, bytes, W&B files, determinism, resume, worker death."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from models import head_parameter_names, local_parameter_names
+from partitions import DATASETS
+from runner.client_worker import model_for
+from runner.config import TrialConfig
+from runner.results import load_rounds
+from runner.trial import run_trial
+
+pytestmark = pytest.mark.usefixtures("ray_session")
+TIMING = ["round_seconds", "elapsed_seconds"]
+
+
+def small(tmp_path: Path, **sections) -> TrialConfig:
+    raw = {
+        "data": {"dataset": "synthetic", "num_clients": 6, "clients_per_round": 3},
+        "model": {"arch": "cnn", "parameterization": "fedpara", "gamma": 0.5},
+        "train": {"rounds": 3, "local_epochs": 1, "batch_size": 32, "lr": 0.05, "eval_every": 1},
+        "resources": {"num_workers": 1, "cpus_per_worker": 0.5, "driver_cpus": 0.25},
+        "logging": {"results_dir": str(tmp_path), "checkpoint_every": 1, "wandb": "disabled"},
+        "seed": 3,
+    }
+    for section, values in sections.items():
+        raw.setdefault(section, {}).update(values) if isinstance(values, dict) else raw.__setitem__(section, values)
+    return TrialConfig.from_dict(raw)
+
+
+def metrics(frame: pd.DataFrame) -> pd.DataFrame:
+    return frame.drop(columns=TIMING + ["resources.num_workers", "logging.results_dir"]).reset_index(drop=True)
+
+
+def global_floats(cfg: TrialConfig) -> int:
+    info = DATASETS[cfg.data.dataset]
+    model = model_for(cfg, info.num_classes, info.input_shape)
+    local = set()
+    if cfg.algorithm.name == "pfedpara":
+        local = local_parameter_names(model)
+    elif cfg.algorithm.name == "fedper":
+        local = head_parameter_names(model)
+    return sum(t.numel() for n, t in model.state_dict().items() if n not in local)
+
+
+def test_trial_writes_parquet_and_an_offline_wandb_run(tmp_path):
+    cfg = small(tmp_path, logging={"wandb": "offline"}, sweep="unit")
+    rows = run_trial(cfg)
+    assert list(rows["round"]) == [1, 2, 3]
+    on_disk = load_rounds(tmp_path)
+    pd.testing.assert_frame_equal(on_disk, rows)
+    assert rows["test_accuracy"].between(0, 1).all() and rows["train_loss"].gt(0).all()
+    assert rows["lr"].tolist() == pytest.approx([0.05, 0.05 * 0.992, 0.05 * 0.992 ** 2])
+    assert (rows["cumulative_bytes"].diff().dropna() > 0).all()
+    assert rows["model.gamma"].iloc[0] == 0.5 and rows["data.dataset"].iloc[0] == "synthetic"
+    assert 0 < rows["param_ratio"].iloc[0] < 1
+    assert json.loads((tmp_path / "trials" / cfg.trial_name / "config.json").read_text())["seed"] == 3
+
+    runs = list((tmp_path / "wandb").glob("offline-run-*"))
+    assert len(runs) == 1
+    summary = json.loads((runs[0] / "files" / "wandb-summary.json").read_text())
+    assert summary["final_test_accuracy"] == pytest.approx(rows["test_accuracy"].iloc[-1])
+    assert summary["cumulative_bytes"] == rows["cumulative_bytes"].iloc[-1]
+    assert "model.gamma" in (runs[0] / "files" / "config.yaml").read_text()
+
+
+@pytest.mark.parametrize("algorithm, parameterization", [
+    ("fedavg", "fedpara"), ("pfedpara", "pfedpara"), ("fedper", "original"), ("fedpaq", "fedpara"),
+    ("scaffold", "fedpara"), ("local", "original")])
+def test_bytes_per_round_match_hand_computation(tmp_path, algorithm, parameterization):
+    knob = {"gamma": None} if parameterization == "original" else {"gamma": 0.3}
+    cfg = small(tmp_path, algorithm={"name": algorithm, "levels": 16},
+                model={"parameterization": parameterization, **knob}, train={"rounds": 2, "eval_every": 2})
+    rows = run_trial(cfg)
+    m, floats = cfg.data.clients_per_round, global_floats(cfg)
+    info = DATASETS[cfg.data.dataset]
+    model = model_for(cfg, info.num_classes, info.input_shape)
+    if algorithm == "fedpaq":
+        per_element_bits = 1 + math.ceil(math.log2(17))
+        up = sum(math.ceil((32 + t.numel() * per_element_bits) / 8) for t in model.state_dict().values())
+        expected = (m * 4 * floats, m * up)
+    elif algorithm == "scaffold":
+        expected = (2 * m * 4 * floats, 2 * m * 4 * floats)
+    elif algorithm == "local":
+        expected = (0, 0)
+    else:
+        expected = (m * 4 * floats, m * 4 * floats)
+    assert (rows["bytes_down"].iloc[0], rows["bytes_up"].iloc[0]) == expected
+    assert rows["cumulative_bytes"].iloc[-1] == 2 * sum(expected)
+    assert rows["params_sent"].iloc[0] == floats
+    if algorithm == "pfedpara":  # only W1's factors (and biases/norms) travel
+        assert floats == sum(t.numel() for n, t in model.state_dict().items() if n not in local_parameter_names(model))
+        assert 0 < floats < sum(t.numel() for t in model.state_dict().values())
+    assert not math.isnan(rows["test_accuracy"].iloc[-1]) and math.isnan(rows["test_accuracy"].iloc[0])
+
+
+def test_metrics_identical_with_one_or_two_workers(tmp_path):
+    one = run_trial(small(tmp_path / "one", algorithm={"name": "scaffold"}))
+    two = run_trial(small(tmp_path / "two", algorithm={"name": "scaffold"},
+                          resources={"num_workers": 2, "cpus_per_worker": 0.5}))
+    pd.testing.assert_frame_equal(metrics(one), metrics(two))
+
+
+def test_learning_happens_on_synthetic_data(tmp_path):
+    rows = run_trial(small(tmp_path, data={"num_clients": 4, "clients_per_round": 4},
+                           train={"rounds": 4, "local_epochs": 2, "lr": 0.05}))
+    accuracy = rows["test_accuracy"]
+    assert accuracy.iloc[-1] > 0.5, accuracy.tolist()  # 10 classes: chance is 0.1
+    assert accuracy.iloc[-1] > accuracy.iloc[0]
+
+
+class Crash(RuntimeError):
+    pass
+
+
+def test_crashed_trial_resumes_to_the_same_rows(tmp_path):
+    reference = run_trial(small(tmp_path / "ref", algorithm={"name": "feddyn"}, train={"rounds": 4},
+                                logging={"checkpoint_every": 2}))
+
+    cfg = small(tmp_path / "crash", algorithm={"name": "feddyn"}, train={"rounds": 4},
+                logging={"checkpoint_every": 2})
+
+    def crash_after_round_three(metrics):
+        if metrics["round"] == 3:
+            raise Crash("simulated crash after round 3's row, before its checkpoint")
+
+    with pytest.raises(Crash):
+        run_trial(cfg, report=crash_after_round_three)
+    assert len(load_rounds(tmp_path / "crash")) == 3  # row 3 written, checkpoint still at round 2
+    resumed = run_trial(cfg)
+    assert list(resumed["round"]) == [1, 2, 3, 4]
+    pd.testing.assert_frame_equal(metrics(resumed), metrics(reference))
+
+
+def test_killed_worker_is_restarted_and_the_round_redone(tmp_path):
+    import ray
+
+    reference = run_trial(small(tmp_path / "ref", model={"parameterization": "pfedpara"},
+                                algorithm={"name": "pfedpara"}, train={"rounds": 4}))
+    cfg = small(tmp_path / "kill", model={"parameterization": "pfedpara"}, algorithm={"name": "pfedpara"},
+                train={"rounds": 4}, logging={"checkpoint_every": 2})
+
+    def kill_worker_after_round_three(metrics):
+        if metrics["round"] == 3:  # the next call finds a fresh worker whose clients' state is gone
+            ray.kill(ray.get_actor(f"{cfg.trial_name}/worker-0"), no_restart=False)
+
+    rows = run_trial(cfg, report=kill_worker_after_round_three)
+    pd.testing.assert_frame_equal(metrics(rows), metrics(reference))
