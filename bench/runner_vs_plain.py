@@ -1,0 +1,113 @@
+"""Seconds per round: the Ray runner against a plain single-process PyTorch FedAvg loop.
+
+Same workload for both: synthetic 32×32 images, 100 clients (IID), 16 sampled per round, 1 local
+epoch, batch 32, augmentation on, FedAvg. The plain loop is what a researcher would write in one
+script (torch using every core through intra-op threads); the runner spreads clients over worker
+actors with one thread each. Prints a table; the first round of each is warm-up and not counted.
+
+    python bench/runner_vs_plain.py [--rounds 4] [--workers 2] [--models cnn fc2 vgg16]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import tempfile
+import time
+
+import torch
+import torch.nn.functional as F
+
+from models import build_model
+from partitions import load_dataset, partition_clients
+from runner.augment import random_crop_flip
+from runner.config import TrialConfig
+from runner.seeding import sample_clients
+
+WORKLOADS = {
+    "cnn": ("cnn", "original", None),
+    "fc2": ("fc2", "original", None),  # overhead-bound: tiny compute per client
+    "vgg16": ("vgg16", "fedpara", 0.1),
+}
+
+
+def config(arch: str, parameterization: str, gamma: float | None, rounds: int, workers: int,
+           results: str) -> TrialConfig:
+    return TrialConfig.from_dict({
+        "data": {"dataset": "synthetic", "partition": "iid", "num_clients": 100, "clients_per_round": 16},
+        "model": {"arch": arch, "parameterization": parameterization, "gamma": gamma},
+        "train": {"rounds": rounds, "local_epochs": 1, "batch_size": 32, "lr": 0.05, "eval_every": 10_000},
+        "resources": {"num_workers": workers, "cpus_per_worker": round(1.8 / workers, 2), "driver_cpus": 0.2},
+        "logging": {"results_dir": results, "checkpoint_every": 0, "wandb": "disabled"},
+    })
+
+
+def plain_loop(cfg: TrialConfig) -> list[float]:
+    """FedAvg in one process: the baseline a researcher would write without Ray."""
+    torch.set_num_threads(os.cpu_count() or 1)
+    d, t, m = cfg.data, cfg.train, cfg.model
+    data = load_dataset(d.dataset, d.root, seed=cfg.seed)
+    parts = partition_clients(data, d.partition, d.num_clients, seed=cfg.seed).train
+    mean = torch.tensor(data.mean).view(1, -1, 1, 1)
+    std = torch.tensor(data.std).view(1, -1, 1, 1)
+    knob = {} if m.parameterization == "original" else {"gamma": m.gamma}
+    model = build_model(m.arch, m.parameterization, num_classes=data.num_classes, input_shape=data.input_shape, **knob)
+    global_state = {k: v.clone() for k, v in model.state_dict().items()}
+    times = []
+    for r in range(1, t.rounds + 1):
+        start = time.perf_counter()
+        sums, total = {k: torch.zeros_like(v) for k, v in global_state.items()}, 0
+        for k in sample_clients(cfg.seed, r, d.num_clients, d.clients_per_round):
+            model.load_state_dict(global_state)
+            opt = torch.optim.SGD(model.parameters(), lr=t.lr)
+            g = torch.Generator().manual_seed(r * 1000 + k)
+            x, y = data.x_train[parts[k]], data.y_train[parts[k]]
+            for idx in torch.randperm(len(y), generator=g).split(t.batch_size):
+                batch = random_crop_flip(x[idx].float() / 255, g)
+                opt.zero_grad()
+                F.cross_entropy(model((batch - mean) / std), y[idx]).backward()
+                opt.step()
+            for name, v in model.state_dict().items():
+                sums[name] += len(y) * (v - global_state[name])
+            total += len(y)
+        global_state = {k: v + sums[k] / total for k, v in global_state.items()}
+        times.append(time.perf_counter() - start)
+    return times
+
+
+def runner_loop(cfg: TrialConfig) -> list[float]:
+    from runner.trial import run_trial
+
+    return run_trial(cfg)["round_seconds"].tolist()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rounds", type=int, default=4)
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--models", nargs="+", default=["cnn", "fc2", "vgg16"], choices=sorted(WORKLOADS))
+    args = parser.parse_args()
+
+    import ray
+
+    ray.init(num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False)
+    rows = []
+    with tempfile.TemporaryDirectory() as results:
+        for name in args.models:
+            cfg = config(*WORKLOADS[name], args.rounds, args.workers, results)
+            plain = statistics.mean(plain_loop(cfg)[1:])
+            times = runner_loop(cfg)  # the last round also evaluates: leave it out too
+            ray_time = statistics.mean(times[1:-1] or times[1:])
+            rows.append((name, plain, ray_time, ray_time / plain))
+            print(f"{name}: plain {plain:.2f}s/round, runner {ray_time:.2f}s/round", flush=True)
+    ray.shutdown()
+    print(f"\n{os.cpu_count()} CPU cores, {args.workers} workers, 16 clients/round, 1 local epoch, synthetic 32x32\n")
+    print("| model | plain loop s/round | runner s/round | runner / plain |")
+    print("|---|---|---|---|")
+    for name, plain, ray_time, ratio in rows:
+        print(f"| {name} | {plain:.3f} | {ray_time:.3f} | {ratio:.2f} |")
+
+
+if __name__ == "__main__":
+    main()
