@@ -21,7 +21,7 @@ from typing import Any
 
 import ray
 import torch
-from ray.exceptions import RayActorError
+from ray.exceptions import ActorUnavailableError, RayActorError
 from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
 from models import count_parameters, original_parameter_count
@@ -34,6 +34,8 @@ from runner.seeding import sample_clients
 
 log = logging.getLogger(__name__)
 WORKER_RESTARTS = 3
+RESTART_WAIT_S = 300
+WORKER_FAILURES = (RayActorError, ActorUnavailableError)
 
 
 class WorkerRestarted(RuntimeError):
@@ -64,11 +66,10 @@ class Driver:
 
         pg = ray.util.get_current_placement_group()
         r = cfg.resources
-        actor = ray.remote(ClientWorker).options(
-            num_cpus=r.cpus_per_worker, num_gpus=r.gpus_per_worker, max_restarts=WORKER_RESTARTS,
-            max_task_retries=0)
+        actor = ray.remote(ClientWorker)
         self.workers = [
-            actor.options(name=f"{cfg.trial_name}/worker-{i}",
+            actor.options(num_cpus=r.cpus_per_worker, num_gpus=r.gpus_per_worker, max_restarts=WORKER_RESTARTS,
+                          max_task_retries=0, name=f"{cfg.trial_name}/worker-{i}",
                           **_placement(pg, None if first_worker_bundle is None else first_worker_bundle + i))
             .remote(cfg, i, r.num_workers)
             for i in range(r.num_workers)]
@@ -106,7 +107,7 @@ class Driver:
         for attempt in range(WORKER_RESTARTS + 1):
             try:
                 return self._round(evaluate=True)
-            except (RayActorError, WorkerRestarted) as error:
+            except (*WORKER_FAILURES, WorkerRestarted) as error:
                 if attempt == WORKER_RESTARTS:
                     raise
                 log.warning("a client worker died in round %d (%s); restoring and redoing it", self.round + 1, error)
@@ -166,7 +167,7 @@ class Driver:
         for attempt in range(WORKER_RESTARTS + 1):
             try:
                 return self._save_checkpoint()
-            except (RayActorError, WorkerRestarted):
+            except (*WORKER_FAILURES, WorkerRestarted):
                 if attempt == WORKER_RESTARTS:
                     raise
                 self._recover()
@@ -200,7 +201,15 @@ class Driver:
     def _recover(self) -> None:
         """After a worker restart: reload every actor from the checkpoint and replay up to the lost round."""
         target = self.round
-        self._setup_workers(self.workers)  # blocks until restarted workers are back
+        deadline = time.monotonic() + RESTART_WAIT_S
+        while True:  # a restarting actor refuses calls until it is back
+            try:
+                self._setup_workers(self.workers)
+                break
+            except ActorUnavailableError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(1.0)
         ray.get([w.load_client_states.remote({}) for w in self.workers])
         self._reset()
         if self.checkpoint_path.exists():

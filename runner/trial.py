@@ -24,7 +24,7 @@ from ray.util.placement_group import placement_group, remove_placement_group
 from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
 from partitions import check_available
-from runner.config import TrialConfig, unflatten
+from runner.config import TrialConfig
 from runner.driver import Driver
 from runner.results import RoundsTable, rounds_path
 from runner.wandb_run import open_run
@@ -118,10 +118,6 @@ def tune_trainable(params: dict[str, Any]) -> None:
     """Ray Tune function trainable: ``params`` holds ``base`` plus the grid's dotted keys and ``variant``."""
     from ray import tune
 
-    from runner.sweep_file import merge_trial
+    from runner.sweep_file import trial_config_from_tune
 
-    cfg = TrialConfig.from_dict(merge_trial(params["base"], {k: v for k, v in params.items() if k != "base"}))
-    run_trial(cfg, report=tune.report)
-
-
-__all__ = ["run_trial", "trial_bundles", "tune_trainable", "unflatten"]
+    run_trial(trial_config_from_tune(params), report=tune.report)
