@@ -1,0 +1,288 @@
+"""``python -m runner.sweep``: run one sweep file as a Ray Tune experiment, one placement group per trial.
+
+Everything that can be checked without Ray is checked first: the sweep file, every trial's config, and
+that each dataset is on disk. ``--dry-run`` stops there and prints the trial grid with the resources each
+trial reserves. A real run hands the same trials to ``tune.Tuner``; each trial's placement group holds
+the trainable, its Driver actor and its ClientWorker actors (``runner.trial.trial_bundles``).
+``--resume`` continues an interrupted sweep: Tune skips finished trials and restarts unfinished ones,
+which pick up from their own checkpoints under ``<results>/<sweep>/trials/``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import textwrap
+from collections import Counter
+from pathlib import Path
+from typing import Any, Sequence
+
+from runner.config import ConfigError, TrialConfig
+from runner.sweep_file import (
+    VARIANT_KEY,
+    Sweep,
+    SweepError,
+    apply_overrides,
+    expand,
+    load_sweep,
+    param_space,
+    parse_overrides,
+    trial_config_from_tune,
+    varying_keys,
+)
+
+DEFAULT_SWEEP = Path("sweeps/quickstart.yaml")
+DEFAULT_RESULTS = Path("results")
+EXPERIMENT_NAME = "tune"  # <results>/<sweep>/tune holds Tune's experiment state
+METRIC_COLUMNS = {"round": "round", "train_loss": "train loss", "test_accuracy": "test acc",
+                  "cumulative_bytes": "bytes"}
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m runner.sweep",
+        description="Run a sweep file (sweeps/*.yaml) as a Ray Tune experiment.",
+        epilog="examples:\n"
+               "  python -m runner.sweep --dry-run\n"
+               "  python -m runner.sweep sweeps/fig4.yaml train.rounds=2 --results /tmp/smoke\n"
+               "  python -m runner.sweep sweeps/fig4.yaml --address auto --resume   # on the cluster head",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("sweep_file", nargs="?", type=Path, default=DEFAULT_SWEEP,
+                        help=f"sweep file (default: {DEFAULT_SWEEP})")
+    parser.add_argument("overrides", nargs="*", metavar="key=value",
+                        help="override a config field for every trial, e.g. train.rounds=2 (YAML value)")
+    parser.add_argument("--address", default=None,
+                        help="Ray cluster to join ('auto' on a `ray up` head node); default: a local Ray")
+    parser.add_argument("--results", type=Path, default=DEFAULT_RESULTS,
+                        help=f"results root; the sweep writes to <results>/<sweep name> (default: {DEFAULT_RESULTS})")
+    parser.add_argument("--max-concurrent", type=int, default=None, metavar="N",
+                        help="run at most N trials at once (default: as many as the cluster fits)")
+    parser.add_argument("--max-failures", type=int, default=0, metavar="N",
+                        help="retry a failed trial up to N times, e.g. after losing a spot node (default: 0)")
+    parser.add_argument("--dry-run", action="store_true", help="print the trials and their resources, start nothing")
+    parser.add_argument("--resume", action="store_true", help="continue an interrupted run of this sweep")
+    parser.add_argument("--no-plot", action="store_true", help="skip the figures and tables at the end")
+    args = parser.parse_intermixed_args(argv)
+    if "=" in args.sweep_file.name and not args.sweep_file.exists():  # only overrides were given
+        args.overrides.insert(0, str(args.sweep_file))
+        args.sweep_file = DEFAULT_SWEEP
+    if args.max_concurrent is not None and args.max_concurrent < 1:
+        parser.error("--max-concurrent must be >= 1")
+    return args
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    results_root = args.results.expanduser().resolve()
+    try:
+        sweep = apply_overrides(load_sweep(args.sweep_file), parse_overrides(args.overrides))
+        trials = expand(sweep, results_root=results_root)
+        bundles = [_trial_bundles(trial) for trial in trials]
+        if args.dry_run:
+            print(format_trial_table(sweep, trials, bundles))
+            print(format_data_check(trials))
+            return 0
+        check_data(trials)
+    except (SweepError, ConfigError, FileNotFoundError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+
+    results_dir = results_root / sweep.name
+    print(f"sweep {sweep.name}: {len(trials)} trials -> {results_dir}")
+    errored = run_tune(sweep, trials, results_dir, address=args.address, max_concurrent=args.max_concurrent,
+                       max_failures=args.max_failures, resume=args.resume)
+    figures: list[Path] = []
+    if not args.no_plot:
+        from runner.plot import plot_results
+
+        figures = plot_results(results_dir)
+    print(format_summary(sweep, results_dir, figures, args))
+    return 1 if errored else 0
+
+
+def check_data(trials: list[TrialConfig]) -> None:
+    """Fail before Ray starts when a dataset is missing (the error says how to get it)."""
+    import partitions
+
+    for dataset, root in sorted({(t.data.dataset, t.data.root) for t in trials}):
+        partitions.check_available(dataset, os.path.expanduser(root))
+
+
+def trial_resources(params: dict[str, Any]):
+    """Tune's per-trial resource request: one PACKed placement group from the trial's own config.
+
+    A function of the config (not one fixed request) because trials of one sweep may differ in
+    ``resources.*`` (e.g. num_workers per variant).
+    """
+    from ray import tune
+
+    return tune.PlacementGroupFactory(_trial_bundles(trial_config_from_tune(params)), strategy="PACK")
+
+
+def run_tune(sweep: Sweep, trials: list[TrialConfig], results_dir: Path, *, address: str | None,
+             max_concurrent: int | None, max_failures: int, resume: bool) -> list[str]:
+    """Run (or resume) the sweep under Tune; returns one line per errored trial."""
+    # Tune ignores a custom progress reporter unless its newer console output is switched off.
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+    import ray
+    from ray import tune
+
+    from runner.trial import tune_trainable
+
+    if address:
+        ray.init(address=address)
+    else:
+        ray.init()  # an embedded local Ray with this machine's CPUs and GPUs
+    trainable = tune.with_resources(tune_trainable, trial_resources)
+    experiment = results_dir / EXPERIMENT_NAME
+    if resume and tune.Tuner.can_restore(str(experiment)):
+        print(f"resuming {experiment}: finished trials are kept, unfinished and errored ones continue")
+        tuner = tune.Tuner.restore(str(experiment), trainable=trainable,
+                                   resume_unfinished=True, resume_errored=True)
+    else:
+        if resume:
+            print(f"nothing to resume at {experiment}; starting the sweep")
+        elif experiment.exists():
+            print(f"note: {experiment} holds an earlier run; trials still resume from their own checkpoints "
+                  f"(pass --resume to continue that Tune run instead)")
+        tuner = tune.Tuner(
+            trainable,
+            param_space=param_space(sweep, results_root=results_dir.parent),
+            tune_config=tune.TuneConfig(max_concurrent_trials=max_concurrent, trial_name_creator=tune_trial_name,
+                                        trial_dirname_creator=tune_trial_name),
+            run_config=tune.RunConfig(
+                name=EXPERIMENT_NAME,
+                storage_path=str(results_dir),
+                failure_config=tune.FailureConfig(max_failures=max_failures),
+                progress_reporter=progress_reporter(sweep, trials),
+            ),
+        )
+    grid = tuner.fit()
+    errored = [f"{result.path}: {_last_line(result.error)}" for result in grid if result.error is not None]
+    for line in errored:
+        print(f"trial failed: {line}", file=sys.stderr)
+    return errored
+
+
+def tune_trial_name(trial: Any) -> str:
+    """Tune shows and stores each trial under our trial name (``<results>/<sweep>/tune/<trial name>``)."""
+    return trial_config_from_tune(trial.config).trial_name
+
+
+def progress_reporter(sweep: Sweep, trials: list[TrialConfig]):
+    """Trial status, the keys that vary, round and test accuracy — one row per trial."""
+    from ray import tune
+
+    return tune.CLIReporter(parameter_columns=_tune_columns(sweep, trials), metric_columns=METRIC_COLUMNS,
+                            max_progress_rows=50, max_column_length=24)
+
+
+def format_trial_table(sweep: Sweep, trials: list[TrialConfig], bundles: list[list[dict[str, float]]]) -> str:
+    """The dry-run view: one row per trial with its varying values and its placement-group bundles."""
+    keys = varying_keys(trials)
+    headers = ["#", "trial", *_short_names(keys).values(), "bundles (trainable | driver | workers)", "CPU", "GPU"]
+    rows = []
+    for index, (trial, trial_bundles) in enumerate(zip(trials, bundles), start=1):
+        flat = trial.flat()
+        cpu, gpu = _totals(trial_bundles)
+        rows.append([str(index), trial.trial_name, *(_cell(flat[k]) for k in keys),
+                     format_bundles(trial_bundles), f"{cpu:g}", f"{gpu:g}"])
+    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(headers)]
+    line = "  ".join
+
+    cpu_all = sum(_totals(b)[0] for b in bundles)
+    gpu_all = sum(_totals(b)[1] for b in bundles)
+    biggest = max(bundles, key=lambda b: _totals(b))
+    text = [f"sweep {sweep.name} ({sweep.source}): {len(trials)} trials",
+            *textwrap.wrap(sweep.description, 110), "",
+            line(h.ljust(w) for h, w in zip(headers, widths)),
+            line("-" * w for w in widths),
+            *(line(c.ljust(w) for c, w in zip(r, widths)) for r in rows), "",
+            f"total if every trial ran at once: {cpu_all:g} CPU, {gpu_all:g} GPU "
+            f"(largest trial: {_totals(biggest)[0]:g} CPU, {_totals(biggest)[1]:g} GPU, "
+            f"{len(biggest)} bundles, PACKed onto as few nodes as fit)",
+            f"results: {Path(trials[0].logging.results_dir)}"]
+    return "\n".join(text)
+
+
+def format_data_check(trials: list[TrialConfig]) -> str:
+    """One line per dataset: on disk, or what is missing and how to get it."""
+    import partitions
+
+    lines = ["data:"]
+    for dataset, root in sorted({(t.data.dataset, t.data.root) for t in trials}):
+        try:
+            partitions.check_available(dataset, os.path.expanduser(root))
+            lines.append(f"  {dataset} ({root}): ok")
+        except FileNotFoundError as error:
+            lines.append(f"  {dataset} ({root}): MISSING - {error}")
+    return "\n".join(lines)
+
+
+def format_bundles(bundles: list[dict[str, float]]) -> str:
+    """``[{"CPU": .1}, {"CPU": .25}, {"CPU": .5}, {"CPU": .5}]`` -> ``0.1C | 0.25C | 2x(0.5C)``."""
+    def one(bundle: dict[str, float]) -> str:
+        return "+".join(f"{v:g}{'C' if k == 'CPU' else 'G' if k == 'GPU' else ' ' + k}" for k, v in bundle.items())
+
+    parts = [one(b) for b in bundles[:2]]
+    workers = Counter(one(b) for b in bundles[2:])
+    parts.append(" ".join(f"{n}x({text})" for text, n in workers.items()))
+    return " | ".join(p for p in parts if p)
+
+
+def format_summary(sweep: Sweep, results_dir: Path, figures: list[Path], args: argparse.Namespace) -> str:
+    wandb_dir = results_dir / "wandb"
+    lines = [
+        "",
+        f"results  {results_dir / 'rounds'}/*.parquet   (pandas: pd.read_parquet('{results_dir / 'rounds'}'))",
+        f"figures  {results_dir / 'figures'}" + ("" if figures else "   (none written; run python -m runner.plot "
+                                                   f"{results_dir})"),
+        *(f"         {path}" for path in figures),
+        f"W&B      {wandb_dir}   (group {sweep.name})",
+        f"         upload offline runs with:  wandb sync {wandb_dir}/offline-run-*",
+        f"Tune     {results_dir / EXPERIMENT_NAME}   (continue with: python -m runner.sweep {args.sweep_file} "
+        f"{' '.join(args.overrides)}{' ' if args.overrides else ''}--results {args.results} --resume)",
+    ]
+    return "\n".join(lines)
+
+
+def _trial_bundles(trial: TrialConfig) -> list[dict[str, float]]:
+    from runner.trial import trial_bundles
+
+    return trial_bundles(trial)
+
+
+def _tune_columns(sweep: Sweep, trials: list[TrialConfig]) -> dict[str, str]:
+    """Where each varying key sits in a Tune trial config: grid keys at the top, variant keys under
+    ``variant/`` (Tune's CLIReporter looks nested keys up with "/")."""
+    return {(key if key in sweep.grid else f"{VARIANT_KEY}/{key}"): name
+            for key, name in _short_names(varying_keys(trials)).items()}
+
+
+def _short_names(keys: list[str]) -> dict[str, str]:
+    """``model.gamma`` -> ``gamma``, ``algorithm.name`` -> ``algorithm``; the full key where two would clash."""
+    def short(key: str) -> str:
+        section, _, field = key.rpartition(".")
+        return section if field == "name" and section else field
+
+    counts = Counter(short(key) for key in keys)
+    return {key: short(key) if counts[short(key)] == 1 else key for key in keys}
+
+
+def _totals(bundles: list[dict[str, float]]) -> tuple[float, float]:
+    return (round(sum(b.get("CPU", 0.0) for b in bundles), 6), round(sum(b.get("GPU", 0.0) for b in bundles), 6))
+
+
+def _last_line(error: BaseException) -> str:
+    lines = str(error).strip().splitlines()
+    return lines[-1] if lines else type(error).__name__
+
+
+def _cell(value: Any) -> str:
+    return "-" if value is None else f"{value:g}" if isinstance(value, float) else str(value)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

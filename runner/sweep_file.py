@@ -1,0 +1,344 @@
+"""Sweep files: a study written once as YAML, expanded into the exact list of trials it stands for.
+
+A sweep file (``sweeps/*.yaml``) has five top-level keys::
+
+    name: fig4                 # results sub-directory and W&B group
+    description: "..."         # which paper figure/table it reproduces, what varies
+    base: {...}                # nested TrialConfig fields shared by every trial
+    grid: {dotted.key: [...]}  # full cross product
+    variants: [{...}, ...]     # a union of override sets, each crossed with the grid;
+                               # a list value inside a variant is expanded (crossed) too
+
+Everything is checked here, before Ray starts: unknown keys, misspelled fields and bad values fail
+with the file's path and the dotted field name. :func:`expand` gives the deterministic trial list
+(for ``--dry-run`` and validation); :func:`param_space` gives the same trials as a Tune search space,
+and :func:`merge_trial` turns one Tune ``config`` back into a trial's nested config dict.
+"""
+
+from __future__ import annotations
+
+import difflib
+import itertools
+import re
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, Iterable, Mapping
+
+import yaml
+
+from runner.config import ConfigError, TrialConfig, unflatten
+
+TOP_LEVEL_KEYS = ("name", "description", "base", "grid", "variants")
+BASE_KEY = "base"        # Tune config key holding the resolved base (a constant, not searched)
+VARIANT_KEY = "variant"  # Tune config key holding one expanded variant (flat dotted dict)
+RUNNER_OWNED = ("logging.results_dir", "sweep")  # set from --results and the sweep name, never by a file
+_NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+
+
+class _Loader(yaml.SafeLoader):
+    """YAML as researchers write it: ``1e-3`` is a float (PyYAML's YAML 1.1 rules read it as a string)."""
+
+
+_Loader.add_implicit_resolver("tag:yaml.org,2002:float",
+                              re.compile(r"^[-+]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)[eE][-+]?[0-9]+$"),
+                              list("-+0123456789."))
+
+
+class SweepError(ValueError):
+    """A sweep file or command-line override is wrong; the message names the file and the key."""
+
+
+@dataclass(frozen=True)
+class Sweep:
+    """One study as written in its file (variants keep their unexpanded list values)."""
+
+    name: str
+    description: str
+    base: dict[str, Any]
+    grid: dict[str, list[Any]]
+    variants: list[dict[str, Any]]
+    path: Path | None = field(default=None, compare=False)
+
+    @property
+    def source(self) -> str:
+        return str(self.path) if self.path is not None else f"sweep {self.name!r}"
+
+
+def config_fields() -> tuple[str, ...]:
+    """Every dotted leaf field a trial config has (``data.dataset``, ``seed``, ...)."""
+    return tuple(TrialConfig().flat())
+
+
+def load_sweep(path: str | Path) -> Sweep:
+    """Read and validate a sweep file; every trial it expands to is validated too."""
+    path = Path(path)
+    if not path.is_file():
+        raise SweepError(f"{path}: no such sweep file")
+    try:
+        raw = yaml.load(path.read_text(), Loader=_Loader)
+    except yaml.YAMLError as error:
+        raise SweepError(f"{path}: not valid YAML: {error}") from None
+    if not isinstance(raw, Mapping):
+        raise SweepError(f"{path}: expected a mapping with keys {', '.join(TOP_LEVEL_KEYS)}")
+    unknown = [key for key in raw if key not in TOP_LEVEL_KEYS]
+    if unknown:
+        raise SweepError(f"{path}: unknown top-level key {unknown[0]!r}{_suggest(unknown[0], TOP_LEVEL_KEYS)} "
+                         f"(valid: {', '.join(TOP_LEVEL_KEYS)})")
+
+    name = raw.get("name")
+    if not isinstance(name, str) or not _NAME_PATTERN.match(name):
+        raise SweepError(f"{path}: name: expected a directory-safe string like 'fig4', got {name!r}")
+    description = raw.get("description", "")
+    if not isinstance(description, str):
+        raise SweepError(f"{path}: description: expected a string, got {description!r}")
+
+    sweep = Sweep(
+        name=name,
+        description=description.strip(),
+        base=unflatten(_base_fields(raw.get("base") or {}, path)),
+        grid=_grid(raw.get("grid") or {}, path),
+        variants=_variants(raw.get("variants") or [], path),
+        path=path,
+    )
+    _check_no_overlap(sweep)
+    expand(sweep)
+    return sweep
+
+
+def parse_overrides(pairs: Iterable[str]) -> dict[str, Any]:
+    """``["train.rounds=2", "model.gamma=null"]`` -> ``{"train.rounds": 2, "model.gamma": None}``."""
+    overrides: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, text = pair.partition("=")
+        if not sep or not key:
+            raise SweepError(f"override {pair!r}: expected key=value, e.g. train.rounds=2")
+        try:
+            overrides[key.strip()] = yaml.load(text, Loader=_Loader)
+        except yaml.YAMLError as error:
+            raise SweepError(f"override {pair!r}: value is not valid YAML: {error}") from None
+    return overrides
+
+
+def apply_overrides(sweep: Sweep, overrides: Mapping[str, Any]) -> Sweep:
+    """Put command-line overrides into ``base``; they win over the grid and the variants too.
+
+    An overridden key is dropped from the grid and from every variant, so ``train.rounds=2`` shortens
+    every trial of a sweep whose variants set per-dataset round counts. Variants that become equal
+    are kept once.
+    """
+    if not overrides:
+        return sweep
+    source = f"{sweep.source} (command-line override)"
+    for key in overrides:
+        _check_field(key, source)
+    flat_base = _flatten_nested(sweep.base)
+    flat_base.update(overrides)
+    grid = {key: values for key, values in sweep.grid.items() if key not in overrides}
+    variants: list[dict[str, Any]] = []
+    for variant in sweep.variants:
+        kept = {key: value for key, value in variant.items() if key not in overrides}
+        if kept not in variants:
+            variants.append(kept)
+    if variants == [{}]:  # every variant only set overridden keys: nothing is left to vary
+        variants = []
+    return replace(sweep, base=unflatten(flat_base), grid=grid, variants=variants)
+
+
+def expand_variants(sweep: Sweep) -> list[dict[str, Any]]:
+    """Each variant with its list values crossed out, in file order: one flat dict per variant.
+
+    Every dict names every key any variant sets (a key a variant leaves alone gets the base's value),
+    so each Tune trial's ``variant`` shows the full picture, e.g. in the progress table.
+    """
+    expanded: list[dict[str, Any]] = []
+    for variant in sweep.variants:
+        keys = list(variant)
+        choices = [variant[k] if isinstance(variant[k], list) else [variant[k]] for k in keys]
+        expanded.extend(dict(zip(keys, combo)) for combo in itertools.product(*choices))
+    keys = list(dict.fromkeys(key for variant in sweep.variants for key in variant))
+    inherited = {**TrialConfig().flat(), **_flatten_nested(sweep.base)}
+    return [{key: variant[key] if key in variant else inherited[key] for key in keys} for variant in expanded]
+
+
+def resolved_base(sweep: Sweep, results_root: str | Path = "results") -> dict[str, Any]:
+    """The base every trial starts from: the file's base plus the runner-owned fields."""
+    flat = _flatten_nested(sweep.base)
+    flat["logging.results_dir"] = str(Path(results_root) / sweep.name)
+    flat["sweep"] = sweep.name
+    return unflatten(flat)
+
+
+def merge_trial(base: Mapping[str, Any], params: Mapping[str, Any]) -> dict[str, Any]:
+    """One trial's nested config: ``base`` <- the dotted grid keys in ``params`` <- ``params["variant"]``.
+
+    ``params`` is a Tune trial ``config`` (see :func:`param_space`); its ``"base"`` entry, if any, is
+    ignored here because the caller passes the base explicitly.
+    """
+    flat = _flatten_nested(base)
+    for key, value in params.items():
+        if key not in (BASE_KEY, VARIANT_KEY):
+            flat[key] = value
+    flat.update(params.get(VARIANT_KEY) or {})
+    return unflatten(flat)
+
+
+def trial_config_from_tune(params: Mapping[str, Any]) -> TrialConfig:
+    """What ``runner.trial.tune_trainable`` needs: the validated config of one Tune trial."""
+    return TrialConfig.from_dict(merge_trial(params[BASE_KEY], params))
+
+
+def grid_points(sweep: Sweep) -> list[dict[str, Any]]:
+    """The grid's cross product in file order (one empty point when there is no grid)."""
+    keys = list(sweep.grid)
+    return [dict(zip(keys, combo)) for combo in itertools.product(*(sweep.grid[k] for k in keys))]
+
+
+def expand(sweep: Sweep, overrides: Mapping[str, Any] | None = None, *,
+           results_root: str | Path = "results") -> list[TrialConfig]:
+    """The sweep's trials, grid-major then variant order, each validated by TrialConfig.from_dict.
+
+    A bad value raises :class:`SweepError` naming the sweep file, the dotted field, and the trial's
+    grid/variant values; two trials that come out identical are an error too (they would share a
+    results directory).
+    """
+    sweep = apply_overrides(sweep, overrides or {})
+    base = resolved_base(sweep, results_root)
+    variants = expand_variants(sweep) or [None]
+    trials: list[TrialConfig] = []
+    seen: dict[str, dict[str, Any]] = {}
+    for point in grid_points(sweep):
+        for variant in variants:
+            params = dict(point, **({VARIANT_KEY: variant} if variant is not None else {}))
+            where = {**point, **(variant or {})}
+            try:
+                config = TrialConfig.from_dict(merge_trial(base, params))
+            except ConfigError as error:
+                raise SweepError(f"{sweep.source}: {error} (in the trial with {_describe(where)})") from None
+            if config.trial_name in seen:
+                raise SweepError(f"{sweep.source}: the trials with {_describe(seen[config.trial_name])} and "
+                                 f"{_describe(where)} are identical ({config.trial_name})")
+            seen[config.trial_name] = where
+            trials.append(config)
+    return trials
+
+
+def param_space(sweep: Sweep, overrides: Mapping[str, Any] | None = None, *,
+                results_root: str | Path = "results") -> dict[str, Any]:
+    """The Tune search space: each grid key a ``grid_search``, the expanded variants one more.
+
+    The resolved base rides along as the constant ``"base"`` entry, so a Tune trial's ``config`` is
+    self-contained (and survives ``Tuner.restore``): ``merge_trial(config["base"], config)``.
+    """
+    from ray import tune
+
+    sweep = apply_overrides(sweep, overrides or {})
+    space: dict[str, Any] = {BASE_KEY: resolved_base(sweep, results_root)}
+    for key, values in sweep.grid.items():
+        space[key] = tune.grid_search(list(values))
+    variants = expand_variants(sweep)
+    if variants:
+        space[VARIANT_KEY] = tune.grid_search(variants)
+    return space
+
+
+def varying_keys(trials: list[TrialConfig]) -> list[str]:
+    """Dotted fields whose value differs between trials, in config order (the columns worth showing)."""
+    flats = [trial.flat() for trial in trials]
+    if len(flats) < 2:
+        return []
+    return [key for key in flats[0] if key not in RUNNER_OWNED and len({repr(f[key]) for f in flats}) > 1]
+
+
+def _base_fields(base: Any, path: Path) -> dict[str, Any]:
+    if not isinstance(base, Mapping):
+        raise SweepError(f"{path}: base: expected a mapping of config sections, got {base!r}")
+    flat: dict[str, Any] = {}
+    for key, value in _flat_items(base, ""):
+        _check_field(key, f"{path}: base")
+        if key in flat:
+            raise SweepError(f"{path}: base: {key} is given twice")
+        flat[key] = value
+    return flat
+
+
+def _grid(grid: Any, path: Path) -> dict[str, list[Any]]:
+    if not isinstance(grid, Mapping):
+        raise SweepError(f"{path}: grid: expected a mapping of dotted keys to lists, got {grid!r}")
+    for key, values in grid.items():
+        _check_field(key, f"{path}: grid")
+        if not isinstance(values, list):
+            raise SweepError(f"{path}: grid: {key}: expected a list of values, got {values!r} "
+                             f"(a single value belongs in base)")
+        if not values:
+            raise SweepError(f"{path}: grid: {key}: the list is empty, so the sweep would have no trials")
+        _check_distinct(values, f"{path}: grid: {key}")
+    return {str(key): list(values) for key, values in grid.items()}
+
+
+def _variants(variants: Any, path: Path) -> list[dict[str, Any]]:
+    if not isinstance(variants, list):
+        raise SweepError(f"{path}: variants: expected a list of mappings, got {variants!r}")
+    checked = []
+    for index, variant in enumerate(variants):
+        where = f"{path}: variants[{index}]"
+        if not isinstance(variant, Mapping) or not variant:
+            raise SweepError(f"{where}: expected a non-empty mapping of dotted keys to values, got {variant!r}")
+        for key, value in variant.items():
+            _check_field(key, where)
+            if isinstance(value, list):
+                if not value:
+                    raise SweepError(f"{where}: {key}: the list is empty, so this variant has no trials")
+                _check_distinct(value, f"{where}: {key}")
+        checked.append(dict(variant))
+    return checked
+
+
+def _check_no_overlap(sweep: Sweep) -> None:
+    for index, variant in enumerate(sweep.variants):
+        both = [key for key in variant if key in sweep.grid]
+        if both:
+            raise SweepError(f"{sweep.source}: variants[{index}]: {both[0]} is also a grid key; the variant "
+                             f"would override every grid value (put it in one place)")
+
+
+def _check_field(key: Any, where: str) -> None:
+    known = config_fields()
+    if not isinstance(key, str) or key not in known:
+        sections = {k.split(".")[0] for k in known if "." in k}
+        hint = (" (a section: name one of its fields, e.g. "
+                f"{next(k for k in known if k.startswith(f'{key}.'))})") if key in sections else _suggest(key, known)
+        raise SweepError(f"{where}: {key!r} is not a config field{hint}")
+    if key in RUNNER_OWNED:
+        raise SweepError(f"{where}: {key} is set by the runner (from --results and the sweep name); remove it")
+
+
+def _check_distinct(values: list[Any], where: str) -> None:
+    seen = []
+    for value in values:
+        if isinstance(value, (Mapping, list)):
+            raise SweepError(f"{where}: values must be scalars, got {value!r}")
+        if value in seen:
+            raise SweepError(f"{where}: {value!r} is listed twice")
+        seen.append(value)
+
+
+def _flat_items(tree: Mapping[str, Any], prefix: str) -> Iterable[tuple[str, Any]]:
+    for key, value in tree.items():
+        dotted = f"{prefix}{key}"
+        if isinstance(value, Mapping):
+            yield from _flat_items(value, f"{dotted}.")
+        else:
+            yield dotted, value
+
+
+def _flatten_nested(tree: Mapping[str, Any]) -> dict[str, Any]:
+    return dict(_flat_items(tree, ""))
+
+
+def _suggest(word: Any, choices: Iterable[str]) -> str:
+    close = difflib.get_close_matches(str(word), list(choices), n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def _describe(values: Mapping[str, Any]) -> str:
+    return ", ".join(f"{k}={v!r}" for k, v in values.items()) or "the base settings"

@@ -1,0 +1,202 @@
+"""runner.plot on a small, realistic rounds dataset written with the results schema.
+
+Trials: VGG16 original / FedPara γ=0.1 / FedPara γ=0.5 on cifar10 IID, cifar10 Dirichlet(0.5) and
+cifar100 IID; FedPara γ=0.1 on cifar10 IID has two seeds (averaged into one line). 12 rounds, evaluated
+every 2nd round (NaN accuracy otherwise), so "the last 5 evaluated rounds" are rounds 4, 6, ..., 12.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from runner import plot
+from runner.config import TrialConfig
+from runner.results import SCHEMA, rounds_path
+
+ROUNDS = 12
+EVAL_EVERY = 2
+ORIGINAL_PARAMS = 1_000_000
+RATIO = {None: 1.0, 0.1: 0.101, 0.5: 0.30}
+CLIENTS = {"cifar10": 16, "cifar100": 8}
+
+
+def accuracy(dataset: str, partition: str, gamma: float | None, seed: int, algorithm: str, round_: int) -> float:
+    """A made-up learning curve; every term shifts one trial's numbers so mix-ups show."""
+    level = {"cifar10": 0.60, "cifar100": 0.30}[dataset] - (0.05 if partition == "dirichlet" else 0.0)
+    level += {None: 0.02, 0.1: 0.0, 0.5: 0.03}[gamma] + 0.01 * seed + {"fedavg": 0, "fedprox": 0.004, "fedpaq": -0.006}[algorithm]
+    return level + 0.01 * round_
+
+
+def upload_bytes(params: int, algorithm: str) -> int:
+    return params * 4 // (8 if algorithm == "fedpaq" else 1)
+
+
+def write_trial(results_dir: Path, dataset: str, partition: str, gamma: float | None, *, seed: int = 0,
+                algorithm: str = "fedavg", sweep: str = "demo") -> str:
+    cfg = TrialConfig.from_dict({
+        "data": {"dataset": dataset, "partition": partition, "alpha": 0.5, "num_clients": 50,
+                 "clients_per_round": CLIENTS[dataset]},
+        "model": {"arch": "vgg16", "parameterization": "original" if gamma is None else "fedpara", "gamma": gamma},
+        "train": {"rounds": ROUNDS, "eval_every": EVAL_EVERY},
+        "algorithm": {"name": algorithm}, "seed": seed, "sweep": sweep,
+        "logging": {"results_dir": str(results_dir)},
+    })
+    params = round(ORIGINAL_PARAMS * RATIO[gamma])
+    down, up = CLIENTS[dataset] * params * 4, CLIENTS[dataset] * upload_bytes(params, algorithm)
+    rows = []
+    for r in range(1, ROUNDS + 1):
+        evaluated = r % EVAL_EVERY == 0
+        acc = accuracy(dataset, partition, gamma, seed, algorithm, r) if evaluated else math.nan
+        rows.append({**cfg.flat(), "trial": cfg.trial_name, "num_parameters": params,
+                     "original_parameters": ORIGINAL_PARAMS, "param_ratio": params / ORIGINAL_PARAMS,
+                     "params_sent": params, "round": r, "lr": 0.1, "clients": CLIENTS[dataset], "train_loss": 2.0 / r,
+                     "test_accuracy": acc, "test_loss": 1.0 if evaluated else math.nan,
+                     "bytes_down": down, "bytes_up": up, "bytes_round": down + up,
+                     "cumulative_bytes": r * (down + up), "round_seconds": 1.0, "elapsed_seconds": float(r)})
+    path = rounds_path(results_dir, cfg.trial_name)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pq.write_table(pa.Table.from_pylist(rows, schema=SCHEMA), path)
+    return cfg.trial_name
+
+
+def final_accuracy(*args) -> float:
+    """Mean over the last 5 evaluated rounds: 4, 6, 8, 10, 12."""
+    return float(np.mean([accuracy(*args, r) for r in range(4, ROUNDS + 1, EVAL_EVERY)]))
+
+
+@pytest.fixture(scope="module")
+def figure_results(tmp_path_factory) -> Path:
+    results = tmp_path_factory.mktemp("results") / "demo"
+    for dataset, partition in (("cifar10", "iid"), ("cifar10", "dirichlet"), ("cifar100", "iid")):
+        for gamma in (None, 0.1, 0.5):
+            write_trial(results, dataset, partition, gamma)
+    write_trial(results, "cifar10", "iid", 0.1, seed=1)
+    return results
+
+
+@pytest.fixture(scope="module")
+def rounds(figure_results):
+    return plot.load_rounds(figure_results)
+
+
+def test_the_dataset_has_the_contract_columns(rounds):
+    for column in ("data.dataset", "data.partition", "model.arch", "model.parameterization", "model.gamma",
+                   "algorithm.name", "seed", "trial", "param_ratio", "round", "test_accuracy", "cumulative_bytes"):
+        assert column in rounds.columns
+    assert rounds["trial"].nunique() == 10 and len(rounds) == 10 * ROUNDS
+    assert rounds["test_accuracy"].isna().sum() == 10 * ROUNDS // 2
+
+
+def test_figure3_one_panel_per_split_one_line_per_model_x_is_cumulative_gb(rounds):
+    figure = plot.figure3(rounds)
+    panels = {ax.get_title(): ax for ax in figure.axes if ax.get_visible()}
+    assert set(panels) == {"cifar10 iid", "cifar10 dirichlet(α=0.5)", "cifar100 iid"}
+    assert sum(not ax.get_visible() for ax in figure.axes) == 1  # the 2x2 grid has no cifar100 Dirichlet
+
+    ax = panels["cifar10 iid"]
+    lines = {line.get_label(): line for line in ax.get_lines()}
+    assert list(lines) == ["vgg16 original", "vgg16 fedpara γ=0.1", "vgg16 fedpara γ=0.5"]
+    assert "GB" in ax.get_xlabel()
+
+    seeds_averaged = lines["vgg16 fedpara γ=0.1"]
+    evaluated = np.arange(EVAL_EVERY, ROUNDS + 1, EVAL_EVERY)
+    bytes_round = 16 * round(ORIGINAL_PARAMS * 0.101) * 4 * 2
+    np.testing.assert_allclose(seeds_averaged.get_xdata(), evaluated * bytes_round / 1e9)
+    expected = [100 * (accuracy("cifar10", "iid", 0.1, 0, "fedavg", r) + accuracy("cifar10", "iid", 0.1, 1, "fedavg", r)) / 2
+                for r in evaluated]
+    np.testing.assert_allclose(seeds_averaged.get_ydata(), expected)
+
+    original = lines["vgg16 original"]
+    np.testing.assert_allclose(original.get_xdata(), evaluated * 16 * ORIGINAL_PARAMS * 8 / 1e9)
+    assert len(panels["cifar100 iid"].get_lines()) == 3
+    plt.close(figure)
+
+
+def test_figure4_final_accuracy_vs_param_ratio_with_original_reference(rounds):
+    figure = plot.figure4(rounds)
+    ax = figure.axes[0]
+    assert "last 5 evaluated rounds" in ax.get_ylabel()
+    lines = {line.get_label(): line for line in ax.get_lines()}
+    assert set(lines) == {"cifar10 iid", "cifar10 dirichlet(α=0.5)", "cifar100 iid",
+                          "cifar10 iid · original", "cifar10 dirichlet(α=0.5) · original", "cifar100 iid · original"}
+
+    fedpara = lines["cifar10 dirichlet(α=0.5)"]
+    np.testing.assert_allclose(fedpara.get_xdata(), [10.1, 30.0])
+    np.testing.assert_allclose(fedpara.get_ydata(), [100 * final_accuracy("cifar10", "dirichlet", g, 0, "fedavg")
+                                                     for g in (0.1, 0.5)])
+    seeds = lines["cifar10 iid"].get_ydata()[0]
+    assert seeds == pytest.approx(100 * np.mean([final_accuracy("cifar10", "iid", 0.1, s, "fedavg") for s in (0, 1)]))
+
+    reference = lines["cifar100 iid · original"]
+    assert list(reference.get_ydata()) == pytest.approx([100 * final_accuracy("cifar100", "iid", None, 0, "fedavg")] * 2)
+    assert reference.get_linestyle() == "--"
+    assert reference.get_color() == lines["cifar100 iid"].get_color()
+    plt.close(figure)
+
+
+def test_tables_markdown_has_final_accuracy_ratio_and_gb(rounds):
+    text = plot.tables_markdown(rounds)
+    header = "| model | algorithm | params (%) | cifar10 iid | cifar10 dirichlet(α=0.5) | cifar100 iid |"
+    assert header in text
+    a = [100 * final_accuracy(d, p, 0.5, 0, "fedavg") for d, p in
+         (("cifar10", "iid"), ("cifar10", "dirichlet"), ("cifar100", "iid"))]
+    assert f"| vgg16 fedpara γ=0.5 | fedavg | 30.0 | {a[0]:.2f} | {a[1]:.2f} | {a[2]:.2f} |" in text
+    seeds = 100 * np.mean([final_accuracy("cifar10", "iid", 0.1, s, "fedavg") for s in (0, 1)])
+    assert re.search(rf"\| vgg16 fedpara γ=0\.1 \| fedavg \| 10\.1 \| {seeds:.2f} \|", text)
+
+    gb_original_cifar100 = ROUNDS * 8 * ORIGINAL_PARAMS * 8 / 1e9
+    assert f"| vgg16 original | fedavg | {1.536:.3g} | {1.536:.3g} | {gb_original_cifar100:.3g} |" in text
+    every = [line for line in text.splitlines() if line.startswith("| cifar10 | iid | vgg16 fedpara γ=0.1")]
+    assert len(every) == 1 and every[0].endswith(f"| {ROUNDS} | 2 |")  # one group, two seeds
+
+
+def test_tables_list_algorithms_as_rows_with_their_bytes(tmp_path):
+    results = tmp_path / "table3"
+    for algorithm in ("fedavg", "fedprox", "fedpaq"):
+        write_trial(results, "cifar10", "iid", 0.1, algorithm=algorithm, sweep="table3")
+    text = plot.tables_markdown(plot.load_rounds(results))
+    params = round(ORIGINAL_PARAMS * 0.101)
+    for algorithm in ("fedavg", "fedprox", "fedpaq"):
+        acc = 100 * final_accuracy("cifar10", "iid", 0.1, 0, algorithm)
+        gb = ROUNDS * 16 * (params * 4 + upload_bytes(params, algorithm)) / 1e9
+        assert f"| vgg16 fedpara γ=0.1 | {algorithm} | 10.1 | {acc:.2f} |" in text
+        assert f"| vgg16 fedpara γ=0.1 | {algorithm} | {gb:.3g} |" in text
+    rows = [line.split(" | ")[1] for line in text.splitlines() if line.startswith("| vgg16 fedpara γ=0.1 |")]
+    assert rows[:3] == ["fedavg", "fedprox", "fedpaq"]  # the config's algorithm order
+
+
+def test_plot_results_writes_every_file(figure_results, tmp_path, capsys):
+    out = tmp_path / "figures"
+    written = plot.plot_results(figure_results, out)
+    assert [p.name for p in written] == [plot.FIGURE3_FILE, plot.FIGURE4_FILE, plot.TABLES_FILE]
+    for path in written[:2]:
+        assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and path.stat().st_size > 10_000
+    assert plot.main([str(figure_results), "--out", str(tmp_path / "cli")]) == 0
+    assert str(tmp_path / "cli" / plot.TABLES_FILE) in capsys.readouterr().out
+
+
+def test_figures_are_skipped_with_a_reason(tmp_path, capsys):
+    only_original = tmp_path / "original"
+    write_trial(only_original, "cifar10", "iid", None)
+    assert plot.figure4(plot.load_rounds(only_original)) is None
+    assert "no factorised" in capsys.readouterr().out
+
+    no_reference = tmp_path / "fedpara_only"
+    write_trial(no_reference, "cifar10", "iid", 0.1)
+    figure = plot.figure4(plot.load_rounds(no_reference))
+    assert [line.get_label() for line in figure.axes[0].get_lines()] == ["cifar10 iid"]
+    assert "without the original-model reference" in capsys.readouterr().out
+    plt.close(figure)
+
+    unevaluated = plot.load_rounds(only_original).assign(test_accuracy=math.nan)
+    assert plot.figure3(unevaluated) is None and plot.tables_markdown(unevaluated) is None
+    assert "no round has a test accuracy" in capsys.readouterr().out
+    assert plot.plot_results(tmp_path / "empty") == []

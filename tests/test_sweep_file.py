@@ -1,0 +1,369 @@
+"""Sweep files: loading, validation errors, expansion, the Tune search space, and the CLI's dry run.
+
+Nothing here starts Ray: the Tune search space is expanded with Tune's own variant generator, and the
+CLI is exercised through ``--dry-run`` and with ``ray.init``/``Tuner`` replaced by recorders.
+"""
+
+from __future__ import annotations
+
+import sys
+import types
+from pathlib import Path
+
+import pytest
+import yaml
+from ray.tune.utils import unflattened_lookup
+from ray.tune.search.variant_generator import generate_variants
+
+from runner import sweep as sweep_cli
+from runner.config import TrialConfig
+from runner.sweep_file import (
+    Sweep,
+    SweepError,
+    expand,
+    load_sweep,
+    merge_trial,
+    param_space,
+    parse_overrides,
+    trial_config_from_tune,
+    varying_keys,
+)
+
+SWEEPS = Path(__file__).resolve().parents[1] / "sweeps"
+EXPECTED_TRIALS = {"quickstart": 4, "fig3": 12, "fig4": 40, "fig5": 8, "table2": 14, "table3": 12}
+
+
+def contract_bundles(cfg: TrialConfig) -> list[dict[str, float]]:
+    """CONTRACTS.md's trial_bundles: trainable, Driver, then one bundle per worker."""
+    r = cfg.resources
+    worker = {"CPU": r.cpus_per_worker, **({"GPU": r.gpus_per_worker} if r.gpus_per_worker else {})}
+    return [{"CPU": 0.1}, {"CPU": r.driver_cpus}] + [dict(worker) for _ in range(r.num_workers)]
+
+
+@pytest.fixture
+def trial_module(monkeypatch):
+    """runner.trial when it imports; otherwise a stand-in with the contract's functions."""
+    try:
+        import runner.trial as module
+    except ImportError:
+        module = types.ModuleType("runner.trial")
+        module.trial_bundles = contract_bundles
+        module.tune_trainable = lambda params: None
+        monkeypatch.setitem(sys.modules, "runner.trial", module)
+    return module
+
+
+def write(tmp_path: Path, text: str, name: str = "study.yaml") -> Path:
+    path = tmp_path / name
+    path.write_text(text)
+    return path
+
+
+SMALL = """
+name: small
+description: a test sweep
+base:
+  data: {dataset: synthetic, num_clients: 10, clients_per_round: 2}
+  model: {arch: cnn, parameterization: fedpara}
+  train: {rounds: 2}
+grid:
+  seed: [0, 1]
+variants:
+  - {model.parameterization: fedpara, model.gamma: [0.1, 0.9]}
+  - {model.parameterization: original, model.gamma: null, resources.num_workers: 3}
+"""
+
+
+# ---- every shipped sweep file ---------------------------------------------------------------------
+
+@pytest.mark.parametrize("path", sorted(SWEEPS.glob("*.yaml")), ids=lambda p: p.stem)
+def test_every_sweep_file_loads_expands_and_matches_tune(path):
+    sweep = load_sweep(path)
+    assert sweep.name == path.stem and sweep.name in EXPECTED_TRIALS
+    assert "Figure" in sweep.description or "Table" in sweep.description
+    trials = expand(sweep, results_root="/runs")
+    assert len(trials) == EXPECTED_TRIALS[sweep.name]
+    assert len({t.trial_name for t in trials}) == len(trials)
+    assert {t.logging.results_dir for t in trials} == {f"/runs/{sweep.name}"}
+    assert {t.sweep for t in trials} == {sweep.name}
+
+    # Tune's expansion of the search space gives exactly the same trials.
+    space = param_space(sweep, results_root="/runs")
+    from_tune = [trial_config_from_tune(config) for _, config in generate_variants(space)]
+    assert sorted(t.trial_name for t in from_tune) == sorted(t.trial_name for t in trials)
+
+
+def test_fig4_is_datasets_x_splits_x_nine_gammas_plus_original():
+    trials = expand(load_sweep(SWEEPS / "fig4.yaml"))
+    cells = {}
+    for t in trials:
+        cells.setdefault((t.data.dataset, t.data.partition), []).append(t)
+    assert set(cells) == {(d, p) for d in ("cifar10", "cifar100") for p in ("iid", "dirichlet")}
+    for (dataset, partition), group in cells.items():
+        fedpara = sorted(t.model.gamma for t in group if t.model.parameterization == "fedpara")
+        assert fedpara == pytest.approx([0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9])
+        [original] = [t for t in group if t.model.parameterization == "original"]
+        assert original.model.gamma is None and original.model.ratio is None
+        for t in group:  # PAPER.md §3/§4 settings
+            assert (t.data.num_clients, t.data.clients_per_round, t.train.rounds) == (
+                (100, 16, 200) if dataset == "cifar10" else (50, 8, 400))
+            assert t.train.local_epochs == (10 if partition == "iid" else 5)
+            assert (t.model.arch, t.train.batch_size, t.train.lr, t.train.lr_decay) == ("vgg16", 64, 0.1, 0.992)
+            assert t.data.alpha == 0.5 and t.algorithm.name == "fedavg"
+
+
+def test_paper_specific_settings_of_the_other_sweeps():
+    fig3 = expand(load_sweep(SWEEPS / "fig3.yaml"))
+    ratios = {(t.data.dataset, t.model.ratio) for t in fig3 if t.model.parameterization == "fedpara"}
+    assert ratios == {("cifar10", 0.101), ("cifar100", 0.294), ("cinic10", 0.218)}
+    assert sum(t.model.parameterization == "original" for t in fig3) == 6
+
+    table2 = expand(load_sweep(SWEEPS / "table2.yaml"))
+    lstm = {(t.model.parameterization, t.model.ratio) for t in table2 if t.model.arch == "lstm"}
+    assert lstm == {("fedpara", 0.19), ("lowrank", 0.16)}
+    assert all(t.data.partition == "natural" for t in table2 if t.model.arch == "lstm")
+    vgg = [t for t in table2 if t.model.arch == "vgg16"]
+    assert len(vgg) == 12 and {t.model.gamma for t in vgg} == {0.1}
+
+    table3 = expand(load_sweep(SWEEPS / "table3.yaml"))
+    assert sorted({t.algorithm.name for t in table3}) == sorted(
+        ["fedavg", "fedprox", "scaffold", "feddyn", "fedadam", "fedpaq"])
+    assert {(t.data.dataset, t.model.parameterization) for t in table3} == {("cifar10", "fedpara")}
+
+    fig5 = expand(load_sweep(SWEEPS / "fig5.yaml"))
+    assert {(t.data.dataset, t.data.partition) for t in fig5} == {("femnist", "natural"), ("mnist", "pathological")}
+    assert all(t.personalised and t.model.arch == "fc2" and t.train.batch_size == 10 for t in fig5)
+    assert {(t.algorithm.name, t.model.parameterization) for t in fig5} == {
+        ("fedavg", "original"), ("fedper", "original"), ("local", "original"), ("pfedpara", "pfedpara")}
+
+    quickstart = expand(load_sweep(SWEEPS / "quickstart.yaml"))
+    cpus = [sum(b["CPU"] for b in contract_bundles(t)) for t in quickstart]
+    assert cpus == pytest.approx([0.85] * 4)  # two fit at once on a 2-core laptop
+
+
+# ---- validation errors name the file and the key -------------------------------------------------
+
+@pytest.mark.parametrize("edit, message", [
+    (lambda d: d.update(grids={"seed": [0]}), "unknown top-level key 'grids' (did you mean 'grid'?)"),
+    (lambda d: d["grid"].update(seed=0), "grid: seed: expected a list of values"),
+    (lambda d: d["grid"].update(seed=[]), "grid: seed: the list is empty"),
+    (lambda d: d["grid"].update({"model.gama": [0.1]}), "'model.gama' is not a config field (did you mean 'model.gamma'?)"),
+    (lambda d: d["grid"].update(model=[{"gamma": 0.1}]), "'model' is not a config field (a section"),
+    (lambda d: d["base"]["train"].update(epochs=3), "base: 'train.epochs' is not a config field"),
+    (lambda d: d["variants"][0].update({"seed": 3}), "variants[0]: seed is also a grid key"),
+    (lambda d: d["variants"][0].update({"model.gamma": []}), "variants[0]: model.gamma: the list is empty"),
+    (lambda d: d["base"].update(logging={"results_dir": "/x"}), "logging.results_dir is set by the runner"),
+    (lambda d: d["variants"][0].update({"model.gamma": [0.1, 1.5]}), "model.gamma: must be in [0, 1], got 1.5"),
+    (lambda d: d["variants"].append({"model.parameterization": "fedpara", "model.gamma": 0.9}), "are identical"),
+    (lambda d: d.update(name="../escape"), "name: expected a directory-safe string"),
+])
+def test_bad_sweep_files_fail_with_the_path_and_the_key(tmp_path, edit, message):
+    data = yaml.safe_load(SMALL)
+    edit(data)
+    path = write(tmp_path, yaml.safe_dump(data, sort_keys=False))
+    with pytest.raises(SweepError) as error:
+        load_sweep(path)
+    assert str(path) in str(error.value) and message in str(error.value)
+
+
+def test_a_bad_value_names_the_trial_it_is_in(tmp_path):
+    path = write(tmp_path, SMALL.replace("model.gamma: [0.1, 0.9]", "model.gamma: [0.1, 0.9], train.lr: -1"))
+    with pytest.raises(SweepError, match=r"train\.lr: must be > 0.*\(in the trial with seed=0, model\.parameterization="):
+        load_sweep(path)
+
+
+def test_invalid_yaml_and_missing_files(tmp_path):
+    with pytest.raises(SweepError, match="not valid YAML"):
+        load_sweep(write(tmp_path, "name: [unclosed"))
+    with pytest.raises(SweepError, match="no such sweep file"):
+        load_sweep(tmp_path / "absent.yaml")
+
+
+# ---- expansion, merging, overrides ---------------------------------------------------------------
+
+def test_expand_is_grid_major_and_variants_cross_their_lists(tmp_path):
+    sweep = load_sweep(write(tmp_path, SMALL))
+    assert isinstance(sweep, Sweep) and sweep.grid == {"seed": [0, 1]} and len(sweep.variants) == 2
+    trials = expand(sweep)
+    assert [(t.seed, t.model.parameterization, t.model.gamma, t.resources.num_workers) for t in trials] == [
+        (0, "fedpara", 0.1, 2), (0, "fedpara", 0.9, 2), (0, "original", None, 3),
+        (1, "fedpara", 0.1, 2), (1, "fedpara", 0.9, 2), (1, "original", None, 3)]
+    assert expand(sweep) == trials  # deterministic
+    assert varying_keys(trials) == ["model.parameterization", "model.gamma", "resources.num_workers", "seed"]
+
+
+def test_merge_trial_order_is_base_then_grid_then_variant():
+    base = {"model": {"gamma": 0.1, "arch": "cnn"}, "seed": 5}
+    merged = merge_trial(base, {"base": {"ignored": 1}, "model.gamma": 0.2, "seed": 1,
+                                "variant": {"model.gamma": 0.3}})
+    assert merged == {"model": {"gamma": 0.3, "arch": "cnn"}, "seed": 1}
+    assert base == {"model": {"gamma": 0.1, "arch": "cnn"}, "seed": 5}  # not mutated
+
+
+def test_overrides_parse_as_yaml_and_win_over_grid_and_variants():
+    assert parse_overrides(["train.rounds=2", "model.gamma=null", "train.lr=1e-2", "train.augment=false",
+                            "data.dataset=cifar10"]) == {
+        "train.rounds": 2, "model.gamma": None, "train.lr": 0.01, "train.augment": False, "data.dataset": "cifar10"}
+    with pytest.raises(SweepError, match="expected key=value"):
+        parse_overrides(["train.rounds"])
+
+    fig4 = load_sweep(SWEEPS / "fig4.yaml")
+    short = expand(fig4, {"train.rounds": 2, "data.num_clients": 20, "data.clients_per_round": 4})
+    assert len(short) == 40  # the CIFAR-100 variants' 400 rounds are overridden too
+    assert {(t.train.rounds, t.data.num_clients, t.data.clients_per_round) for t in short} == {(2, 20, 4)}
+    with pytest.raises(SweepError, match=r"command-line override.*'train.round' is not a config field"):
+        expand(fig4, {"train.round": 2})
+    one_gamma = expand(fig4, {"model.gamma": 0.5})  # the gamma axis collapses: one FedPara trial a cell
+    assert len(one_gamma) == 8 and {t.model.gamma for t in one_gamma} == {0.5}
+
+
+def test_trial_resources_follow_each_trials_own_config(tmp_path, trial_module):
+    space = param_space(load_sweep(write(tmp_path, SMALL)), results_root=tmp_path)
+    configs = [config for _, config in generate_variants(space)]
+    factories = [sweep_cli.trial_resources(config) for config in configs]
+    assert {f.strategy for f in factories} == {"PACK"}
+    workers = sorted({len(f.bundles) - 2 for f in factories})
+    assert workers == [2, 3]  # the original-model variant asks for 3 workers
+    for config, factory in zip(configs, factories):
+        cfg = trial_config_from_tune(config)
+        assert factory.bundles == trial_module.trial_bundles(cfg) == contract_bundles(cfg)
+
+
+def test_progress_columns_point_at_values_in_the_tune_config(tmp_path):
+    sweep = load_sweep(write(tmp_path, SMALL))
+    trials = expand(sweep)
+    columns = sweep_cli._tune_columns(sweep, trials)
+    assert columns == {"variant/model.parameterization": "parameterization", "variant/model.gamma": "gamma",
+                       "variant/resources.num_workers": "num_workers", "seed": "seed"}
+    for _, config in generate_variants(param_space(sweep)):
+        flat = trial_config_from_tune(config).flat()
+        for column in columns:
+            assert unflattened_lookup(column, config, default=None) == flat[column.split("/")[-1]]
+
+
+# ---- the CLI ---------------------------------------------------------------------------------------
+
+@pytest.fixture
+def no_ray(monkeypatch):
+    import ray
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("ray.init must not be called")
+
+    monkeypatch.setattr(ray, "init", refuse)
+
+
+def test_dry_run_prints_the_grid_and_resources_without_ray(tmp_path, capsys, trial_module, no_ray):
+    assert sweep_cli.main(["sweeps/quickstart.yaml", "--dry-run", "--results", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    trials = expand(load_sweep(SWEEPS / "quickstart.yaml"), results_root=tmp_path.resolve())
+    rows = [line for line in out.splitlines() if line[:1].isdigit()]
+    assert len(rows) == 4
+    for row, trial in zip(rows, trials):
+        assert trial.trial_name in row and "0.1C | 0.25C | 1x(0.5C)" in row and row.split()[-2:] == ["0.85", "0"]
+    assert "parameterization" in out and "gamma" in out
+    assert "total if every trial ran at once: 3.4 CPU, 0 GPU" in out
+    assert f"results: {tmp_path.resolve() / 'quickstart'}" in out
+    assert "synthetic (~/fedpara-data): ok" in out
+
+
+def test_dry_run_of_a_gpu_sweep_with_overrides_and_missing_data(capsys, trial_module, no_ray, monkeypatch):
+    import partitions
+
+    def missing(name, root):
+        if not name.startswith("synthetic"):
+            raise partitions.DatasetNotFoundError(f"{name}: not under {root}")
+
+    monkeypatch.setattr(partitions, "check_available", missing)
+    assert sweep_cli.main(["sweeps/fig4.yaml", "train.rounds=3", "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert "fig4 (sweeps/fig4.yaml): 40 trials" in out
+    assert sum(line[:1].isdigit() for line in out.splitlines()) == 40
+    assert "0.1C | 0.5C | 4x(0.75C+0.25G)" in out
+    assert "total if every trial ran at once: 144 CPU, 40 GPU" in out
+    assert f"cifar100 (~/fedpara-data): MISSING - cifar100: not under {Path('~/fedpara-data').expanduser()}" in out
+    assert " rounds " not in out.splitlines()[3]  # overridden everywhere, so it no longer varies
+
+
+def test_cli_fails_before_ray_on_bad_input_or_missing_data(tmp_path, capsys, trial_module, no_ray, monkeypatch):
+    assert sweep_cli.main([str(write(tmp_path, SMALL.replace("seed: [0, 1]", "seed: 0"))), "--dry-run"]) == 2
+    assert "grid: seed: expected a list" in capsys.readouterr().err
+    assert sweep_cli.main(["sweeps/quickstart.yaml", "model.gama=0.3"]) == 2
+    assert "'model.gama' is not a config field" in capsys.readouterr().err
+
+    import partitions
+
+    checked = []
+
+    def missing(name, root):
+        checked.append((name, root))
+        raise partitions.DatasetNotFoundError(f"{name} is not under {root}; get it with ...")
+
+    monkeypatch.setattr(partitions, "check_available", missing)
+    assert sweep_cli.main(["sweeps/table3.yaml"]) == 2
+    home_data = str(Path("~/fedpara-data").expanduser())
+    assert checked == [("cifar10", home_data)]  # one check per distinct (dataset, root)
+    assert f"cifar10 is not under {home_data}" in capsys.readouterr().err
+
+
+class RecordingTuner:
+    """Stands in for tune.Tuner: records how the CLI builds, restores and fits the experiment."""
+
+    calls: list[tuple[str, dict]] = []
+    restorable = False
+
+    def __init__(self, trainable, **kwargs):
+        RecordingTuner.calls.append(("new", {"trainable": trainable, **kwargs}))
+
+    @classmethod
+    def can_restore(cls, path):
+        cls.calls.append(("can_restore", {"path": path}))
+        return cls.restorable
+
+    @classmethod
+    def restore(cls, path, **kwargs):
+        cls.calls.append(("restore", {"path": path, **kwargs}))
+        return cls.__new__(cls)
+
+    def fit(self):
+        RecordingTuner.calls.append(("fit", {}))
+        return []
+
+
+@pytest.mark.parametrize("restorable", [False, True])
+def test_run_builds_one_tuner_per_sweep_or_restores_it(tmp_path, capsys, trial_module, monkeypatch, restorable):
+    import ray
+    from ray import tune
+
+    inits = []
+    monkeypatch.setattr(ray, "init", lambda **kwargs: inits.append(kwargs))
+    monkeypatch.setattr(tune, "Tuner", RecordingTuner)
+    RecordingTuner.calls, RecordingTuner.restorable = [], restorable
+    argv = ["sweeps/quickstart.yaml", "--results", str(tmp_path), "--max-concurrent", "2", "--no-plot",
+            "--address", "auto", *(["--resume"] if restorable else [])]
+    assert sweep_cli.main(argv) == 0
+    experiment = str(tmp_path.resolve() / "quickstart" / "tune")
+    assert inits == [{"address": "auto"}]
+    kinds = [kind for kind, _ in RecordingTuner.calls]
+    if restorable:
+        assert kinds == ["can_restore", "restore", "fit"]
+        restore = RecordingTuner.calls[1][1]
+        assert restore["path"] == experiment and restore["resume_unfinished"] and restore["resume_errored"]
+        assert restore["trainable"] is trial_module.tune_trainable
+    else:
+        assert kinds == ["new", "fit"]
+        built = RecordingTuner.calls[0][1]
+        assert built["trainable"] is trial_module.tune_trainable
+        assert callable(built["trainable"]._resources)  # per-trial placement groups
+        assert built["tune_config"].max_concurrent_trials == 2
+        assert built["tune_config"].trial_name_creator is sweep_cli.tune_trial_name
+        first = next(config for _, config in generate_variants(built["param_space"]))
+        assert sweep_cli.tune_trial_name(types.SimpleNamespace(config=first)) == trial_config_from_tune(first).trial_name
+        run = built["run_config"]
+        assert (run.name, run.storage_path) == ("tune", str(tmp_path.resolve() / "quickstart"))
+        assert isinstance(run.progress_reporter, tune.CLIReporter)
+        space = built["param_space"]
+        assert space["base"]["logging"]["results_dir"] == str(tmp_path.resolve() / "quickstart")
+        assert len(list(generate_variants(space))) == 4
+    out = capsys.readouterr().out
+    assert f"wandb sync {tmp_path.resolve() / 'quickstart' / 'wandb'}/offline-run-*" in out
