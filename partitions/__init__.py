@@ -1,0 +1,52 @@
+"""Datasets as compact tensors and the ways they are split across federated clients."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from partitions.cinic import check_cinic, load_cinic
+from partitions.dataset import DATASETS, DatasetInfo, DatasetNotFoundError, FederatedDataset
+from partitions.leaf import check_leaf, load_femnist, load_shakespeare
+from partitions.splits import (SCHEMES, ClientPartition, dirichlet_split, iid_split, natural_split,
+                               partition_clients, pathological_split)
+from partitions.synthetic import synthetic_images, synthetic_text
+from partitions.torchvision_sets import check_cifar, check_mnist, load_cifar, load_mnist
+
+
+def _known(name: str) -> None:
+    if name not in DATASETS:
+        raise ValueError(f"data.dataset: unknown dataset {name!r} (choose from {', '.join(DATASETS)})")
+
+
+def check_available(name: str, root: str | Path) -> None:
+    """Cheap existence check of a dataset's files; raises DatasetNotFoundError saying how to get them."""
+    _known(name)
+    if name in ("cifar10", "cifar100"):
+        check_cifar(name, root)
+    elif name == "mnist":
+        check_mnist(root)
+    elif name == "cinic10":
+        check_cinic(root)
+    elif name in ("femnist", "shakespeare"):
+        check_leaf(name, root)
+
+
+def load_dataset(name: str, root: str | Path, *, download: bool = False, seed: int = 0) -> FederatedDataset:
+    """Load a dataset once into tensors (synthetic ones are generated, deterministically for ``seed``)."""
+    _known(name)
+    if name == "synthetic":
+        return synthetic_images(seed)
+    if name == "synthetic_text":
+        return synthetic_text(seed)
+    if name in ("cifar10", "cifar100"):
+        return load_cifar(name, root, download)
+    if name == "mnist":
+        return load_mnist(root, download)
+    if name == "cinic10":
+        return load_cinic(root)
+    return load_femnist(root) if name == "femnist" else load_shakespeare(root)
+
+
+__all__ = ["DATASETS", "DatasetInfo", "DatasetNotFoundError", "FederatedDataset", "SCHEMES", "ClientPartition",
+           "check_available", "load_dataset", "partition_clients", "iid_split", "dirichlet_split",
+           "pathological_split", "natural_split"]

@@ -1,0 +1,86 @@
+"""CIFAR-10, CIFAR-100 and MNIST in torchvision's on-disk layout, loaded once into uint8 tensors.
+
+Downloading goes through torchvision (``download=True``), which also verifies the archives' checksums.
+Loading reads the files in their documented formats: CIFAR's pickled batches directly (torchvision's
+CIFAR classes refuse any file whose md5 is not the official one, which would make the loader untestable
+on small files) and MNIST's idx files through torchvision's own MNIST class.
+"""
+
+from __future__ import annotations
+
+import pickle
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from partitions.dataset import DatasetNotFoundError, FederatedDataset
+
+CIFAR = {
+    "cifar10": {"folder": "cifar-10-batches-py", "train": [f"data_batch_{i}" for i in range(1, 6)],
+                "test": ["test_batch"], "labels": "labels", "classes": 10, "tv": "CIFAR10",
+                "mean": (0.4914, 0.4822, 0.4465), "std": (0.2470, 0.2435, 0.2616)},
+    "cifar100": {"folder": "cifar-100-python", "train": ["train"], "test": ["test"], "labels": "fine_labels",
+                 "classes": 100, "tv": "CIFAR100",
+                 "mean": (0.5071, 0.4865, 0.4409), "std": (0.2673, 0.2564, 0.2762)},
+}
+MNIST_FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
+
+
+def _missing(name: str, expected: Path) -> DatasetNotFoundError:
+    return DatasetNotFoundError(
+        f"{name}: not found at {expected}. Set data.download: true to fetch it with torchvision where the "
+        f"network allows, or copy torchvision's {name} files there (data.root is {expected.parent})")
+
+
+def check_cifar(name: str, root: str | Path) -> None:
+    spec, folder = CIFAR[name], Path(root) / CIFAR[name]["folder"]
+    if not all((folder / f).exists() for f in spec["train"] + spec["test"]):
+        raise _missing(name, folder)
+
+
+def check_mnist(root: str | Path) -> None:
+    raw = Path(root) / "MNIST" / "raw"
+    if not all((raw / f).exists() for f in MNIST_FILES):
+        raise _missing("mnist", raw)
+
+
+def download(name: str, root: str | Path) -> None:
+    """Fetch the official archives with torchvision (checksums verified)."""
+    import torchvision
+
+    cls = torchvision.datasets.MNIST if name == "mnist" else getattr(torchvision.datasets, CIFAR[name]["tv"])
+    for train in (True, False):
+        cls(str(root), train=train, download=True)
+
+
+def _read_cifar_batches(folder: Path, files: list[str], label_key: str) -> tuple[torch.Tensor, torch.Tensor]:
+    images, labels = [], []
+    for file in files:
+        with open(folder / file, "rb") as handle:
+            entry = pickle.load(handle, encoding="latin1")
+        images.append(np.asarray(entry["data"], dtype=np.uint8).reshape(-1, 3, 32, 32))
+        labels.extend(entry[label_key])
+    return torch.from_numpy(np.concatenate(images)), torch.tensor(labels, dtype=torch.int64)
+
+
+def load_cifar(name: str, root: str | Path, download_missing: bool = False) -> FederatedDataset:
+    if download_missing:
+        download(name, root)
+    check_cifar(name, root)
+    spec, folder = CIFAR[name], Path(root) / CIFAR[name]["folder"]
+    x_train, y_train = _read_cifar_batches(folder, spec["train"], spec["labels"])
+    x_test, y_test = _read_cifar_batches(folder, spec["test"], spec["labels"])
+    return FederatedDataset(name, "image", x_train, y_train, x_test, y_test, spec["classes"], spec["mean"], spec["std"])
+
+
+def load_mnist(root: str | Path, download_missing: bool = False) -> FederatedDataset:
+    import torchvision
+
+    if download_missing:
+        download("mnist", root)
+    check_mnist(root)
+    train = torchvision.datasets.MNIST(str(root), train=True)
+    test = torchvision.datasets.MNIST(str(root), train=False)
+    return FederatedDataset("mnist", "image", train.data.unsqueeze(1).contiguous(), train.targets.long(),
+                            test.data.unsqueeze(1).contiguous(), test.targets.long(), 10, (0.1307,), (0.3081,))
