@@ -1,0 +1,174 @@
+"""Layers whose dense weight is composed from factors on every forward pass.
+
+A parameterisation (FedPara, low-rank, pFedPara) only decides *how many* factor sets a layer has, how they
+combine and how they are initialised. Everything else a drop-in replacement for ``nn.Linear`` /
+``nn.Conv2d`` needs (the call signature, bias, stride/padding/dilation, ``extra_repr``) lives here once.
+
+One *factor set* is one low-rank product, its tensors named by a suffix (``"1"`` gives ``x1``, ``y1``):
+
+- linear (Prop. 1): ``X·Yᵀ`` with ``X ∈ R^{out×r}``, ``Y ∈ R^{in×r}``;
+- convolution (Prop. 3, no reshape): ``T ×₁ X ×₂ Y`` with ``T ∈ R^{r×r×kh×kw}``, ``X ∈ R^{O×r}``,
+  ``Y ∈ R^{I×r}``, i.e. ``einsum(T[a,b,h,w], X[o,a], Y[i,b]) -> W[o,i,h,w]``.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from models.factor_init import draw_normal_, factor_std
+
+_PairArg = int | tuple[int, int]
+
+
+class FactorizedLayer(nn.Module):
+    """Shared machinery: factor registration, the bias, and the hooks a parameterisation fills in
+    (``factor_sets``, :meth:`composed_weight`, :meth:`reset_factors`)."""
+
+    factor_sets: tuple[str, ...] = ()  # suffixes of this parameterisation's factor sets
+    local_factor_names: tuple[str, ...] = ()  # factors that never leave the client (pFedPara's W2)
+    factor_letters: tuple[str, ...] = ()  # per factor set: ("x", "y") or ("t", "x", "y")
+
+    def _register_factors(self, rank: int, out_dim: int, bias: bool, factory: dict) -> None:
+        if rank < 1:
+            raise ValueError(f"rank must be a positive integer, got {rank}")
+        self.rank = rank
+        for suffix in self.factor_sets:
+            for letter, shape in zip(self.factor_letters, self._factor_shapes()):
+                self.register_parameter(letter + suffix, nn.Parameter(torch.empty(shape, **factory)))
+        self.register_parameter("bias", nn.Parameter(torch.empty(out_dim, **factory)) if bias else None)
+
+    def _factor_shapes(self) -> tuple[tuple[int, ...], ...]:
+        raise NotImplementedError
+
+    @property
+    def fan_in(self) -> int:
+        raise NotImplementedError
+
+    @property
+    def terms(self) -> int:
+        """Products summed in one entry of a factor set: r for ``X·Yᵀ``, r² for Tucker-2."""
+        raise NotImplementedError
+
+    def factor_set(self, suffix: str) -> Tensor:
+        """The dense product of one factor set, shaped like the layer's weight."""
+        raise NotImplementedError
+
+    def composed_weight(self) -> Tensor:
+        """The dense weight this layer applies (what ``nn.Linear.weight`` / ``nn.Conv2d.weight`` would be)."""
+        raise NotImplementedError
+
+    def weight_matrix(self) -> Tensor:
+        """Alias of :meth:`composed_weight`."""
+        return self.composed_weight()
+
+    def reset_factors(self) -> None:
+        raise NotImplementedError
+
+    def reset_parameters(self) -> None:
+        """Factors so the composed weight starts at Kaiming's variance; bias zero (as the authors' layers)."""
+        self.reset_factors()
+        if self.bias is not None:
+            nn.init.zeros_(self.bias)
+
+    def init_factor_set(self, suffix: str, variance: float) -> None:
+        """Draw one factor set so its dense product has ``variance`` per entry (see models.factor_init)."""
+        std = factor_std(variance, self.terms, len(self.factor_letters))
+        for letter in self.factor_letters:
+            draw_normal_(getattr(self, letter + suffix), std)
+
+    def _repr_tail(self) -> str:
+        return f"rank={self.rank}, bias={self.bias is not None}" + (", tanh=True" if self.tanh else "")
+
+
+class FactorizedLinear(FactorizedLayer):
+    """Base of the factorised linear layers; same call signature and output as ``nn.Linear``."""
+
+    factor_letters = ("x", "y")
+
+    def __init__(self, in_features: int, out_features: int, bias: bool = True, *, rank: int,
+                 tanh: bool = False, init_gain: float = math.sqrt(2.0), device=None, dtype=None) -> None:
+        super().__init__()
+        self.in_features, self.out_features = in_features, out_features
+        self.tanh, self.init_gain = tanh, init_gain
+        self._register_factors(rank, out_features, bias, {"device": device, "dtype": dtype})
+        self.reset_parameters()
+
+    def _factor_shapes(self) -> tuple[tuple[int, ...], ...]:
+        return (self.out_features, self.rank), (self.in_features, self.rank)
+
+    @property
+    def fan_in(self) -> int:
+        return self.in_features
+
+    @property
+    def terms(self) -> int:
+        return self.rank
+
+    def factor_set(self, suffix: str) -> Tensor:
+        return getattr(self, "x" + suffix) @ getattr(self, "y" + suffix).T
+
+    def forward(self, input: Tensor) -> Tensor:
+        return F.linear(input, self.composed_weight(), self.bias)
+
+    def extra_repr(self) -> str:
+        return f"in_features={self.in_features}, out_features={self.out_features}, {self._repr_tail()}"
+
+
+class FactorizedConv2d(FactorizedLayer):
+    """Base of the factorised convolutions; same call signature and output as ``nn.Conv2d`` (groups=1)."""
+
+    factor_letters = ("t", "x", "y")
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: _PairArg, stride: _PairArg = 1,
+                 padding: _PairArg | str = 0, dilation: _PairArg = 1, groups: int = 1, bias: bool = True, *,
+                 rank: int, tanh: bool = False, init_gain: float = math.sqrt(2.0), device=None,
+                 dtype=None) -> None:
+        super().__init__()
+        if groups != 1:
+            raise ValueError(f"{type(self).__name__} supports groups=1 only, got groups={groups}")
+        self.in_channels, self.out_channels = in_channels, out_channels
+        self.kernel_size, self.stride, self.dilation = _pair(kernel_size), _pair(stride), _pair(dilation)
+        self.padding = padding if isinstance(padding, str) else _pair(padding)
+        self.groups = 1
+        self.tanh, self.init_gain = tanh, init_gain
+        self._register_factors(rank, out_channels, bias, {"device": device, "dtype": dtype})
+        self.reset_parameters()
+
+    def _factor_shapes(self) -> tuple[tuple[int, ...], ...]:
+        r = self.rank
+        return (r, r, *self.kernel_size), (self.out_channels, r), (self.in_channels, r)
+
+    @property
+    def fan_in(self) -> int:
+        return self.in_channels * self.kernel_size[0] * self.kernel_size[1]
+
+    @property
+    def terms(self) -> int:
+        return self.rank * self.rank
+
+    def factor_set(self, suffix: str) -> Tensor:
+        t, x, y = (getattr(self, letter + suffix) for letter in self.factor_letters)
+        # torch.einsum contracts left to right: X·T first (O·r²·k² products), then Y (O·I·k²·r).
+        return torch.einsum("oa,abhw,ib->oihw", x, t, y)
+
+    def forward(self, input: Tensor) -> Tensor:
+        return F.conv2d(input, self.composed_weight(), self.bias, self.stride, self.padding, self.dilation)
+
+    def extra_repr(self) -> str:
+        return (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
+                f"stride={self.stride}, padding={self.padding}, dilation={self.dilation}, {self._repr_tail()}")
+
+
+def dense_weight(layer: nn.Module) -> Tensor:
+    """The dense weight of an original or factorised layer (the LSTM composes it once per sequence)."""
+    if isinstance(layer, FactorizedLayer):
+        return layer.composed_weight()
+    return layer.weight
+
+
+def _pair(value: _PairArg) -> tuple[int, int]:
+    return (value, value) if isinstance(value, int) else tuple(value)

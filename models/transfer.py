@@ -1,0 +1,54 @@
+"""What a model costs to ship: parameter counts, and which state entries stay on the client.
+
+``state_dict`` names are the unit of exchange between client and server, so every function here speaks
+in them.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping
+
+import torch
+from torch import Tensor, nn
+
+from models.factory import build_model
+
+HEAD_PREFIX = "head."
+
+
+def local_parameter_names(model: nn.Module) -> set[str]:
+    """State entries the parameterisation keeps on the client: pFedPara's W2 factors (empty otherwise).
+
+    Read from each layer's ``local_factor_names`` class attribute, so a new layer type declares its own.
+    """
+    names = set()
+    for prefix, module in model.named_modules():
+        for factor in getattr(module, "local_factor_names", ()):
+            names.add(f"{prefix}.{factor}" if prefix else factor)
+    return names
+
+
+def head_parameter_names(model: nn.Module) -> set[str]:
+    """State entries of ``model.head`` (FedPer's local layer)."""
+    return {name for name in model.state_dict() if name.startswith(HEAD_PREFIX)}
+
+
+def count_parameters(model: nn.Module) -> int:
+    """Trainable numbers in the model (every parameter, counted once)."""
+    return sum(p.numel() for p in model.parameters())
+
+
+def original_parameter_count(arch: str, num_classes: int, input_shape: tuple[int, ...]) -> int:
+    """Parameters of ``arch`` with original layers; built on the meta device, so no memory is touched."""
+    with torch.device("meta"):
+        model = build_model(arch, "original", num_classes=num_classes, input_shape=input_shape)
+    return count_parameters(model)
+
+
+def transfer_bytes(state: Mapping[str, Tensor], names: Iterable[str], bits: int = 32) -> int:
+    """Bytes for one transfer of the named tensors at ``bits`` per element (rounded up to whole bytes)."""
+    if bits < 1:
+        raise ValueError(f"bits must be positive, got {bits}")
+    elements = sum(state[name].numel() for name in set(names))
+    return math.ceil(elements * bits / 8)

@@ -1,0 +1,217 @@
+"""Architectures and build_model: shapes, parameter budgets, which names stay local, state round trips."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from models import (
+    ARCHITECTURES,
+    PARAMETERIZATIONS,
+    FactorizedConv2d,
+    FactorizedLinear,
+    build_model,
+    count_parameters,
+    head_parameter_names,
+    local_parameter_names,
+    original_parameter_count,
+    original_params,
+    r_max,
+    r_min,
+    transfer_bytes,
+)
+from models.lstm import LSTMLayer
+from models.parameterization import ORIGINAL
+
+# (num_classes, input_shape) per architecture: CIFAR for the conv nets, MNIST for fc2/cnn, a short text.
+WORKLOAD = {"vgg16": (10, (3, 32, 32)), "resnet18": (100, (3, 32, 32)), "fc2": (10, (1, 28, 28)),
+            "cnn": (10, (1, 28, 28)), "lstm": (80, (10,))}
+FACTORISED = ("lowrank", "fedpara", "pfedpara")
+
+
+def build(arch: str, parameterization: str, **knob) -> nn.Module:
+    num_classes, input_shape = WORKLOAD[arch]
+    if parameterization != "original" and not knob:
+        knob = {"gamma": 0.1}
+    return build_model(arch, parameterization, num_classes=num_classes, input_shape=input_shape, **knob)
+
+
+def example_input(arch: str, batch: int = 2) -> torch.Tensor:
+    num_classes, input_shape = WORKLOAD[arch]
+    if arch == "lstm":
+        return torch.randint(0, num_classes, (batch, *input_shape))
+    return torch.randn(batch, *input_shape)
+
+
+def factorised_layers(model: nn.Module):
+    for name, module in model.named_modules():
+        if isinstance(module, FactorizedLinear):
+            yield name, module, (module.out_features, module.in_features, None)
+        elif isinstance(module, FactorizedConv2d):
+            yield name, module, (module.out_channels, module.in_channels, module.kernel_size[0])
+
+
+@pytest.mark.parametrize("arch", ARCHITECTURES)
+@pytest.mark.parametrize("parameterization", PARAMETERIZATIONS)
+def test_every_model_maps_inputs_to_logits(arch, parameterization):
+    torch.manual_seed(0)
+    model = build(arch, parameterization).eval()
+    logits = model(example_input(arch))
+    assert logits.shape == (2, WORKLOAD[arch][0]) and torch.isfinite(logits).all()
+    assert isinstance(model.head, nn.Module) and head_parameter_names(model) >= {"head.bias"}
+    assert (parameterization == "original") == (not list(factorised_layers(model)))
+
+
+def test_which_layers_are_factorised():
+    vgg = build("vgg16", "fedpara")
+    assert sum(isinstance(m, FactorizedConv2d) for m in vgg.modules()) == 13  # every conv
+    assert not any(isinstance(m, FactorizedLinear) for m in vgg.modules())  # classifier and head stay dense
+    resnet = build("resnet18", "fedpara")
+    assert sum(isinstance(m, FactorizedConv2d) for m in resnet.modules()) == 20  # 17 3×3 + 3 1×1 shortcuts
+    assert not any(isinstance(m, nn.Conv2d) for m in resnet.modules())
+    lstm = build("lstm", "fedpara")
+    assert sum(isinstance(m, FactorizedLinear) for m in lstm.modules()) == 4  # ih and hh gates of 2 layers
+    assert isinstance(lstm.head, nn.Linear)
+    assert isinstance(build("fc2", "pfedpara").head, FactorizedLinear)  # FC-2: both layers, as the paper
+    cnn = build("cnn", "fedpara")
+    assert isinstance(cnn.head, nn.Linear) and isinstance(cnn.hidden[0], FactorizedLinear)
+    assert sum(isinstance(m, FactorizedConv2d) for m in cnn.modules()) == 2
+
+
+@pytest.mark.parametrize("arch", ARCHITECTURES)
+@pytest.mark.parametrize("parameterization", FACTORISED)
+def test_gamma_one_never_exceeds_the_original(arch, parameterization):
+    model = build(arch, parameterization, gamma=1.0)
+    for name, layer, (out_dim, in_dim, k) in factorised_layers(model):
+        factor_count = sum(p.numel() for n, p in layer.named_parameters() if n != "bias")
+        assert factor_count <= original_params(out_dim, in_dim, k), name
+    assert count_parameters(model) <= original_parameter_count(arch, *WORKLOAD[arch])
+
+
+@pytest.mark.parametrize("arch", ARCHITECTURES)
+def test_gamma_zero_gives_the_full_rank_minimum(arch):
+    for name, layer, (out_dim, in_dim, k) in factorised_layers(build(arch, "fedpara", gamma=0.0)):
+        assert r_min(out_dim, in_dim) <= r_max(out_dim, in_dim, k), name  # no layer needs the tiny-layer clamp
+        assert layer.rank == r_min(out_dim, in_dim), name
+
+
+def test_vgg16_fedpara_at_gamma_0_1_keeps_about_ten_percent():
+    original = original_parameter_count("vgg16", 10, (3, 32, 32))
+    ratios = {p: count_parameters(build("vgg16", p, gamma=0.1)) / original for p in FACTORISED}
+    print(f"VGG16 CIFAR-10 at γ=0.1: {ratios} of {original:,} (paper: VGG16_FedPara 10.1 %)")
+    assert original == 15_253_578
+    assert 0.100 < ratios["fedpara"] < 0.102
+    assert ratios["pfedpara"] == ratios["fedpara"]
+    assert 0.099 < ratios["lowrank"] <= ratios["fedpara"]  # equal budget, never more
+
+
+def test_lstm_fedpara_at_gamma_0_keeps_about_nineteen_percent():
+    ratio = count_parameters(build("lstm", "fedpara", gamma=0.0)) / original_parameter_count("lstm", 80, (80,))
+    print(f"LSTM Shakespeare at γ=0: {ratio:.3f} (paper: LSTM_FedPara 19 %)")
+    assert 0.18 < ratio < 0.19
+
+
+def test_ratio_knob_sets_each_layer_to_the_requested_fraction():
+    model = build("resnet18", "fedpara", ratio=0.3)
+    for name, layer, (out_dim, in_dim, k) in factorised_layers(model):
+        factor_count = sum(p.numel() for n, p in layer.named_parameters() if n != "bias")
+        if layer.rank > r_min(out_dim, in_dim):
+            assert 0.3 <= factor_count / original_params(out_dim, in_dim, k) < 0.33, name
+
+
+@pytest.mark.parametrize("arch", ARCHITECTURES)
+def test_local_names_are_exactly_the_w2_factors(arch):
+    model = build(arch, "pfedpara")
+    state = model.state_dict()
+    local = local_parameter_names(model)
+    expected = {f"{name}.{letter}2" for name, layer, (_, _, k) in factorised_layers(model)
+                for letter in (("t", "x", "y") if k else ("x", "y"))}
+    assert local == expected and local <= set(state)
+    for other in ("original", "lowrank", "fedpara"):
+        assert local_parameter_names(build(arch, other)) == set()
+
+
+def test_head_names():
+    assert head_parameter_names(build("vgg16", "fedpara")) == {"head.weight", "head.bias"}
+    assert head_parameter_names(build("fc2", "pfedpara")) == {"head.x1", "head.y1", "head.x2", "head.y2", "head.bias"}
+
+
+@pytest.mark.parametrize("arch", ["cnn", "lstm", "resnet18"])
+def test_state_round_trips_through_a_global_local_split(arch):
+    torch.manual_seed(1)
+    trained = build(arch, "pfedpara").eval()
+    state = trained.state_dict()
+    local = local_parameter_names(trained)
+    global_part = {n: t for n, t in state.items() if n not in local}
+    local_part = {n: t for n, t in state.items() if n in local}
+
+    torch.manual_seed(2)
+    fresh = build(arch, "pfedpara").eval()
+    x = example_input(arch)
+    assert not torch.equal(fresh(x), trained(x))
+    missing_global = fresh.load_state_dict(global_part, strict=False).missing_keys
+    missing_local = fresh.load_state_dict(local_part, strict=False).missing_keys
+    assert set(missing_global) == local and set(missing_local) == set(global_part)
+    assert torch.equal(fresh(x), trained(x))
+
+
+def test_transfer_bytes():
+    model = build("fc2", "pfedpara")
+    state = model.state_dict()
+    sent = set(state) - local_parameter_names(model)
+    floats = sum(state[n].numel() for n in sent)
+    assert transfer_bytes(state, sent) == 4 * floats
+    assert transfer_bytes(state, sent, bits=8) == floats
+    assert transfer_bytes(state, ["head.bias"], bits=4) == 5  # 10 elements at 4 bits
+    assert transfer_bytes(state, ["head.bias"], bits=3) == 4  # 30 bits round up to 4 bytes
+    assert 0 < floats < count_parameters(model)
+
+
+@pytest.mark.parametrize("arch", ARCHITECTURES)
+def test_original_parameter_count_matches_a_built_model(arch):
+    assert original_parameter_count(arch, *WORKLOAD[arch]) == count_parameters(build(arch, "original"))
+
+
+def test_lstm_layer_matches_torch_lstm():
+    torch.manual_seed(3)
+    ours = LSTMLayer(ORIGINAL, 8, 16)
+    reference = nn.LSTM(8, 16, batch_first=True)
+    with torch.no_grad():
+        reference.weight_ih_l0.copy_(ours.input_gates.weight)
+        reference.weight_hh_l0.copy_(ours.hidden_gates.weight)
+        reference.bias_ih_l0.copy_(torch.randn(64))
+        reference.bias_hh_l0.zero_()
+        ours.input_gates.bias.copy_(reference.bias_ih_l0)
+    x = torch.randn(2, 7, 8)
+    torch.testing.assert_close(ours(x), reference(x)[0])
+
+
+def test_gradients_reach_every_parameter_of_a_factorised_lstm():
+    model = build("lstm", "pfedpara")
+    nn.functional.cross_entropy(model(example_input("lstm")), torch.tensor([1, 2])).backward()
+    for name, p in model.named_parameters():
+        assert p.grad is not None and p.grad.abs().sum() > 0, name
+
+
+@pytest.mark.parametrize("kwargs, argument", [
+    ({"arch": "vgg19"}, "arch"),
+    ({"parameterization": "tucker"}, "parameterization"),
+    ({"gamma": None}, "gamma"),
+    ({"gamma": 0.1, "ratio": 0.2}, "gamma"),
+    ({"gamma": 1.5}, "gamma"),
+    ({"gamma": None, "ratio": 0.0}, "ratio"),
+    ({"num_classes": 0}, "num_classes"),
+    ({"input_shape": (32, 32)}, "input_shape"),
+    ({"input_shape": (3, 16, 16)}, "input_shape"),  # too small for five max-pools
+])
+def test_bad_arguments_are_named(kwargs, argument):
+    args = {"arch": "vgg16", "parameterization": "fedpara", "num_classes": 10, "input_shape": (3, 32, 32),
+            "gamma": 0.1} | kwargs
+    with pytest.raises(ValueError, match=argument):
+        build_model(args.pop("arch"), args.pop("parameterization"), **args)
+
+
+def test_original_ignores_the_knobs():
+    a = build_model("fc2", "original", num_classes=10, input_shape=(1, 28, 28), gamma=0.5)
+    assert count_parameters(a) == original_parameter_count("fc2", 10, (1, 28, 28))
