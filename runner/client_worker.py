@@ -95,11 +95,11 @@ class ClientWorker:
 
     # --- one round --------------------------------------------------------------------------------
     def train(self, round_index: int, clients: list[int], payload: dict[str, State],
-              lr: float) -> tuple[str, list[WeightedSum]]:
-        """Train the given clients from the broadcast payload; one weighted sum per client (or one in all)."""
+              lr: float) -> tuple[str, WeightedSum]:
+        """Train the given clients from the broadcast payload; returns their updates as one weighted sum."""
         payload = {kind: {n: t.to(self.device) for n, t in tensors.items()} for kind, tensors in payload.items()}
         t = self.cfg.train
-        partials: list[WeightedSum] = []
+        partial = WeightedSum(first_client=clients[0])
         for k in clients:
             data, state = self.clients[k], self._state_of(k)
             generator = client_generator(self.cfg.seed, round_index, k, self.device)
@@ -109,10 +109,8 @@ class ClientWorker:
             update, loss = self.algorithm.train_client(job, payload, state["algo"])
             trained = self.model.state_dict()
             state["params"] = {n: trained[n].detach().clone() for n in state["params"]}
-            if not partials or not self.cfg.resources.pre_reduce:
-                partials.append(WeightedSum(first_client=k))
-            partials[-1].add(float(data.num_samples), update, loss)
-        return self.incarnation, partials
+            partial.add(float(data.num_samples), update, loss)
+        return self.incarnation, partial
 
     # --- evaluation ---------------------------------------------------------------------------------
     @torch.no_grad()

@@ -91,7 +91,6 @@ class ResourcesConfig:
     cpus_per_worker: float = 0.5
     gpus_per_worker: float = 0.0
     driver_cpus: float = 0.25
-    pre_reduce: bool = False
 
 
 @dataclass(frozen=True)

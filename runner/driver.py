@@ -2,7 +2,7 @@
 
 Each round it samples clients (seeded by round, so a resumed run samples the same ones), puts the
 broadcast payload into the object store once, lets every worker train the sampled clients it hosts,
-combines their weighted sums in client order, and applies the algorithm's server step. It counts the
+adds the workers' pre-reduced weighted sums, and applies the algorithm's server step. It counts the
 bytes that cross the wire and, every ``checkpoint_every`` rounds, writes everything needed to continue:
 the global model, the server optimiser's state, every client's persistent state and the round.
 
@@ -123,7 +123,7 @@ class Driver:
         n = len(self.workers)
         calls = {i: w.train.remote(index, [k for k in sampled if k % n == i], payload, lr)
                  for i, w in enumerate(self.workers) if any(k % n == i for k in sampled)}
-        total = combine([p for partials in self._gather(calls) for p in partials])
+        total = combine(self._gather(calls))
         self.global_state = self.algorithm.server_update(self.global_state, self.server_state, total.mean(),
                                                          len(sampled), cfg.data.num_clients)
         self.round = index

@@ -126,22 +126,30 @@ def test_local_only_keeps_everything_and_sends_nothing():
     assert algo.bytes_down([]) == algo.bytes_up([]) == 0
 
 
-def test_weighted_sum_is_independent_of_grouping():
+def test_weighted_sum_is_independent_of_grouping_and_order():
     torch.manual_seed(0)
-    updates = [({"delta": {"w": torch.randn(1000)}}, float(n), 0.1 * i) for i, n in enumerate([5, 17, 3, 40])]
-    singles = []
-    for k, (u, n, loss) in enumerate(updates):
-        s = WeightedSum(first_client=k)
-        s.add(n, u, loss)
-        singles.append(s)
-    one = combine(singles)
-    pair_a, pair_b = WeightedSum(first_client=2), WeightedSum(first_client=0)
-    for k in (2, 3):
-        pair_a.add(updates[k][1], updates[k][0], updates[k][2])
-    for k in (0, 1):
-        pair_b.add(updates[k][1], updates[k][0], updates[k][2])
-    two = combine([pair_a, pair_b])
-    expected = sum(n * u["delta"]["w"].double() for u, n, _ in updates) / 65
-    assert torch.allclose(one.mean()["delta"]["w"].double(), expected, atol=1e-6)
+    scales = [1e-12, 1e3, 1e-6, 1.0, 1e-9, 10.0]  # magnitudes far apart, where plain float sums disagree
+    updates = [({"delta": {"w": torch.randn(2000) * s}}, float(n), 0.1 * i)
+               for i, (s, n) in enumerate(zip(scales, [5, 17, 3, 40, 8, 11]))]
+
+    def grouped(groups: list[list[int]]) -> WeightedSum:
+        partials = []
+        for group in groups:
+            partial = WeightedSum(first_client=group[0])
+            for k in group:
+                partial.add(updates[k][1], updates[k][0], updates[k][2])
+            partials.append(partial)
+        return combine(partials)
+
+    one = grouped([[0, 1, 2, 3, 4, 5]])
+    two = grouped([[0, 2, 4], [1, 3, 5]])
+    three = grouped([[5, 3], [1], [4, 2, 0]])
+    exact = sum(n * u["delta"]["w"].double() for u, n, _ in updates) / 84
+    assert torch.allclose(one.mean()["delta"]["w"].double(), exact, rtol=1e-6)
     assert torch.equal(one.mean()["delta"]["w"], two.mean()["delta"]["w"])
-    assert one.mean_loss == pytest.approx(sum(n * l for _, n, l in updates) / 65)
+    assert torch.equal(one.mean()["delta"]["w"], three.mean()["delta"]["w"])
+    assert one.mean_loss == two.mean_loss == three.mean_loss == pytest.approx(
+        sum(n * l for _, n, l in updates) / 84)
+    naive = [sum((updates[k][1] * updates[k][0]["delta"]["w"].double() for k in order), torch.zeros(2000))
+             for order in ([0, 1, 2, 3, 4, 5], [5, 3, 1, 4, 2, 0])]
+    assert not torch.equal(naive[0], naive[1])  # the case is hard: plain float64 sums depend on order
