@@ -91,6 +91,11 @@ class Algorithm:
         return float_bytes(global_numels)
 
 
+def zeros_like_state(state: State) -> State:
+    """A zero per entry: where control variates, corrections and moment estimates start."""
+    return {n: torch.zeros_like(w) for n, w in state.items()}
+
+
 def local_sgd(job: LocalTraining, correction: Callable[[dict[str, nn.Parameter]], None] | None = None) -> float:
     """Plain SGD over the client's data for ``job.epochs`` epochs; returns the sample-weighted mean loss."""
     model = job.model

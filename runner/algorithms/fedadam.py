@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-import torch
 
-from runner.algorithms.base import Algorithm
+from runner.algorithms.base import Algorithm, zeros_like_state
 
 
 class FedAdam(Algorithm):
     name = "fedadam"
 
     def init_server_state(self, global_state):
-        zeros = {n: torch.zeros_like(w) for n, w in global_state.items()}
-        return {**{f"m.{n}": z for n, z in zeros.items()}, **{f"v.{n}": z.clone() for n, z in zeros.items()}}
+        first, second = zeros_like_state(global_state), zeros_like_state(global_state)
+        return {**{f"m.{n}": z for n, z in first.items()}, **{f"v.{n}": z for n, z in second.items()}}
 
     def server_update(self, global_state, server_state, mean, num_sampled, num_clients):
         c = self.cfg

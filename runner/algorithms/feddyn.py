@@ -9,17 +9,17 @@ from __future__ import annotations
 
 import torch
 
-from runner.algorithms.base import Algorithm, local_sgd, model_delta
+from runner.algorithms.base import Algorithm, local_sgd, model_delta, zeros_like_state
 
 
 class FedDyn(Algorithm):
     name = "feddyn"
 
     def init_client_state(self, global_state):
-        return {n: torch.zeros_like(w) for n, w in global_state.items()}
+        return zeros_like_state(global_state)
 
     def init_server_state(self, global_state):
-        return {n: torch.zeros_like(w) for n, w in global_state.items()}
+        return zeros_like_state(global_state)
 
     def train_client(self, job, payload, client_state):
         alpha = self.cfg.alpha

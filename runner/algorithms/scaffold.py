@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import torch
 
-from runner.algorithms.base import Algorithm, local_sgd, model_delta
+from runner.algorithms.base import Algorithm, local_sgd, model_delta, zeros_like_state
 from runner.cost import float_bytes
 
 
@@ -18,10 +18,10 @@ class Scaffold(Algorithm):
     name = "scaffold"
 
     def init_client_state(self, global_state):
-        return {n: torch.zeros_like(w) for n, w in global_state.items()}
+        return zeros_like_state(global_state)
 
     def init_server_state(self, global_state):
-        return {n: torch.zeros_like(w) for n, w in global_state.items()}
+        return zeros_like_state(global_state)
 
     def broadcast(self, global_state, server_state):
         return {"weights": global_state, "control": server_state}
