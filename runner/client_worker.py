@@ -72,11 +72,11 @@ class ClientWorker:
         self.incarnation = uuid.uuid4().hex  # changes when Ray restarts this actor (and its state is gone)
 
     # --- setup and state ------------------------------------------------------------------------
-    def setup(self, initial_local: State, initial_global: State) -> tuple[str, dict[int, int]]:
-        """Receive the initial tensors; returns this incarnation and the hosted clients' sample counts."""
+    def setup(self, initial_local: State, initial_global: State) -> str:
+        """Receive the initial tensors; returns this incarnation (the driver checks it on every stateful reply)."""
         self.initial_local = {n: t.to(self.device) for n, t in initial_local.items()}
         self.initial_global = {n: t.to(self.device) for n, t in initial_global.items()}
-        return self.incarnation, {k: c.num_samples for k, c in self.clients.items()}
+        return self.incarnation
 
     def _state_of(self, client: int) -> dict[str, State]:
         if client not in self.states:

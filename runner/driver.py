@@ -73,7 +73,6 @@ class Driver:
                           **_placement(pg, None if first_worker_bundle is None else first_worker_bundle + i))
             .remote(cfg, i, r.num_workers)
             for i in range(r.num_workers)]
-        self.num_samples: dict[int, int] = {}
         self.incarnations: list[str] = []
         self._setup_workers(self.workers)
         self._reset()
@@ -89,10 +88,7 @@ class Driver:
         self.elapsed = 0.0
 
     def _setup_workers(self, workers: list) -> None:
-        self.incarnations = []
-        for incarnation, counts in ray.get([w.setup.remote(self.initial_local, self.initial_global) for w in workers]):
-            self.incarnations.append(incarnation)
-            self.num_samples.update(counts)
+        self.incarnations = ray.get([w.setup.remote(self.initial_local, self.initial_global) for w in workers])
 
     def facts(self) -> dict[str, Any]:
         """Per-trial constants that go into every result row."""
