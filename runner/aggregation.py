@@ -4,95 +4,133 @@ Each worker pre-reduces its clients into one partial sum, so the driver receives
 worker, not one model per client. For the result not to depend on how clients are spread over
 workers, sums are compensated: products weight·update are exact in float64, and each addition keeps
 its rounding error (Knuth's TwoSum) in a second float64 tensor, so a sum carries ~106 bits and the
-float32 mean is the same whatever the grouping or order of additions. The additions run in place on
-preallocated buffers: this reduction sits on every client's path.
+float32 mean is the same whatever the grouping or order of additions.
+
+This reduction sits on every client's path, so it is built for speed: sums live in flat float64
+buffers, and an update is added block by block, each block (copied in from the update's tensors)
+small enough that the TwoSum's element-wise passes stay in the CPU's cache; on a GPU the whole buffer
+is one block. Nothing is allocated per client after the first.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from typing import Iterator
 
 import torch
 from torch import Tensor
 
+from runner.wire import from_wire, to_wire
+
 Update = dict[str, dict[str, Tensor]]
-
-
-@dataclass
-class _Compensated:
-    """One tensor's running sum: hi + lo, with a scratch buffer so additions allocate nothing."""
-
-    hi: Tensor
-    lo: Tensor
-    spare: Tensor
-
-    @classmethod
-    def start(cls, first: Tensor, lo: Tensor | None = None) -> "_Compensated":
-        return cls(first, lo if lo is not None else torch.zeros_like(first), torch.empty_like(first))
-
-    def add(self, term: Tensor) -> None:
-        """hi + lo += term exactly (TwoSum); ``term`` is used as scratch and overwritten."""
-        total = torch.add(self.hi, term, out=self.spare)
-        virtual = torch.sub(total, self.hi)  # the part of term that made it into total
-        term.sub_(virtual)  # term's rounding error
-        torch.sub(total, virtual, out=virtual)  # the part of hi that made it into total
-        torch.sub(self.hi, virtual, out=virtual)  # hi's rounding error
-        self.lo.add_(virtual).add_(term)
-        self.hi, self.spare = total, self.hi
-
-    def value(self) -> Tensor:
-        return self.hi + self.lo
+Layout = tuple[tuple[str, str, torch.Size], ...]  # (kind, name, shape) of each tensor, in buffer order
+CPU_BLOCK = 1 << 17  # float64 elements per block (1 MiB): the four blocks in play stay in the L2/L3 caches
 
 
 @dataclass
 class WeightedSum:
+    """Σ weight·update over some clients, as hi + lo in float64, plus the clients' weighted losses."""
+
     first_client: int
     weight: float = 0.0
     losses: list[float] = field(default_factory=list)  # weight · mean training loss, one per client
-    sums: dict[tuple[str, str], _Compensated] = field(default_factory=dict)
+    layout: Layout = ()
+    hi: Tensor | None = None
+    lo: Tensor | None = None
+    _scratch: tuple[Tensor, ...] = field(default=(), repr=False)  # a spare hi and two blocks (never shipped)
 
     def add(self, weight: float, update: Update, loss: float) -> None:
         self.weight += weight
         self.losses.append(weight * loss)
-        for kind, tensors in update.items():
-            for name, t in tensors.items():
-                term = t.detach().to("cpu", torch.float64).mul_(weight)
-                if (kind, name) in self.sums:
-                    self.sums[kind, name].add(term)
-                else:
-                    self.sums[kind, name] = _Compensated.start(term)
+        flats = [t.detach().reshape(-1) for tensors in update.values() for t in tensors.values()]
+        if self.hi is None:
+            self.layout = tuple((kind, name, t.shape) for kind, tensors in update.items() for name, t in tensors.items())
+            device = flats[0].device if flats else torch.device("cpu")
+            self.hi = torch.empty(sum(t.numel() for t in flats), dtype=torch.float64, device=device)
+            start = 0
+            for t in flats:
+                self.hi[start:start + t.numel()].copy_(t)
+                start += t.numel()
+            self.hi.mul_(weight)  # exact: a float32 times an integer-valued weight fits in 53 bits
+            self.lo = torch.zeros_like(self.hi)
+        else:
+            self._accumulate(flats, weight)
 
     def merge(self, other: "WeightedSum") -> None:
+        """Add another partial sum (its hi is added with TwoSum, its lo plainly: lo carries no further error)."""
         self.weight += other.weight
         self.losses.extend(other.losses)
         self.first_client = min(self.first_client, other.first_client)
-        for key, part in other.sums.items():
-            if key in self.sums:
-                self.sums[key].add(part.hi.clone())
-                self.sums[key].lo.add_(part.lo)
-            else:
-                self.sums[key] = _Compensated.start(part.hi.clone(), part.lo.clone())
+        if self.hi is None:
+            self.layout, self.hi, self.lo = other.layout, other.hi.clone(), other.lo.clone()
+        else:
+            self._accumulate([other.hi], 1.0)
+            self.lo.add_(other.lo)
 
     def mean(self) -> Update:
+        flat = ((self.hi + self.lo) / self.weight).float()
         out: Update = {}
-        for (kind, name), part in self.sums.items():
-            out.setdefault(kind, {})[name] = (part.value() / self.weight).float()
+        start = 0
+        for kind, name, shape in self.layout:
+            size = math.prod(shape)
+            out.setdefault(kind, {})[name] = flat[start:start + size].view(shape)
+            start += size
         return out
 
     @property
     def mean_loss(self) -> float:
         return math.fsum(self.losses) / self.weight  # exactly rounded, so independent of order
 
+    # --- the compensated addition ---------------------------------------------------------------
+    def _accumulate(self, sources: list[Tensor], weight: float) -> None:
+        """hi + lo += weight · (the concatenated flat ``sources``), exactly up to lo's own rounding."""
+        size = self.hi.numel()
+        block = CPU_BLOCK if self.hi.device.type == "cpu" else size
+        if not self._scratch:
+            self._scratch = (torch.empty_like(self.hi), *(torch.empty(min(block, size), dtype=torch.float64,
+                                                                        device=self.hi.device) for _ in range(2)))
+        spare, term, virtual = self._scratch
+        for start, length, pieces in _blocks(sources, block):
+            x, v = term[:length], virtual[:length]
+            for piece, offset in pieces:
+                x[offset:offset + piece.numel()].copy_(piece)
+            if weight != 1.0:
+                x.mul_(weight)
+            hi, lo, total = (t[start:start + length] for t in (self.hi, self.lo, spare))
+            torch.add(hi, x, out=total)
+            torch.sub(total, hi, out=v)  # the part of x that made it into total
+            x.sub_(v)  # x's rounding error
+            torch.sub(total, v, out=v)  # the part of hi that made it into total
+            hi.sub_(v)  # hi's rounding error
+            lo.add_(hi).add_(x)
+        self.hi, self._scratch = spare, (self.hi, term, virtual)
+
     def __reduce__(self):
-        """Ship only hi and lo (the scratch buffers stay behind)."""
-        packed = {key: (p.hi, p.lo) for key, p in self.sums.items()}
-        return _unpack, (self.first_client, self.weight, self.losses, packed)
+        """Ship hi and lo as CPU arrays (see runner/wire.py; the driver may have no GPU), not the scratch."""
+        sums = None if self.hi is None else to_wire({"hi": self.hi, "lo": self.lo})
+        return _unpack, (self.first_client, self.weight, self.losses, self.layout, sums)
 
 
-def _unpack(first_client: int, weight: float, losses: list[float], packed: dict) -> WeightedSum:
-    return WeightedSum(first_client, weight, losses,
-                       {key: _Compensated(hi, lo, torch.empty_like(hi)) for key, (hi, lo) in packed.items()})
+def _unpack(first_client: int, weight: float, losses: list[float], layout: Layout, sums: dict | None) -> WeightedSum:
+    sums = {"hi": None, "lo": None} if sums is None else from_wire(sums)
+    return WeightedSum(first_client, weight, losses, layout, sums["hi"], sums["lo"])
+
+
+def _blocks(sources: list[Tensor], block: int) -> Iterator[tuple[int, int, list[tuple[Tensor, int]]]]:
+    """Consecutive blocks of the concatenation of ``sources``: (start, length, [(piece, offset in block)])."""
+    start, pieces, filled = 0, [], 0
+    for t in sources:
+        position = 0
+        while position < t.numel():
+            take = min(block - filled, t.numel() - position)
+            pieces.append((t[position:position + take], filled))
+            position, filled = position + take, filled + take
+            if filled == block:
+                yield start, filled, pieces
+                start, pieces, filled = start + filled, [], 0
+    if filled:
+        yield start, filled, pieces
 
 
 def combine(partials: list[WeightedSum]) -> WeightedSum:

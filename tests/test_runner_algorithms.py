@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import math
+import pickle
 
 import pytest
 import torch
 from torch import nn
 
-from runner.aggregation import WeightedSum, combine
+from runner.aggregation import CPU_BLOCK, WeightedSum, combine
 from runner.algorithms import LocalTraining, build_algorithm, quantise
 from runner.config import AlgorithmConfig
 from runner.cost import float_bytes, quantised_bytes
@@ -129,7 +130,9 @@ def test_local_only_keeps_everything_and_sends_nothing():
 def test_weighted_sum_is_independent_of_grouping_and_order():
     torch.manual_seed(0)
     scales = [1e-12, 1e3, 1e-6, 1.0, 1e-9, 10.0]  # magnitudes far apart, where plain float sums disagree
-    updates = [({"delta": {"w": torch.randn(2000) * s}}, float(n), 0.1 * i)
+    big = (3, CPU_BLOCK // 2 + 5)  # spans two blocks and a ragged third: the blockwise loop's edges
+    updates = [({"delta": {"w": torch.randn(2000) * s, "b": torch.randn(3) * s},
+                 "control": {"w": torch.randn(big) * s}}, float(n), 0.1 * i)
                for i, (s, n) in enumerate(zip(scales, [5, 17, 3, 40, 8, 11]))]
 
     def grouped(groups: list[list[int]]) -> WeightedSum:
@@ -148,6 +151,14 @@ def test_weighted_sum_is_independent_of_grouping_and_order():
     assert torch.allclose(one.mean()["delta"]["w"].double(), exact, rtol=1e-6)
     assert torch.equal(one.mean()["delta"]["w"], two.mean()["delta"]["w"])
     assert torch.equal(one.mean()["delta"]["w"], three.mean()["delta"]["w"])
+    for kind, name in [("delta", "b"), ("control", "w")]:
+        exact = sum(n * u[kind][name].double() for u, n, _ in updates) / 84
+        assert one.mean()[kind][name].shape == exact.shape
+        assert torch.allclose(one.mean()[kind][name].double(), exact, rtol=1e-6)
+        assert torch.equal(one.mean()[kind][name], two.mean()[kind][name])
+        assert torch.equal(one.mean()[kind][name], three.mean()[kind][name])
+    shipped = pickle.loads(pickle.dumps(two))  # what a worker sends the driver
+    assert torch.equal(shipped.mean()["control"]["w"], two.mean()["control"]["w"])
     assert one.mean_loss == two.mean_loss == three.mean_loss == pytest.approx(
         sum(n * l for _, n, l in updates) / 84)
     naive = [sum((updates[k][1] * updates[k][0]["delta"]["w"].double() for k in order), torch.zeros(2000))
