@@ -1,9 +1,12 @@
 """ClientWorker: a Ray actor that hosts many clients on (a fraction of) one device.
 
-A worker loads the dataset once, keeps its clients' samples as tensors on its device, and keeps every
-client's persistent state (the parameters an algorithm keeps local, control variates, corrections)
-across rounds. Each round it trains the sampled clients it hosts, one after another on one model
-instance, and returns their updates as weighted sums. Client k lives on worker k mod num_workers.
+A worker loads the dataset once and keeps every client's samples as tensors on its device, so the
+driver can give it any client (runner/balance.py plans each round so workers finish together). It keeps
+the persistent state (the parameters an algorithm keeps local, control variates, corrections) of the
+clients it holds across rounds: at first client k is held by worker k mod num_workers, and a client
+given to another worker takes its state along (``hand_over``). Each round a worker trains its share of
+the sampled clients one after another on one model instance and returns their updates pre-reduced
+into one weighted sum.
 """
 
 from __future__ import annotations
@@ -19,9 +22,11 @@ from models import build_model
 from partitions import load_dataset, partition_clients
 from runner.aggregation import WeightedSum
 from runner.algorithms import LocalTraining, build_algorithm
+from runner.allocator import reuse_freed_memory
 from runner.client_data import ClientData, Preprocess
 from runner.config import TrialConfig
 from runner.seeding import client_generator
+from runner.wire import from_wire, to_wire
 
 State = dict[str, Tensor]
 EVAL_BATCH = 500
@@ -41,6 +46,7 @@ def test_batches(num_test: int) -> list[range]:
 
 class ClientWorker:
     def __init__(self, cfg: TrialConfig, index: int, num_workers: int) -> None:
+        reuse_freed_memory()
         threads = max(1, int(cfg.resources.cpus_per_worker))
         torch.set_num_threads(threads)
         os.environ.setdefault("OMP_NUM_THREADS", str(threads))
@@ -52,11 +58,12 @@ class ClientWorker:
         partition = partition_clients(dataset, d.partition, d.num_clients, alpha=d.alpha,
                                       classes_per_client=d.classes_per_client, seed=cfg.seed)
         dev = self.device
-        self.clients: dict[int, ClientData] = {}
-        for k in range(index, len(partition.train), num_workers):
-            tr, te = torch.as_tensor(partition.train[k]), torch.as_tensor(partition.test[k])
-            self.clients[k] = ClientData(dataset.x_train[tr].to(dev), dataset.y_train[tr].to(dev),
-                                         dataset.x_test[te].to(dev), dataset.y_test[te].to(dev))
+        self.index, self.num_workers = index, num_workers
+        self.clients: list[ClientData] = []
+        for train, test in zip(partition.train, partition.test):
+            tr, te = torch.as_tensor(train), torch.as_tensor(test)
+            self.clients.append(ClientData(dataset.x_train[tr].to(dev), dataset.y_train[tr].to(dev),
+                                           dataset.x_test[te].to(dev), dataset.y_test[te].to(dev)))
         self.test_batches = {b: (dataset.x_test[r.start:r.stop].to(dev), dataset.y_test[r.start:r.stop].to(dev))
                              for b, r in enumerate(test_batches(len(dataset.y_test))) if b % num_workers == index}
         can_augment = dataset.kind == "image" and dataset.input_shape[-1] >= 32
@@ -78,6 +85,10 @@ class ClientWorker:
         self.initial_global = {n: t.to(self.device) for n, t in initial_global.items()}
         return self.incarnation
 
+    def client_sizes(self) -> list[int]:
+        """Every client's number of training samples (the driver plans rounds with them)."""
+        return [data.num_samples for data in self.clients]
+
     def _state_of(self, client: int) -> dict[str, State]:
         if client not in self.states:
             self.states[client] = {"params": {n: t.clone() for n, t in self.initial_local.items()},
@@ -85,19 +96,30 @@ class ClientWorker:
         return self.states[client]
 
     def client_states(self) -> tuple[str, dict[int, dict[str, State]]]:
-        """Every visited client's persistent state, on the CPU (for checkpoints)."""
-        return self.incarnation, {k: {part: {n: t.cpu() for n, t in tensors.items()} for part, tensors in s.items()}
-                for k, s in self.states.items()}
+        """The persistent state of every visited client this worker holds, as arrays (for checkpoints)."""
+        return self.incarnation, to_wire(self.states)
 
     def load_client_states(self, states: dict[int, dict[str, State]]) -> None:
-        self.states = {k: {part: {n: t.to(self.device) for n, t in tensors.items()} for part, tensors in s.items()}
-                       for k, s in states.items() if k in self.clients}
+        """Take the states of the clients this worker holds at first (k mod num_workers); drop all others."""
+        self.states = {k: from_wire(s, self.device) for k, s in states.items() if k % self.num_workers == self.index}
+
+    def hand_over(self, clients: list[int]) -> tuple[str, dict[int, dict[str, State]]]:
+        """Give up the state of clients that train elsewhere from now on (as arrays, for the object store).
+
+        Called with two return values: the incarnation for the driver, the states for the receiving worker.
+        """
+        return self.incarnation, {k: to_wire(self.states.pop(k)) for k in clients if k in self.states}
 
     # --- one round --------------------------------------------------------------------------------
-    def train(self, round_index: int, clients: list[int], payload: dict[str, State],
-              lr: float) -> tuple[str, WeightedSum]:
-        """Train the given clients from the broadcast payload; returns their updates as one weighted sum."""
-        payload = {kind: {n: t.to(self.device) for n, t in tensors.items()} for kind, tensors in payload.items()}
+    def train(self, round_index: int, clients: list[int], payload: dict[str, State], lr: float,
+              *arrivals: dict[int, dict[str, State]]) -> tuple[str, WeightedSum]:
+        """Train the given clients from the broadcast payload; returns their updates as one weighted sum.
+
+        ``arrivals`` are other workers' ``hand_over`` replies: the state of clients that moved here.
+        """
+        for states in arrivals:
+            self.states.update(from_wire(states, self.device))
+        payload = from_wire(payload, self.device)
         t = self.cfg.train
         partial = WeightedSum(first_client=clients[0])
         for k in clients:
@@ -123,23 +145,23 @@ class ClientWorker:
 
     def evaluate_global(self, weights: State) -> tuple[str, dict[int, tuple[float, int, int]]]:
         """(loss sum, correct, count) for each global test batch this worker holds."""
-        self.model.load_state_dict({**self._on_device(weights), **self.initial_local}, strict=True)
+        self.model.load_state_dict({**from_wire(weights, self.device), **self.initial_local}, strict=True)
         self.model.eval()
         return self.incarnation, {b: self._score(x, y) for b, (x, y) in self.test_batches.items()}
 
-    def evaluate_personal(self, weights: State) -> tuple[str, dict[int, tuple[float, int, int]]]:
-        """(loss sum, correct, count) of each hosted client's own model on its own held-out data."""
-        weights = self._on_device(weights)
+    def evaluate_personal(self, weights: State, clients: list[int]) -> tuple[str, dict[int, tuple[float, int, int]]]:
+        """(loss sum, correct, count) of each given client's own model on its own held-out data.
+
+        The driver passes the clients this worker holds; a client never trained has the initial local part.
+        """
+        weights = from_wire(weights, self.device)
         results = {}
-        for k, data in self.clients.items():
+        for k in clients:
             params = self.states[k]["params"] if k in self.states else self.initial_local
             self.model.load_state_dict({**weights, **params}, strict=True)
             self.model.eval()
-            results[k] = self._score(data.x_test, data.y_test)
+            results[k] = self._score(self.clients[k].x_test, self.clients[k].y_test)
         return self.incarnation, results
-
-    def _on_device(self, state: State) -> State:
-        return {n: t.to(self.device) for n, t in state.items()}
 
     def ping(self) -> int:
         return os.getpid()

@@ -1,8 +1,9 @@
 """Driver: the Ray actor that owns the global model and runs rounds over the client workers.
 
-Each round it samples clients (seeded by round, so a resumed run samples the same ones), puts the
-broadcast payload into the object store once, lets every worker train the sampled clients it hosts,
-adds the workers' pre-reduced weighted sums, and applies the algorithm's server step. It counts the
+Each round it samples clients (seeded by round, so a resumed run samples the same ones), plans which
+worker trains which of them so that workers finish together (moving a client's state when it changes
+worker), puts the broadcast payload into the object store once, adds the workers' pre-reduced
+weighted sums, and applies the algorithm's server step. It counts the
 bytes that cross the wire and, every ``checkpoint_every`` rounds, writes everything needed to continue:
 the global model, the server optimiser's state, every client's persistent state and the round.
 
@@ -28,9 +29,12 @@ from models import count_parameters, original_parameter_count
 from partitions import DATASETS
 from runner.aggregation import combine
 from runner.algorithms import build_algorithm
+from runner.allocator import reuse_freed_memory
+from runner.balance import client_cost, plan_round
 from runner.client_worker import ClientWorker, model_for
 from runner.config import TrialConfig
 from runner.seeding import sample_clients
+from runner.wire import to_wire
 
 log = logging.getLogger(__name__)
 WORKER_RESTARTS = 3
@@ -51,6 +55,7 @@ def _placement(pg: Any, bundle: int | None) -> dict[str, Any]:
 class Driver:
     def __init__(self, cfg: TrialConfig, checkpoint_path: str, first_worker_bundle: int | None = None) -> None:
         torch.set_num_threads(1)
+        reuse_freed_memory()
         self.cfg = cfg
         self.checkpoint_path = Path(checkpoint_path)
         info = DATASETS[cfg.data.dataset]
@@ -75,6 +80,10 @@ class Driver:
             for i in range(r.num_workers)]
         self.incarnations: list[str] = []
         self._setup_workers(self.workers)
+        t = cfg.train
+        self.costs = [client_cost(n, t.batch_size, t.local_epochs) for n in ray.get(self.workers[0].client_sizes.remote())]
+        self.holders: dict[int, int] = {}  # clients whose state moved away from worker k mod num_workers
+        self.stateful = bool(self.initial_local or self.algorithm.init_client_state(self.initial_global))
         self._reset()
         if self.checkpoint_path.exists():
             self._load_checkpoint()
@@ -82,6 +91,7 @@ class Driver:
     # --- state ------------------------------------------------------------------------------------
     def _reset(self) -> None:
         self.round = 0
+        self.holders = {}  # checkpoints are loaded back into each client's first worker
         self.global_state = {n: t.clone() for n, t in self.initial_global.items()}
         self.server_state = self.algorithm.init_server_state(self.global_state)
         self.cumulative_bytes = 0
@@ -115,11 +125,17 @@ class Driver:
         cfg, index = self.cfg, self.round + 1
         lr = cfg.train.lr * cfg.train.lr_decay ** (index - 1)
         sampled = sample_clients(cfg.seed, index, cfg.data.num_clients, cfg.data.clients_per_round)
-        payload = ray.put(self.algorithm.broadcast(self.global_state, self.server_state))
-        n = len(self.workers)
-        calls = {i: w.train.remote(index, [k for k in sampled if k % n == i], payload, lr)
-                 for i, w in enumerate(self.workers) if any(k % n == i for k in sampled)}
+        payload = ray.put(to_wire(self.algorithm.broadcast(self.global_state, self.server_state)))
+        plan = plan_round(sampled, self.costs, self.holders, len(self.workers))
+        arrivals, handed = self._move_states(plan)
+        calls = {i: self.workers[i].train.remote(index, clients, payload, lr, *arrivals[i])
+                 for i, clients in enumerate(plan) if clients}
         total = combine(self._gather(calls))
+        # a giver restarted before handing over had lost those states: the round must be redone
+        self._check_incarnations(list(zip((giver for giver, _ in handed), ray.get([ref for _, ref in handed]))))
+        for i, clients in enumerate(plan):
+            for k in clients:
+                self._set_holder(k, i)
         self.global_state = self.algorithm.server_update(self.global_state, self.server_state, total.mean(),
                                                          len(sampled), cfg.data.num_clients)
         self.round = index
@@ -140,23 +156,61 @@ class Driver:
 
     def evaluate(self) -> dict[str, float]:
         """Global test accuracy, or per-client accuracy on each client's own data (personalised methods)."""
-        method = "evaluate_personal" if self.cfg.personalised else "evaluate_global"
-        weights = ray.put(self.global_state)
+        weights = ray.put(to_wire(self.global_state))
+        if self.cfg.personalised:
+            held = [[k for k in range(self.cfg.data.num_clients) if self._holder(k) == i] for i in range(len(self.workers))]
+            calls = {i: w.evaluate_personal.remote(weights, held[i]) for i, w in enumerate(self.workers)}
+        else:
+            calls = {i: w.evaluate_global.remote(weights) for i, w in enumerate(self.workers)}
         merged: dict[int, tuple[float, int, int]] = {}
-        for part in self._gather({i: getattr(w, method).remote(weights) for i, w in enumerate(self.workers)}):
+        for part in self._gather(calls):
             merged.update(part)
         loss = sum(merged[k][0] for k in sorted(merged))
         correct = sum(v[1] for v in merged.values())
         count = sum(v[2] for v in merged.values())
         return {"test_accuracy": correct / max(count, 1), "test_loss": loss / max(count, 1)}
 
+    def _holder(self, client: int) -> int:
+        return self.holders.get(client, client % len(self.workers))
+
+    def _set_holder(self, client: int, worker: int) -> None:
+        if client % len(self.workers) == worker:
+            self.holders.pop(client, None)
+        else:
+            self.holders[client] = worker
+
+    def _move_states(self, plan: list[list[int]]) -> tuple[dict[int, list[Any]], list[tuple[int, Any]]]:
+        """Ask the holders of clients that train elsewhere this round to hand their states over.
+
+        Returns, per receiving worker, the refs of the states it gets, and (giver, ref of its incarnation)
+        pairs that the round checks. A giver runs ``hand_over`` before its own ``train``: an actor runs
+        one caller's calls in the order they were made. Algorithms that keep nothing per client move nothing.
+        """
+        arrivals: dict[int, list[Any]] = {i: [] for i in range(len(plan))}
+        handed: list[tuple[int, Any]] = []
+        if not self.stateful:
+            return arrivals, handed
+        moves: dict[tuple[int, int], list[int]] = {}
+        for receiver, clients in enumerate(plan):
+            for k in clients:
+                if self._holder(k) != receiver:
+                    moves.setdefault((self._holder(k), receiver), []).append(k)
+        for (giver, receiver), clients in sorted(moves.items()):
+            incarnation, states = self.workers[giver].hand_over.options(num_returns=2).remote(clients)
+            arrivals[receiver].append(states)
+            handed.append((giver, incarnation))
+        return arrivals, handed
+
     def _gather(self, calls: dict[int, Any]) -> list[Any]:
         """Results of per-worker calls that read client state; a restarted worker's state is gone."""
         replies = ray.get(list(calls.values()))
-        restarted = [i for i, (incarnation, _) in zip(calls, replies) if incarnation != self.incarnations[i]]
+        self._check_incarnations(list(zip(calls, (incarnation for incarnation, _ in replies))))
+        return [result for _, result in replies]
+
+    def _check_incarnations(self, seen: list[tuple[int, str]]) -> None:
+        restarted = sorted({i for i, incarnation in seen if incarnation != self.incarnations[i]})
         if restarted:
             raise WorkerRestarted(f"client workers {restarted} were restarted")
-        return [result for _, result in replies]
 
     # --- checkpoints and recovery ----------------------------------------------------------------------
     def save_checkpoint(self) -> None:

@@ -15,7 +15,9 @@ from models import head_parameter_names, local_parameter_names
 from partitions import DATASETS
 from runner.client_worker import model_for
 from runner.config import TrialConfig
+from runner.balance import plan_round
 from runner.results import load_rounds
+from runner.seeding import sample_clients
 from runner.trial import run_trial
 
 pytestmark = pytest.mark.usefixtures("ray_session")
@@ -112,10 +114,31 @@ def test_bytes_per_round_match_hand_computation(tmp_path, algorithm, parameteriz
     assert not math.isnan(rows["test_accuracy"].iloc[-1]) and math.isnan(rows["test_accuracy"].iloc[0])
 
 
-def test_metrics_identical_with_one_or_two_workers(tmp_path):
-    one = run_trial(small(tmp_path / "one", algorithm={"name": "scaffold"}))
-    two = run_trial(small(tmp_path / "two", algorithm={"name": "scaffold"},
-                          resources={"num_workers": 2, "cpus_per_worker": 0.5}))
+def moves_of_trained_clients(cfg: TrialConfig, workers: int) -> int:
+    """How often the driver's plan sends a client that already has state to another worker."""
+    costs = [1] * cfg.data.num_clients  # synthetic IID: equal client sizes
+    holders, trained, moves = {}, set(), 0
+    for r in range(1, cfg.train.rounds + 1):
+        sampled = sample_clients(cfg.seed, r, cfg.data.num_clients, cfg.data.clients_per_round)
+        for i, clients in enumerate(plan_round(sampled, costs, holders, workers)):
+            for k in clients:
+                moves += k in trained and holders.get(k, k % workers) != i
+                holders[k] = i
+                trained.add(k)
+    return moves
+
+
+@pytest.mark.parametrize("algorithm", ["scaffold", "pfedpara"])
+def test_metrics_identical_with_one_or_two_workers(tmp_path, algorithm):
+    """Client states follow their clients between workers; sums are exact: the worker count changes nothing."""
+    sections = {"algorithm": {"name": algorithm}, "data": {"num_clients": 8, "clients_per_round": 5},
+                "train": {"rounds": 4}}
+    if algorithm == "pfedpara":
+        sections["model"] = {"parameterization": "pfedpara"}
+    one = run_trial(small(tmp_path / "one", **sections))
+    two_cfg = small(tmp_path / "two", resources={"num_workers": 2, "cpus_per_worker": 0.5}, **sections)
+    assert moves_of_trained_clients(two_cfg, 2) >= 2  # the case under test: states really move
+    two = run_trial(two_cfg)
     pd.testing.assert_frame_equal(metrics(one), metrics(two))
 
 
