@@ -3,9 +3,11 @@
 Same workload for both: synthetic 32×32 images, 100 clients (IID), 16 sampled per round, 1 local
 epoch, batch 32, augmentation on, FedAvg. The plain loop is what a researcher would write in one
 script (torch using every core through intra-op threads); the runner spreads clients over worker
-actors with one thread each. Prints a table; the first round of each is warm-up and not counted.
+actors with one thread each. Prints a table of median seconds per round; the first round of each is
+warm-up and not counted, and the two loops take turns (--repeats) so that a shared machine's drift
+does not favour either.
 
-    python bench/runner_vs_plain.py [--rounds 4] [--workers 2] [--models cnn fc2 vgg16]
+    python bench/runner_vs_plain.py [--rounds 6] [--repeats 2] [--workers 2] [--models cnn fc2 vgg16]
 """
 
 from __future__ import annotations
@@ -84,7 +86,8 @@ def runner_loop(cfg: TrialConfig) -> list[float]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--rounds", type=int, default=4)
+    parser.add_argument("--rounds", type=int, default=6)
+    parser.add_argument("--repeats", type=int, default=2, help="alternate plain and runner this many times")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--models", nargs="+", default=["cnn", "fc2", "vgg16"], choices=sorted(WORKLOADS))
     args = parser.parse_args()
@@ -95,18 +98,20 @@ def main() -> None:
     rows = []
     with tempfile.TemporaryDirectory() as results:
         for name in args.models:
-            cfg = config(*WORKLOADS[name], args.rounds, args.workers, results)
-            plain = statistics.mean(plain_loop(cfg)[1:])
-            times = runner_loop(cfg)  # the last round also evaluates: leave it out too
-            ray_time = statistics.mean(times[1:-1] or times[1:])
-            rows.append((name, plain, ray_time, ray_time / plain))
-            print(f"{name}: plain {plain:.2f}s/round, runner {ray_time:.2f}s/round", flush=True)
+            plain, runner = [], []
+            for repeat in range(args.repeats):  # alternating evens out slow drifts of a shared machine
+                cfg = config(*WORKLOADS[name], args.rounds, args.workers, os.path.join(results, f"{name}-{repeat}"))
+                plain += plain_loop(cfg)[1:]  # the first round of each is warm-up
+                runner += runner_loop(cfg)[1:-1]  # the last round also evaluates
+            rows.append((name, statistics.median(plain), statistics.median(runner)))
+            print(f"{name}: plain {rows[-1][1]:.3f}s/round, runner {rows[-1][2]:.3f}s/round", flush=True)
     ray.shutdown()
-    print(f"\n{os.cpu_count()} CPU cores, {args.workers} workers, 16 clients/round, 1 local epoch, synthetic 32x32\n")
+    print(f"\n{os.cpu_count()} CPU cores, {args.workers} workers, 16 clients/round, 1 local epoch, synthetic 32x32; "
+          f"median of {args.repeats} x {args.rounds - 1} rounds (plain) and {args.repeats} x {args.rounds - 2} (runner)\n")
     print("| model | plain loop s/round | runner s/round | runner / plain |")
     print("|---|---|---|---|")
-    for name, plain, ray_time, ratio in rows:
-        print(f"| {name} | {plain:.3f} | {ray_time:.3f} | {ratio:.2f} |")
+    for name, plain_time, runner_time in rows:
+        print(f"| {name} | {plain_time:.3f} | {runner_time:.3f} | {runner_time / plain_time:.2f} |")
 
 
 if __name__ == "__main__":
