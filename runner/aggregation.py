@@ -21,7 +21,7 @@ from typing import Iterator
 import torch
 from torch import Tensor
 
-from runner.wire import from_wire, to_wire
+from runner.wire import read_only_view, to_wire
 
 Update = dict[str, dict[str, Tensor]]
 Layout = tuple[tuple[str, str, torch.Size], ...]  # (kind, name, shape) of each tensor, in buffer order
@@ -32,7 +32,6 @@ CPU_BLOCK = 1 << 17  # float64 elements per block (1 MiB): the four blocks in pl
 class WeightedSum:
     """Σ weight·update over some clients, as hi + lo in float64, plus the clients' weighted losses."""
 
-    first_client: int
     weight: float = 0.0
     losses: list[float] = field(default_factory=list)  # weight · mean training loss, one per client
     layout: Layout = ()
@@ -61,7 +60,6 @@ class WeightedSum:
         """Add another partial sum (its hi is added with TwoSum, its lo plainly: lo carries no further error)."""
         self.weight += other.weight
         self.losses.extend(other.losses)
-        self.first_client = min(self.first_client, other.first_client)
         if self.hi is None:
             self.layout, self.hi, self.lo = other.layout, other.hi.clone(), other.lo.clone()
         else:
@@ -109,12 +107,14 @@ class WeightedSum:
     def __reduce__(self):
         """Ship hi and lo as CPU arrays (see runner/wire.py; the driver may have no GPU), not the scratch."""
         sums = None if self.hi is None else to_wire({"hi": self.hi, "lo": self.lo})
-        return _unpack, (self.first_client, self.weight, self.losses, self.layout, sums)
+        return _unpack, (self.weight, self.losses, self.layout, sums)
 
 
-def _unpack(first_client: int, weight: float, losses: list[float], layout: Layout, sums: dict | None) -> WeightedSum:
-    sums = {"hi": None, "lo": None} if sums is None else from_wire(sums)
-    return WeightedSum(first_client, weight, losses, layout, sums["hi"], sums["lo"])
+def _unpack(weight: float, losses: list[float], layout: Layout, sums: dict | None) -> WeightedSum:
+    """A received partial sum. Its hi and lo are views of object-store memory, so it is read-only: merge
+    it into another sum (which copies or reads it), never add to it."""
+    hi, lo = (None, None) if sums is None else (read_only_view(sums["hi"]), read_only_view(sums["lo"]))
+    return WeightedSum(weight, losses, layout, hi, lo)
 
 
 def _blocks(sources: list[Tensor], block: int) -> Iterator[tuple[int, int, list[tuple[Tensor, int]]]]:
@@ -131,12 +131,3 @@ def _blocks(sources: list[Tensor], block: int) -> Iterator[tuple[int, int, list[
                 start, pieces, filled = start + filled, [], 0
     if filled:
         yield start, filled, pieces
-
-
-def combine(partials: list[WeightedSum]) -> WeightedSum:
-    """Add the workers' partial sums (in a fixed order, though the result does not depend on it)."""
-    ordered = sorted(partials, key=lambda p: p.first_client)
-    total = WeightedSum(first_client=ordered[0].first_client)
-    for p in ordered:
-        total.merge(p)
-    return total

@@ -121,7 +121,7 @@ class ClientWorker:
             self.states.update(from_wire(states, self.device))
         payload = from_wire(payload, self.device)
         t = self.cfg.train
-        partial = WeightedSum(first_client=clients[0])
+        partial = WeightedSum()
         for k in clients:
             data, state = self.clients[k], self._state_of(k)
             generator = client_generator(self.cfg.seed, round_index, k, self.device)

@@ -18,7 +18,7 @@ import logging
 import os
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import ray
 import torch
@@ -27,7 +27,7 @@ from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
 from models import count_parameters, original_parameter_count
 from partitions import DATASETS
-from runner.aggregation import combine
+from runner.aggregation import WeightedSum
 from runner.algorithms import build_algorithm
 from runner.allocator import reuse_freed_memory
 from runner.balance import client_cost, plan_round
@@ -130,7 +130,9 @@ class Driver:
         arrivals, handed = self._move_states(plan)
         calls = {i: self.workers[i].train.remote(index, clients, payload, lr, *arrivals[i])
                  for i, clients in enumerate(plan) if clients}
-        total = combine(self._gather(calls))
+        total = WeightedSum()
+        for partial in self._as_ready(calls):
+            total.merge(partial)  # as workers finish: the sum does not depend on the order
         # a giver restarted before handing over had lost those states: the round must be redone
         self._check_incarnations(list(zip((giver for giver, _ in handed), ray.get([ref for _, ref in handed]))))
         for i, clients in enumerate(plan):
@@ -206,6 +208,16 @@ class Driver:
         replies = ray.get(list(calls.values()))
         self._check_incarnations(list(zip(calls, (incarnation for incarnation, _ in replies))))
         return [result for _, result in replies]
+
+    def _as_ready(self, calls: dict[int, Any]) -> Iterator[Any]:
+        """Like :meth:`_gather`, but yields each worker's result as soon as it is ready."""
+        worker_of = {ref: i for i, ref in calls.items()}
+        pending = list(calls.values())
+        while pending:
+            [ready], pending = ray.wait(pending, num_returns=1)
+            incarnation, result = ray.get(ready)
+            self._check_incarnations([(worker_of[ready], incarnation)])
+            yield result
 
     def _check_incarnations(self, seen: list[tuple[int, str]]) -> None:
         restarted = sorted({i for i, incarnation in seen if incarnation != self.incarnations[i]})

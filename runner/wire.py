@@ -9,6 +9,7 @@ the object store is read-only.
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 import numpy as np
@@ -32,3 +33,11 @@ def from_wire(tree: Tree, device: torch.device | str = "cpu") -> Tree:
     if isinstance(tree, np.ndarray):
         return torch.tensor(tree, device=device)
     return tree.to(device, copy=True)
+
+
+def read_only_view(array: np.ndarray) -> torch.Tensor:
+    """A CPU tensor over an array's memory, without a copy. The caller must never write to it: the
+    memory belongs to the object store, which torch cannot mark read-only."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
+        return torch.from_numpy(array)
