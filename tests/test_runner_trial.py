@@ -174,12 +174,15 @@ def test_crashed_trial_resumes_to_the_same_rows(tmp_path):
 
 
 def test_killed_worker_is_restarted_and_the_round_redone(tmp_path):
+    """Two workers whose clients move between them; one dies: the rows match a one-worker run's."""
     import ray
 
-    reference = run_trial(small(tmp_path / "ref", model={"parameterization": "pfedpara"},
-                                algorithm={"name": "pfedpara"}, train={"rounds": 4}))
-    cfg = small(tmp_path / "kill", model={"parameterization": "pfedpara"}, algorithm={"name": "pfedpara"},
-                train={"rounds": 4}, logging={"checkpoint_every": 2})
+    sections = {"model": {"parameterization": "pfedpara"}, "algorithm": {"name": "pfedpara"},
+                "data": {"num_clients": 8, "clients_per_round": 5}, "train": {"rounds": 4}}
+    reference = run_trial(small(tmp_path / "ref", **sections))
+    cfg = small(tmp_path / "kill", resources={"num_workers": 2, "cpus_per_worker": 0.5},
+                logging={"checkpoint_every": 2}, **sections)
+    assert moves_of_trained_clients(cfg, 2) >= 2
 
     def kill_worker_after_round_three(metrics):
         if metrics["round"] == 3:  # the next call finds a fresh worker whose clients' state is gone
