@@ -8,6 +8,7 @@ warm-up and not counted, and the two loops take turns (--repeats) so that a shar
 does not favour either.
 
     python bench/runner_vs_plain.py [--rounds 6] [--repeats 2] [--workers 2] [--models cnn fc2 vgg16]
+    python bench/runner_vs_plain.py --workers 4 --gpus-per-worker 0.25      # on a GPU machine
 """
 
 from __future__ import annotations
@@ -35,26 +36,29 @@ WORKLOADS = {
 
 
 def config(arch: str, parameterization: str, gamma: float | None, rounds: int, workers: int,
-           results: str) -> TrialConfig:
+           results: str, gpus_per_worker: float = 0.0) -> TrialConfig:
     return TrialConfig.from_dict({
         "data": {"dataset": "synthetic", "partition": "iid", "num_clients": 100, "clients_per_round": 16},
         "model": {"arch": arch, "parameterization": parameterization, "gamma": gamma},
         "train": {"rounds": rounds, "local_epochs": 1, "batch_size": 32, "lr": 0.05, "eval_every": 10_000},
-        "resources": {"num_workers": workers, "cpus_per_worker": round(1.8 / workers, 2), "driver_cpus": 0.2},
+        "resources": {"num_workers": workers, "cpus_per_worker": round(1.8 / workers, 2), "driver_cpus": 0.2,
+                      "gpus_per_worker": gpus_per_worker},
         "logging": {"results_dir": results, "checkpoint_every": 0, "wandb": "disabled"},
     })
 
 
-def plain_loop(cfg: TrialConfig) -> list[float]:
+def plain_loop(cfg: TrialConfig, device: torch.device) -> list[float]:
     """FedAvg in one process: the baseline a researcher would write without Ray."""
     torch.set_num_threads(os.cpu_count() or 1)
     d, t, m = cfg.data, cfg.train, cfg.model
     data = load_dataset(d.dataset, d.root, seed=cfg.seed)
     parts = partition_clients(data, d.partition, d.num_clients, seed=cfg.seed).train
-    mean = torch.tensor(data.mean).view(1, -1, 1, 1)
-    std = torch.tensor(data.std).view(1, -1, 1, 1)
+    mean = torch.tensor(data.mean, device=device).view(1, -1, 1, 1)
+    std = torch.tensor(data.std, device=device).view(1, -1, 1, 1)
+    x_train, y_train = data.x_train.to(device), data.y_train.to(device)
     knob = {} if m.parameterization == "original" else {"gamma": m.gamma}
-    model = build_model(m.arch, m.parameterization, num_classes=data.num_classes, input_shape=data.input_shape, **knob)
+    model = build_model(m.arch, m.parameterization, num_classes=data.num_classes, input_shape=data.input_shape,
+                        **knob).to(device)
     global_state = {k: v.clone() for k, v in model.state_dict().items()}
     times = []
     for r in range(1, t.rounds + 1):
@@ -63,9 +67,10 @@ def plain_loop(cfg: TrialConfig) -> list[float]:
         for k in sample_clients(cfg.seed, r, d.num_clients, d.clients_per_round):
             model.load_state_dict(global_state)
             opt = torch.optim.SGD(model.parameters(), lr=t.lr)
-            g = torch.Generator().manual_seed(r * 1000 + k)
-            x, y = data.x_train[parts[k]], data.y_train[parts[k]]
-            for idx in torch.randperm(len(y), generator=g).split(t.batch_size):
+            g = torch.Generator(device).manual_seed(r * 1000 + k)
+            index = torch.as_tensor(parts[k], device=device)
+            x, y = x_train[index], y_train[index]
+            for idx in torch.randperm(len(y), generator=g, device=device).split(t.batch_size):
                 batch = random_crop_flip(x[idx].float() / 255, g)
                 opt.zero_grad()
                 F.cross_entropy(model((batch - mean) / std), y[idx]).backward()
@@ -74,14 +79,18 @@ def plain_loop(cfg: TrialConfig) -> list[float]:
                 sums[name] += len(y) * (v - global_state[name])
             total += len(y)
         global_state = {k: v + sums[k] / total for k, v in global_state.items()}
+        if device.type == "cuda":
+            torch.cuda.synchronize()
         times.append(time.perf_counter() - start)
     return times
 
 
-def runner_loop(cfg: TrialConfig) -> list[float]:
+def runner_loop(cfg: TrialConfig) -> tuple[list[float], float]:
+    """Seconds per round, and the busiest worker's peak memory in MiB."""
     from runner.trial import run_trial
 
-    return run_trial(cfg)["round_seconds"].tolist()
+    rows = run_trial(cfg)
+    return rows["round_seconds"].tolist(), float(rows["worker_peak_mib"].max())
 
 
 def main() -> None:
@@ -90,28 +99,38 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=2, help="alternate plain and runner this many times")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--models", nargs="+", default=["cnn", "fc2", "vgg16"], choices=sorted(WORKLOADS))
+    parser.add_argument("--gpus-per-worker", type=float, default=0.0,
+                        help="e.g. 0.25 with --workers 4: four workers share one GPU (the plain loop then runs on it too)")
     args = parser.parse_args()
 
     import ray
 
+    device = torch.device("cuda" if args.gpus_per_worker > 0 else "cpu")
     ray.init(num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False)
     rows = []
     with tempfile.TemporaryDirectory() as results:
         for name in args.models:
-            plain, runner = [], []
+            plain, runner, peak = [], [], 0.0
             for repeat in range(args.repeats):  # alternating evens out slow drifts of a shared machine
-                cfg = config(*WORKLOADS[name], args.rounds, args.workers, os.path.join(results, f"{name}-{repeat}"))
-                plain += plain_loop(cfg)[1:]  # the first round of each is warm-up
-                runner += runner_loop(cfg)[1:-1]  # the last round also evaluates
-            rows.append((name, statistics.median(plain), statistics.median(runner)))
+                cfg = config(*WORKLOADS[name], args.rounds, args.workers, os.path.join(results, f"{name}-{repeat}"),
+                             args.gpus_per_worker)
+                plain += plain_loop(cfg, device)[1:]  # the first round of each is warm-up
+                times, worker_peak = runner_loop(cfg)
+                runner += times[1:-1]  # the last round also evaluates
+                peak = max(peak, worker_peak)
+            rows.append((name, statistics.median(plain), statistics.median(runner), peak))
             print(f"{name}: plain {rows[-1][1]:.3f}s/round, runner {rows[-1][2]:.3f}s/round", flush=True)
     ray.shutdown()
-    print(f"\n{os.cpu_count()} CPU cores, {args.workers} workers, 16 clients/round, 1 local epoch, synthetic 32x32; "
-          f"median of {args.repeats} x {args.rounds - 1} rounds (plain) and {args.repeats} x {args.rounds - 2} (runner)\n")
-    print("| model | plain loop s/round | runner s/round | runner / plain |")
-    print("|---|---|---|---|")
-    for name, plain_time, runner_time in rows:
-        print(f"| {name} | {plain_time:.3f} | {runner_time:.3f} | {runner_time / plain_time:.2f} |")
+    where = f"{torch.cuda.get_device_name()}, {args.gpus_per_worker} GPU" if device.type == "cuda" else "CPU"
+    print(f"\n{os.cpu_count()} CPU cores, {args.workers} workers ({where} each), 16 clients/round, 1 local epoch, "
+          f"synthetic 32x32; median of {args.repeats} x {args.rounds - 1} rounds (plain) and "
+          f"{args.repeats} x {args.rounds - 2} (runner)\n")
+    memory = "CUDA MiB" if device.type == "cuda" else "RSS MiB"
+    print(f"| model | plain loop s/round | runner s/round | runner / plain | runner client updates/s | worker peak {memory} |")
+    print("|---|---|---|---|---|---|")
+    for name, plain_time, runner_time, peak in rows:
+        print(f"| {name} | {plain_time:.3f} | {runner_time:.3f} | {runner_time / plain_time:.2f} | "
+              f"{16 / runner_time:.1f} | {peak:.0f} |")
 
 
 if __name__ == "__main__":

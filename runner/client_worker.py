@@ -12,6 +12,7 @@ into one weighted sum.
 from __future__ import annotations
 
 import os
+import resource
 import uuid
 
 import torch
@@ -112,8 +113,9 @@ class ClientWorker:
 
     # --- one round --------------------------------------------------------------------------------
     def train(self, round_index: int, clients: list[int], payload: dict[str, State], lr: float,
-              *arrivals: dict[int, dict[str, State]]) -> tuple[str, WeightedSum]:
-        """Train the given clients from the broadcast payload; returns their updates as one weighted sum.
+              *arrivals: dict[int, dict[str, State]]) -> tuple[str, tuple[WeightedSum, float]]:
+        """Train the given clients from the broadcast payload; returns their updates as one weighted sum,
+        and this worker's peak memory so far in MiB (see :meth:`peak_memory_mib`).
 
         ``arrivals`` are other workers' ``hand_over`` replies: the state of clients that moved here.
         """
@@ -132,7 +134,14 @@ class ClientWorker:
             trained = self.model.state_dict()
             state["params"] = {n: trained[n].detach().clone() for n in state["params"]}
             partial.add(float(data.num_samples), update, loss)
-        return self.incarnation, partial
+        return self.incarnation, (partial, self.peak_memory_mib())
+
+    def peak_memory_mib(self) -> float:
+        """What sizes ``resources.gpus_per_worker``: on a GPU the most CUDA memory torch has held, on a CPU
+        the process's peak resident set."""
+        if self.device.type == "cuda":
+            return torch.cuda.max_memory_allocated(self.device) / 2**20
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
 
     # --- evaluation ---------------------------------------------------------------------------------
     @torch.no_grad()

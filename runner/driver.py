@@ -130,9 +130,10 @@ class Driver:
         arrivals, handed = self._move_states(plan)
         calls = {i: self.workers[i].train.remote(index, clients, payload, lr, *arrivals[i])
                  for i, clients in enumerate(plan) if clients}
-        total = WeightedSum()
-        for partial in self._as_ready(calls):
+        total, peak_memory = WeightedSum(), 0.0
+        for partial, worker_peak in self._as_ready(calls):
             total.merge(partial)  # as workers finish: the sum does not depend on the order
+            peak_memory = max(peak_memory, worker_peak)
         # a giver restarted before handing over had lost those states: the round must be redone
         self._check_incarnations(list(zip((giver for giver, _ in handed), ray.get([ref for _, ref in handed]))))
         for i, clients in enumerate(plan):
@@ -148,7 +149,7 @@ class Driver:
         row: dict[str, Any] = {
             "round": index, "lr": lr, "train_loss": total.mean_loss, "clients": len(sampled),
             "bytes_down": down, "bytes_up": up, "bytes_round": down + up, "cumulative_bytes": self.cumulative_bytes,
-            "test_accuracy": float("nan"), "test_loss": float("nan")}
+            "test_accuracy": float("nan"), "test_loss": float("nan"), "worker_peak_mib": peak_memory}
         if evaluate and (index % cfg.train.eval_every == 0 or index == cfg.train.rounds):
             row.update(self.evaluate())
         row["round_seconds"] = time.perf_counter() - started

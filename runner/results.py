@@ -27,6 +27,7 @@ METRIC_COLUMNS: dict[str, pa.DataType] = {
     "clients": pa.int64(), "train_loss": pa.float64(), "test_accuracy": pa.float64(), "test_loss": pa.float64(),
     "bytes_down": pa.int64(), "bytes_up": pa.int64(), "bytes_round": pa.int64(), "cumulative_bytes": pa.int64(),
     "round_seconds": pa.float64(), "elapsed_seconds": pa.float64(),
+    "worker_peak_mib": pa.float64(),  # the busiest worker's peak memory so far (CUDA on a GPU, RSS on a CPU)
 }
 _ARROW = {str: pa.string(), int: pa.int64(), float: pa.float64(), bool: pa.bool_()}
 

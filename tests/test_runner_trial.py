@@ -21,7 +21,7 @@ from runner.seeding import sample_clients
 from runner.trial import run_trial
 
 pytestmark = pytest.mark.usefixtures("ray_session")
-TIMING = ["round_seconds", "elapsed_seconds"]
+MACHINE = ["round_seconds", "elapsed_seconds", "worker_peak_mib"]  # where and how fast it ran, not what it learnt
 
 
 def small(tmp_path: Path, **sections) -> TrialConfig:
@@ -40,7 +40,7 @@ def small(tmp_path: Path, **sections) -> TrialConfig:
 
 def metrics(frame: pd.DataFrame) -> pd.DataFrame:
     """Everything but wall-clock times and where/how the trial ran."""
-    dropped = TIMING + [c for c in frame.columns if c.startswith(("logging.", "resources."))]
+    dropped = MACHINE + [c for c in frame.columns if c.startswith(("logging.", "resources."))]
     return frame.drop(columns=dropped).reset_index(drop=True)
 
 
@@ -68,6 +68,7 @@ def test_trial_writes_parquet_and_an_offline_wandb_run(tmp_path):
     assert (rows["cumulative_bytes"].diff().dropna() > 0).all()
     assert rows["model.gamma"].iloc[0] == 0.5 and rows["data.dataset"].iloc[0] == "synthetic"
     assert 0 < rows["param_ratio"].iloc[0] < 1
+    assert rows["worker_peak_mib"].between(100, 64_000).all()  # a worker process holding torch and the data
     assert json.loads((tmp_path / "trials" / cfg.trial_name / "config.json").read_text())["seed"] == 3
 
     run_files = list((tmp_path / "wandb").glob("offline-run-*/run-*.wandb"))
