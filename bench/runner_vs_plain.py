@@ -86,11 +86,13 @@ def plain_loop(cfg: TrialConfig, device: torch.device) -> list[float]:
 
 
 def runner_loop(cfg: TrialConfig) -> tuple[list[float], float]:
-    """Seconds per round, and the busiest worker's peak memory in MiB."""
+    """Wall-clock seconds of rounds 2…N as the trial sees them (the driver's round plus writing the row),
+    and the busiest worker's peak memory in MiB."""
     from runner.trial import run_trial
 
-    rows = run_trial(cfg)
-    return rows["round_seconds"].tolist(), float(rows["worker_peak_mib"].max())
+    reported: list[float] = []
+    rows = run_trial(cfg, report=lambda metrics: reported.append(time.perf_counter()))
+    return [b - a for a, b in zip(reported, reported[1:])], float(rows["worker_peak_mib"].max())
 
 
 def main() -> None:
@@ -115,8 +117,8 @@ def main() -> None:
                 cfg = config(*WORKLOADS[name], args.rounds, args.workers, os.path.join(results, f"{name}-{repeat}"),
                              args.gpus_per_worker)
                 plain += plain_loop(cfg, device)[1:]  # the first round of each is warm-up
-                times, worker_peak = runner_loop(cfg)
-                runner += times[1:-1]  # the last round also evaluates
+                times, worker_peak = runner_loop(cfg)  # rounds 2…N
+                runner += times[:-1]  # the last round also evaluates
                 peak = max(peak, worker_peak)
             rows.append((name, statistics.median(plain), statistics.median(runner), peak))
             print(f"{name}: plain {rows[-1][1]:.3f}s/round, runner {rows[-1][2]:.3f}s/round", flush=True)
