@@ -2,7 +2,8 @@
 
 The trial process (a Ray Tune trainable, or any Ray driver script) creates the Driver, writes each
 round's row to Parquet and W&B, then asks the Driver to checkpoint: a checkpoint never runs ahead of
-the rows on disk. Started again with the same config, a trial resumes from its checkpoint, drops any
+the rows on disk. Between checkpoints the Driver starts the next round before the row is written, so
+writing rows and logging overlap training. Started again with the same config, a trial resumes from its checkpoint, drops any
 rows recorded after it, and redoes those rounds identically.
 
 Resources: one placement group per trial holds the Driver's bundle and one bundle per worker, so a
@@ -91,12 +92,19 @@ def run_trial(cfg: TrialConfig, *, report: Callable[[dict[str, Any]], None] | No
         run = open_run(cfg, results_dir)
         constants = {**cfg.flat(), "trial": cfg.trial_name, **facts}
         every = cfg.logging.checkpoint_every
-        for _ in range(start, cfg.train.rounds):
-            metrics = ray.get(driver.run_round.remote())
-            table.append({**constants, **metrics})
+        running = driver.run_round.remote() if start < cfg.train.rounds else None
+        while running is not None:
+            metrics = ray.get(running)
             index = metrics["round"]
-            if every and (index % every == 0 or index == cfg.train.rounds):
+            checkpoint = bool(every) and (index % every == 0 or index == cfg.train.rounds)
+            running = None
+            if index < cfg.train.rounds and not checkpoint:
+                running = driver.run_round.remote()  # the next round trains while this row is written
+            table.append({**constants, **metrics})
+            if checkpoint:  # only after the row is on disk: a checkpoint never runs ahead of the rows
                 ray.get(driver.save_checkpoint.remote())
+                if index < cfg.train.rounds:
+                    running = driver.run_round.remote()
             if run is not None:
                 run.log({k: v for k, v in metrics.items() if k != "round"}, step=index)
             if report is not None:
