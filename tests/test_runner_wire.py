@@ -43,9 +43,9 @@ def test_read_only_view_shares_memory_without_copying():
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="mallopt is glibc's")
 def test_freed_buffers_are_reused_without_new_page_faults():
     assert reuse_freed_memory()
-    for _ in range(3):  # warm up: the heap grows once
+    for _ in range(20):  # warm up: the heap grows to its working size
         torch.empty(2_000_000).fill_(1.0)
     before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
     for _ in range(50):  # 8 MB each: without the setting each is fresh mmap'd pages (~14,000 faults in all)
         torch.empty(2_000_000).fill_(1.0)
-    assert resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before < 2_000
+    assert resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before < 1_000
