@@ -82,7 +82,6 @@ class Driver:
         self._setup_workers(self.workers)
         t = cfg.train
         self.costs = [client_cost(n, t.batch_size, t.local_epochs) for n in ray.get(self.workers[0].client_sizes.remote())]
-        self.holders: dict[int, int] = {}  # clients whose state moved away from worker k mod num_workers
         self.stateful = bool(self.initial_local or self.algorithm.init_client_state(self.initial_global))
         self._reset()
         if self.checkpoint_path.exists():
@@ -91,7 +90,8 @@ class Driver:
     # --- state ------------------------------------------------------------------------------------
     def _reset(self) -> None:
         self.round = 0
-        self.holders = {}  # checkpoints are loaded back into each client's first worker
+        # clients whose state moved away from worker k mod num_workers (a checkpoint loads back there)
+        self.holders: dict[int, int] = {}
         self.global_state = {n: t.clone() for n, t in self.initial_global.items()}
         self.server_state = self.algorithm.init_server_state(self.global_state)
         self.cumulative_bytes = 0
@@ -125,20 +125,7 @@ class Driver:
         cfg, index = self.cfg, self.round + 1
         lr = cfg.train.lr * cfg.train.lr_decay ** (index - 1)
         sampled = sample_clients(cfg.seed, index, cfg.data.num_clients, cfg.data.clients_per_round)
-        payload = ray.put(to_wire(self.algorithm.broadcast(self.global_state, self.server_state)))
-        plan = plan_round(sampled, self.costs, self.holders, len(self.workers))
-        arrivals, handed = self._move_states(plan)
-        calls = {i: self.workers[i].train.remote(index, clients, payload, lr, *arrivals[i])
-                 for i, clients in enumerate(plan) if clients}
-        total, peak_memory = WeightedSum(), 0.0
-        for partial, worker_peak in self._as_ready(calls):
-            total.merge(partial)  # as workers finish: the sum does not depend on the order
-            peak_memory = max(peak_memory, worker_peak)
-        # a giver restarted before handing over had lost those states: the round must be redone
-        self._check_incarnations(list(zip((giver for giver, _ in handed), ray.get([ref for _, ref in handed]))))
-        for i, clients in enumerate(plan):
-            for k in clients:
-                self._set_holder(k, i)
+        total, peak_memory = self._train(index, sampled, lr)
         self.global_state = self.algorithm.server_update(self.global_state, self.server_state, total.mean(),
                                                          len(sampled), cfg.data.num_clients)
         self.round = index
@@ -156,6 +143,25 @@ class Driver:
         self.elapsed += row["round_seconds"]
         row["elapsed_seconds"] = self.elapsed
         return row
+
+    def _train(self, index: int, sampled: list[int], lr: float) -> tuple[WeightedSum, float]:
+        """Train the sampled clients on the workers; returns the sum of their updates and the busiest
+        worker's peak memory."""
+        payload = ray.put(to_wire(self.algorithm.broadcast(self.global_state, self.server_state)))
+        plan = plan_round(sampled, self.costs, self.holders, len(self.workers))
+        arrivals, handed = self._move_states(plan)
+        calls = {i: self.workers[i].train.remote(index, clients, payload, lr, *arrivals[i])
+                 for i, clients in enumerate(plan) if clients}
+        total, peak_memory = WeightedSum(), 0.0
+        for partial, worker_peak in self._as_ready(calls):
+            total.merge(partial)  # as workers finish: the sum does not depend on the order
+            peak_memory = max(peak_memory, worker_peak)
+        # a giver restarted before handing over had lost those states: the round must be redone
+        self._check_incarnations(list(zip((giver for giver, _ in handed), ray.get([ref for _, ref in handed]))))
+        for i, clients in enumerate(plan):
+            for k in clients:
+                self._set_holder(k, i)
+        return total, peak_memory
 
     def evaluate(self) -> dict[str, float]:
         """Global test accuracy, or per-client accuracy on each client's own data (personalised methods)."""
