@@ -24,9 +24,9 @@ import time
 import torch
 import torch.nn.functional as F
 
-from models import build_model
 from partitions import load_dataset, partition_clients
 from runner.augment import random_crop_flip
+from runner.client_worker import model_for
 from runner.config import TrialConfig
 from runner.seeding import sample_clients
 
@@ -52,15 +52,13 @@ def config(arch: str, parameterization: str, gamma: float | None, rounds: int, w
 def plain_loop(cfg: TrialConfig, device: torch.device) -> list[float]:
     """FedAvg in one process: the baseline a researcher would write without Ray."""
     torch.set_num_threads(os.cpu_count() or 1)
-    d, t, m = cfg.data, cfg.train, cfg.model
+    d, t = cfg.data, cfg.train
     data = load_dataset(d.dataset, d.root, seed=cfg.seed)
     parts = partition_clients(data, d.partition, d.num_clients, seed=cfg.seed).train
     mean = torch.tensor(data.mean, device=device).view(1, -1, 1, 1)
     std = torch.tensor(data.std, device=device).view(1, -1, 1, 1)
     x_train, y_train = data.x_train.to(device), data.y_train.to(device)
-    knob = {} if m.parameterization == "original" else {"gamma": m.gamma}
-    model = build_model(m.arch, m.parameterization, num_classes=data.num_classes, input_shape=data.input_shape,
-                        **knob).to(device)
+    model = model_for(cfg, data.num_classes, data.input_shape).to(device)
     global_state = {k: v.clone() for k, v in model.state_dict().items()}
     times = []
     for r in range(1, t.rounds + 1):

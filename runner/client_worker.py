@@ -34,10 +34,9 @@ EVAL_BATCH = 500
 
 
 def model_for(cfg: TrialConfig, num_classes: int, input_shape: tuple[int, ...]) -> torch.nn.Module:
-    m = cfg.model
-    knob = {} if m.parameterization == "original" else {"gamma": m.gamma, "ratio": m.ratio}
+    m = cfg.model  # build_model ignores gamma and ratio for the original parameterization
     return build_model(m.arch, m.parameterization, num_classes=num_classes, input_shape=input_shape,
-                       tanh=m.tanh, **knob)
+                       gamma=m.gamma, ratio=m.ratio, tanh=m.tanh)
 
 
 def test_batches(num_test: int) -> list[range]:
@@ -48,9 +47,7 @@ def test_batches(num_test: int) -> list[range]:
 class ClientWorker:
     def __init__(self, cfg: TrialConfig, index: int, num_workers: int) -> None:
         reuse_freed_memory()
-        threads = max(1, int(cfg.resources.cpus_per_worker))
-        torch.set_num_threads(threads)
-        os.environ.setdefault("OMP_NUM_THREADS", str(threads))
+        torch.set_num_threads(max(1, int(cfg.resources.cpus_per_worker)))
         use_gpu = cfg.resources.gpus_per_worker > 0 and torch.cuda.is_available()
         self.device = torch.device("cuda" if use_gpu else "cpu")
         self.cfg = cfg
@@ -60,13 +57,16 @@ class ClientWorker:
                                       classes_per_client=d.classes_per_client, seed=cfg.seed)
         dev = self.device
         self.index, self.num_workers = index, num_workers
+        # test samples only for the evaluation this trial runs: each client's own, or the global batches
+        personal = cfg.personalised
         self.clients: list[ClientData] = []
         for train, test in zip(partition.train, partition.test):
-            tr, te = torch.as_tensor(train), torch.as_tensor(test)
+            tr, te = torch.as_tensor(train), torch.as_tensor(test if personal else [], dtype=torch.long)
             self.clients.append(ClientData(dataset.x_train[tr].to(dev), dataset.y_train[tr].to(dev),
                                            dataset.x_test[te].to(dev), dataset.y_test[te].to(dev)))
-        self.test_batches = {b: (dataset.x_test[r.start:r.stop].to(dev), dataset.y_test[r.start:r.stop].to(dev))
-                             for b, r in enumerate(test_batches(len(dataset.y_test))) if b % num_workers == index}
+        self.test_batches = {} if personal else {
+            b: (dataset.x_test[r.start:r.stop].to(dev), dataset.y_test[r.start:r.stop].to(dev))
+            for b, r in enumerate(test_batches(len(dataset.y_test))) if b % num_workers == index}
         can_augment = dataset.kind == "image" and dataset.input_shape[-1] >= 32
         self.train_preprocess = Preprocess.for_dataset(dataset.kind, dataset.mean, dataset.std,
                                                        cfg.train.augment and can_augment, dev)
@@ -171,6 +171,3 @@ class ClientWorker:
             self.model.eval()
             results[k] = self._score(self.clients[k].x_test, self.clients[k].y_test)
         return self.incarnation, results
-
-    def ping(self) -> int:
-        return os.getpid()

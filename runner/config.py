@@ -14,7 +14,7 @@ import json
 import types
 import typing
 from dataclasses import dataclass, field, fields
-from typing import Any, Mapping
+from typing import Any, Iterator, Mapping
 
 from models import ARCHITECTURES, PARAMETERIZATIONS
 from partitions import DATASETS, SCHEMES
@@ -127,7 +127,7 @@ class TrialConfig:
 
     def flat(self) -> dict[str, Any]:
         """Dotted keys (``model.gamma``), the column names of the Parquet results."""
-        return _flatten(self.to_dict())
+        return flatten(self.to_dict())
 
     @property
     def trial_name(self) -> str:
@@ -150,14 +150,18 @@ class TrialConfig:
         return self.algorithm.name in ("fedper", "pfedpara", "local")
 
 
-def _flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
-    out: dict[str, Any] = {}
+def flat_items(tree: Mapping[str, Any], prefix: str = "") -> Iterator[tuple[str, Any]]:
+    """(dotted key, value) for every leaf of a nested mapping, in order (a key may come twice)."""
     for key, value in tree.items():
         if isinstance(value, Mapping):
-            out.update(_flatten(value, f"{prefix}{key}."))
+            yield from flat_items(value, f"{prefix}{key}.")
         else:
-            out[f"{prefix}{key}"] = value
-    return out
+            yield f"{prefix}{key}", value
+
+
+def flatten(tree: Mapping[str, Any]) -> dict[str, Any]:
+    """Turn ``{"model": {"gamma": 0.3}}`` into ``{"model.gamma": 0.3}``; the inverse of :func:`unflatten`."""
+    return dict(flat_items(tree))
 
 
 def unflatten(flat: Mapping[str, Any]) -> dict[str, Any]:

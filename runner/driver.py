@@ -66,6 +66,7 @@ class Driver:
         state = {n: t.detach().clone() for n, t in model.state_dict().items()}
         self.initial_global = {n: t for n, t in state.items() if n not in local}
         self.initial_local = {n: t for n, t in state.items() if n in local}
+        self.global_numels = [t.numel() for t in self.initial_global.values()]  # what one copy of the model sends
         self.num_parameters = count_parameters(model)
         self.original_parameters = original_parameter_count(cfg.model.arch, info.num_classes, info.input_shape)
 
@@ -79,7 +80,7 @@ class Driver:
             .remote(cfg, i, r.num_workers)
             for i in range(r.num_workers)]
         self.incarnations: list[str] = []
-        self._setup_workers(self.workers)
+        self._setup_workers()
         t = cfg.train
         self.costs = [client_cost(n, t.batch_size, t.local_epochs) for n in ray.get(self.workers[0].client_sizes.remote())]
         self.stateful = bool(self.initial_local or self.algorithm.init_client_state(self.initial_global))
@@ -97,15 +98,14 @@ class Driver:
         self.cumulative_bytes = 0
         self.elapsed = 0.0
 
-    def _setup_workers(self, workers: list) -> None:
-        self.incarnations = ray.get([w.setup.remote(self.initial_local, self.initial_global) for w in workers])
+    def _setup_workers(self) -> None:
+        self.incarnations = ray.get([w.setup.remote(self.initial_local, self.initial_global) for w in self.workers])
 
     def facts(self) -> dict[str, Any]:
         """Per-trial constants that go into every result row."""
-        global_numels = [t.numel() for t in self.initial_global.values()]
         return {"num_parameters": self.num_parameters, "original_parameters": self.original_parameters,
                 "param_ratio": self.num_parameters / self.original_parameters,
-                "params_sent": sum(global_numels), "round": self.round}
+                "params_sent": sum(self.global_numels), "round": self.round}
 
     # --- one round ----------------------------------------------------------------------------------
     def run_round(self) -> dict[str, Any]:
@@ -129,9 +129,8 @@ class Driver:
         self.global_state = self.algorithm.server_update(self.global_state, self.server_state, total.mean(),
                                                          len(sampled), cfg.data.num_clients)
         self.round = index
-        global_numels = [t.numel() for t in self.global_state.values()]
-        down = len(sampled) * self.algorithm.bytes_down(global_numels)
-        up = len(sampled) * self.algorithm.bytes_up(global_numels)
+        down = len(sampled) * self.algorithm.bytes_down(self.global_numels)
+        up = len(sampled) * self.algorithm.bytes_up(self.global_numels)
         self.cumulative_bytes += down + up
         row: dict[str, Any] = {
             "round": index, "lr": lr, "train_loss": total.mean_loss, "clients": len(sampled),
@@ -273,7 +272,7 @@ class Driver:
         deadline = time.monotonic() + RESTART_WAIT_S
         while True:  # a restarting actor refuses calls until it is back
             try:
-                self._setup_workers(self.workers)
+                self._setup_workers()
                 break
             except ActorUnavailableError:
                 if time.monotonic() > deadline:

@@ -29,6 +29,7 @@ import pandas as pd  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
 from runner.config import ALGORITHMS, TrialConfig  # noqa: E402
+from runner.results import load_rounds  # noqa: E402
 
 FINAL_ROUNDS = 5          # final accuracy = mean over this many last evaluated rounds
 BYTES_PER_GB = 1e9
@@ -42,13 +43,6 @@ PARAMETERIZATION_ORDER = {"original": 0, "lowrank": 1, "fedpara": 2, "pfedpara":
 MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*") * 4
 REFERENCE_STYLES = ("--", ":", "-.", (0, (5, 1, 1, 1))) * 8
 FINAL_LABEL = f"final test accuracy (%), mean of the last {FINAL_ROUNDS} evaluated rounds"
-
-
-def load_rounds(results_dir: str | Path) -> pd.DataFrame:
-    """Every trial's rows (``<results_dir>/rounds/*.parquet``) as one table."""
-    from runner.results import load_rounds as read_all
-
-    return read_all(results_dir)
 
 
 def plot_results(results_dir: str | Path, out_dir: str | Path | None = None) -> list[Path]:
@@ -156,13 +150,14 @@ def summarize(rounds: pd.DataFrame) -> pd.DataFrame | None:
     evaluated = rounds[rounds["test_accuracy"].notna()]
     if evaluated.empty:
         return None
+    identity = _identity_columns(rounds)
     per_trial = []
     for trial, rows in rounds.groupby("trial", sort=True):
         rows = rows.sort_values("round")
         accuracies = rows.loc[rows["test_accuracy"].notna(), "test_accuracy"]
         last = rows.iloc[-1]
         per_trial.append({
-            **{c: last[c] for c in _identity_columns(rounds) + ["split", "model"]},
+            **{c: last[c] for c in identity + ["split", "model"]},
             "trial": trial,
             "final_accuracy": accuracies.tail(FINAL_ROUNDS).mean() if len(accuracies) else math.nan,
             "param_ratio": last["param_ratio"],
@@ -170,7 +165,7 @@ def summarize(rounds: pd.DataFrame) -> pd.DataFrame | None:
             "rounds": int(last["round"]),
         })
     trials = pd.DataFrame(per_trial)
-    keys = [c for c in _identity_columns(rounds) if c != "seed"] + ["split", "model"]
+    keys = [c for c in identity if c != "seed"] + ["split", "model"]
     grouped = trials.groupby(keys, dropna=False, sort=False)
     summary = grouped.agg(final_accuracy=("final_accuracy", "mean"), final_accuracy_std=("final_accuracy", "std"),
                           param_ratio=("param_ratio", "mean"), total_gb=("total_gb", "mean"),

@@ -102,12 +102,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 1 if errored else 0
 
 
-def check_data(trials: list[TrialConfig]) -> None:
-    """Fail before Ray starts when a dataset is missing (the error says how to get it)."""
+def data_problems(trials: list[TrialConfig]) -> list[tuple[str, str, FileNotFoundError | None]]:
+    """(dataset, root, what is missing or None) for each distinct dataset the trials read."""
     import partitions
 
+    problems = []
     for dataset, root in sorted({(t.data.dataset, t.data.root) for t in trials}):
-        partitions.check_available(dataset, os.path.expanduser(root))
+        try:
+            partitions.check_available(dataset, os.path.expanduser(root))
+            problems.append((dataset, root, None))
+        except FileNotFoundError as error:
+            problems.append((dataset, root, error))
+    return problems
+
+
+def check_data(trials: list[TrialConfig]) -> None:
+    """Fail before Ray starts when a dataset is missing (the error says how to get it)."""
+    for _, _, error in data_problems(trials):
+        if error is not None:
+            raise error
 
 
 def trial_resources(params: dict[str, Any]):
@@ -209,15 +222,9 @@ def format_trial_table(sweep: Sweep, trials: list[TrialConfig], bundles: list[li
 
 def format_data_check(trials: list[TrialConfig]) -> str:
     """One line per dataset: on disk, or what is missing and how to get it."""
-    import partitions
-
     lines = ["data:"]
-    for dataset, root in sorted({(t.data.dataset, t.data.root) for t in trials}):
-        try:
-            partitions.check_available(dataset, os.path.expanduser(root))
-            lines.append(f"  {dataset} ({root}): ok")
-        except FileNotFoundError as error:
-            lines.append(f"  {dataset} ({root}): MISSING - {error}")
+    for dataset, root, error in data_problems(trials):
+        lines.append(f"  {dataset} ({root}): ok" if error is None else f"  {dataset} ({root}): MISSING - {error}")
     return "\n".join(lines)
 
 

@@ -26,7 +26,7 @@ from typing import Any, Iterable, Mapping
 
 import yaml
 
-from runner.config import ConfigError, TrialConfig, unflatten
+from runner.config import ConfigError, TrialConfig, flat_items, flatten, unflatten
 
 TOP_LEVEL_KEYS = ("name", "description", "base", "grid", "variants")
 BASE_KEY = "base"        # Tune config key holding the resolved base (a constant, not searched)
@@ -131,7 +131,7 @@ def apply_overrides(sweep: Sweep, overrides: Mapping[str, Any]) -> Sweep:
     source = f"{sweep.source} (command-line override)"
     for key in overrides:
         _check_field(key, source)
-    flat_base = _flatten_nested(sweep.base)
+    flat_base = flatten(sweep.base)
     flat_base.update(overrides)
     grid = {key: values for key, values in sweep.grid.items() if key not in overrides}
     variants: list[dict[str, Any]] = []
@@ -156,13 +156,13 @@ def expand_variants(sweep: Sweep) -> list[dict[str, Any]]:
         choices = [variant[k] if isinstance(variant[k], list) else [variant[k]] for k in keys]
         expanded.extend(dict(zip(keys, combo)) for combo in itertools.product(*choices))
     keys = list(dict.fromkeys(key for variant in sweep.variants for key in variant))
-    inherited = {**TrialConfig().flat(), **_flatten_nested(sweep.base)}
+    inherited = {**TrialConfig().flat(), **flatten(sweep.base)}
     return [{key: variant[key] if key in variant else inherited[key] for key in keys} for variant in expanded]
 
 
 def resolved_base(sweep: Sweep, results_root: str | Path = "results") -> dict[str, Any]:
     """The base every trial starts from: the file's base plus the runner-owned fields."""
-    flat = _flatten_nested(sweep.base)
+    flat = flatten(sweep.base)
     flat["logging.results_dir"] = str(Path(results_root) / sweep.name)
     flat["sweep"] = sweep.name
     return unflatten(flat)
@@ -174,7 +174,7 @@ def merge_trial(base: Mapping[str, Any], params: Mapping[str, Any]) -> dict[str,
     ``params`` is a Tune trial ``config`` (see :func:`param_space`); its ``"base"`` entry, if any, is
     ignored here because the caller passes the base explicitly.
     """
-    flat = _flatten_nested(base)
+    flat = flatten(base)
     for key, value in params.items():
         if key not in (BASE_KEY, VARIANT_KEY):
             flat[key] = value
@@ -253,7 +253,7 @@ def _base_fields(base: Any, path: Path) -> dict[str, Any]:
     if not isinstance(base, Mapping):
         raise SweepError(f"{path}: base: expected a mapping of config sections, got {base!r}")
     flat: dict[str, Any] = {}
-    for key, value in _flat_items(base, ""):
+    for key, value in flat_items(base):
         _check_field(key, f"{path}: base")
         if key in flat:
             raise SweepError(f"{path}: base: {key} is given twice")
@@ -320,19 +320,6 @@ def _check_distinct(values: list[Any], where: str) -> None:
         if value in seen:
             raise SweepError(f"{where}: {value!r} is listed twice")
         seen.append(value)
-
-
-def _flat_items(tree: Mapping[str, Any], prefix: str) -> Iterable[tuple[str, Any]]:
-    for key, value in tree.items():
-        dotted = f"{prefix}{key}"
-        if isinstance(value, Mapping):
-            yield from _flat_items(value, f"{dotted}.")
-        else:
-            yield dotted, value
-
-
-def _flatten_nested(tree: Mapping[str, Any]) -> dict[str, Any]:
-    return dict(_flat_items(tree, ""))
 
 
 def _suggest(word: Any, choices: Iterable[str]) -> str:

@@ -12,7 +12,7 @@ clients, weighted by their sample counts, and hands the mean to :meth:`Algorithm
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, Iterator
+from typing import Callable, Iterable, Iterator
 
 import torch
 import torch.nn.functional as F
@@ -67,7 +67,7 @@ class Algorithm:
 
     def train_client(self, job: LocalTraining, payload: dict[str, State], client_state: State) -> tuple[Update, float]:
         """Train from the global weights; return the update and the mean training loss."""
-        start = {n: payload["weights"][n] for n in job.global_names}
+        start = global_start(job, payload)
         loss = local_sgd(job, self.gradient_correction(job, payload, client_state, start))
         return {"delta": model_delta(job, start)}, loss
 
@@ -89,6 +89,20 @@ class Algorithm:
     def bytes_up(self, global_numels: list[int]) -> int:
         """Bytes one sampled client sends the server."""
         return float_bytes(global_numels)
+
+
+def global_start(job: LocalTraining, payload: dict[str, State]) -> State:
+    """The broadcast weights a client starts from, for the parameters the server owns."""
+    return {n: payload["weights"][n] for n in job.global_names}
+
+
+def with_gradients(params: dict[str, nn.Parameter], names: Iterable[str]) -> Iterator[tuple[str, nn.Parameter]]:
+    """(name, parameter) for each of ``names`` that is a parameter with a gradient this step (buffers and
+    unused parameters have none): what a gradient correction adjusts."""
+    for n in names:
+        p = params.get(n)
+        if p is not None and p.grad is not None:
+            yield n, p
 
 
 def zeros_like_state(state: State) -> State:

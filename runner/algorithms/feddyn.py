@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import torch
 
-from runner.algorithms.base import Algorithm, local_sgd, model_delta, zeros_like_state
+from runner.algorithms.base import Algorithm, global_start, local_sgd, model_delta, with_gradients, zeros_like_state
 
 
 class FedDyn(Algorithm):
@@ -23,14 +23,12 @@ class FedDyn(Algorithm):
 
     def train_client(self, job, payload, client_state):
         alpha = self.cfg.alpha
-        start = {n: payload["weights"][n] for n in job.global_names}
+        start = global_start(job, payload)
 
         def dynamic_regulariser(params):
             with torch.no_grad():
-                for n in job.global_names:
-                    p = params.get(n)
-                    if p is not None and p.grad is not None:
-                        p.grad.sub_(client_state[n]).add_(p - start[n], alpha=alpha)
+                for n, p in with_gradients(params, job.global_names):
+                    p.grad.sub_(client_state[n]).add_(p - start[n], alpha=alpha)
 
         loss = local_sgd(job, dynamic_regulariser)
         delta = model_delta(job, start)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from runner.algorithms.base import Algorithm
+from runner.algorithms.base import Algorithm, with_gradients
 
 
 class FedProx(Algorithm):
@@ -16,9 +16,7 @@ class FedProx(Algorithm):
 
         def add_proximal_gradient(params):
             with torch.no_grad():
-                for n in names:
-                    p = params.get(n)
-                    if p is not None and p.grad is not None:
-                        p.grad.add_(p - start[n], alpha=mu)
+                for n, p in with_gradients(params, names):
+                    p.grad.add_(p - start[n], alpha=mu)
 
         return add_proximal_gradient

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import torch
 
-from runner.algorithms.base import Algorithm, local_sgd, model_delta, zeros_like_state
+from runner.algorithms.base import Algorithm, global_start, local_sgd, model_delta, with_gradients, zeros_like_state
 from runner.cost import float_bytes
 
 
@@ -27,7 +27,7 @@ class Scaffold(Algorithm):
         return {"weights": global_state, "control": server_state}
 
     def train_client(self, job, payload, client_state):
-        start = {n: payload["weights"][n] for n in job.global_names}
+        start = global_start(job, payload)
         server_c = payload["control"]
         drift = {n: server_c[n] - client_state[n] for n in job.global_names}
         steps = 0
@@ -36,10 +36,8 @@ class Scaffold(Algorithm):
             nonlocal steps
             steps += 1
             with torch.no_grad():
-                for n, d in drift.items():
-                    p = params.get(n)
-                    if p is not None and p.grad is not None:
-                        p.grad.add_(d)
+                for n, p in with_gradients(params, drift):
+                    p.grad.add_(drift[n])
 
         loss = local_sgd(job, correct_drift)
         delta = model_delta(job, start)
