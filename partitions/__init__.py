@@ -18,9 +18,16 @@ def _known(name: str) -> None:
         raise ValueError(f"data.dataset: unknown dataset {name!r} (choose from {', '.join(DATASETS)})")
 
 
-def check_available(name: str, root: str | Path) -> None:
-    """Cheap existence check of a dataset's files; raises DatasetNotFoundError saying how to get them."""
+DOWNLOADABLE = ("cifar10", "cifar100", "mnist")  # torchvision fetches these when data.download is set
+
+
+def check_available(name: str, root: str | Path, download: bool = False) -> None:
+    """Cheap existence check of a dataset's files; raises DatasetNotFoundError saying how to get them.
+
+    A dataset that loading will download (``download`` and one of :data:`DOWNLOADABLE`) passes."""
     _known(name)
+    if download and name in DOWNLOADABLE:
+        return
     if name in ("cifar10", "cifar100"):
         check_cifar(name, root)
     elif name == "mnist":
@@ -47,6 +54,6 @@ def load_dataset(name: str, root: str | Path, *, download: bool = False, seed: i
     return load_femnist(root) if name == "femnist" else load_shakespeare(root)
 
 
-__all__ = ["DATASETS", "DatasetInfo", "DatasetNotFoundError", "FederatedDataset", "SCHEMES", "ClientPartition",
+__all__ = ["DATASETS", "DOWNLOADABLE", "DatasetInfo", "DatasetNotFoundError", "FederatedDataset", "SCHEMES", "ClientPartition",
            "check_available", "load_dataset", "partition_clients", "iid_split", "dirichlet_split",
            "pathological_split", "natural_split"]

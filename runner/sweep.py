@@ -107,9 +107,9 @@ def data_problems(trials: list[TrialConfig]) -> list[tuple[str, str, FileNotFoun
     import partitions
 
     problems = []
-    for dataset, root in sorted({(t.data.dataset, t.data.root) for t in trials}):
+    for dataset, root, download in sorted({(t.data.dataset, t.data.root, t.data.download) for t in trials}):
         try:
-            partitions.check_available(dataset, os.path.expanduser(root))
+            partitions.check_available(dataset, os.path.expanduser(root), download=download)
             problems.append((dataset, root, None))
         except FileNotFoundError as error:
             problems.append((dataset, root, error))

@@ -73,7 +73,7 @@ def _start_driver(cfg: TrialConfig, checkpoint: Path) -> tuple[Any, Any]:
 def run_trial(cfg: TrialConfig, *, report: Callable[[dict[str, Any]], None] | None = None) -> pd.DataFrame:
     """Run (or resume) one trial to its last round; returns all of its rows."""
     d = cfg.data
-    check_available(d.dataset, os.path.expanduser(d.root))
+    check_available(d.dataset, os.path.expanduser(d.root), download=d.download)
     results_dir = results_dir_of(cfg)
     directory = trial_dir(cfg)
     directory.mkdir(parents=True, exist_ok=True)

@@ -123,6 +123,17 @@ def test_missing_data_says_where_it_goes(tmp_path, name, fragment):
         load_dataset(name, tmp_path)
 
 
+@pytest.mark.parametrize("name", ["cifar10", "cifar100", "mnist"])
+def test_a_dataset_torchvision_will_download_passes_the_check(tmp_path, name):
+    check_available(name, tmp_path, download=True)  # loading fetches it: refusing would make download useless
+
+
+@pytest.mark.parametrize("name", ["cinic10", "femnist", "shakespeare"])
+def test_download_does_not_excuse_a_dataset_nothing_can_fetch(tmp_path, name):
+    with pytest.raises(DatasetNotFoundError):
+        check_available(name, tmp_path, download=True)
+
+
 def test_unknown_dataset_is_named():
     with pytest.raises(ValueError, match="data.dataset: unknown dataset 'imagenet'"):
         load_dataset("imagenet", "/nowhere")

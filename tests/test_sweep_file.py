@@ -270,7 +270,7 @@ def test_dry_run_prints_the_grid_and_resources_without_ray(tmp_path, capsys, tri
 def test_dry_run_of_a_gpu_sweep_with_overrides_and_missing_data(capsys, trial_module, no_ray, monkeypatch):
     import partitions
 
-    def missing(name, root):
+    def missing(name, root, download=False):
         if not name.startswith("synthetic"):
             raise partitions.DatasetNotFoundError(f"{name}: not under {root}")
 
@@ -295,7 +295,7 @@ def test_cli_fails_before_ray_on_bad_input_or_missing_data(tmp_path, capsys, tri
 
     checked = []
 
-    def missing(name, root):
+    def missing(name, root, download=False):
         checked.append((name, root))
         raise partitions.DatasetNotFoundError(f"{name} is not under {root}; get it with ...")
 
