@@ -29,14 +29,23 @@ def open_run(cfg: TrialConfig, results_dir: Path) -> Any | None:
     mode = resolve_mode(cfg.logging.wandb)
     if mode == "disabled":
         return None
-    os.environ["WANDB_MODE"] = mode  # Ray's integration skips the API-key check only when this is set
     os.environ.setdefault("WANDB_SILENT", "true")
     from ray.air.integrations.wandb import setup_wandb
 
     directory = results_dir / "wandb"
     directory.mkdir(parents=True, exist_ok=True)
     name = cfg.trial_name
-    return setup_wandb(
-        config=cfg.flat(), trial_id=hashlib.sha1(name.encode()).hexdigest()[:16], trial_name=name,
-        group=cfg.sweep or "adhoc", project=cfg.logging.wandb_project, dir=str(results_dir), mode=mode,
-        resume="allow", reinit="create_new")
+    # Ray's integration skips its API-key check only when WANDB_MODE is set; set it for this call alone,
+    # so that the next trial in this process resolves "auto" afresh
+    previous = os.environ.get("WANDB_MODE")
+    os.environ["WANDB_MODE"] = mode
+    try:
+        return setup_wandb(
+            config=cfg.flat(), trial_id=hashlib.sha1(name.encode()).hexdigest()[:16], trial_name=name,
+            group=cfg.sweep or "adhoc", project=cfg.logging.wandb_project, dir=str(results_dir), mode=mode,
+            resume="allow", reinit="create_new")
+    finally:
+        if previous is None:
+            os.environ.pop("WANDB_MODE", None)
+        else:
+            os.environ["WANDB_MODE"] = previous
