@@ -25,10 +25,10 @@ import torch
 import torch.nn.functional as F
 
 from partitions import load_dataset, partition_clients
-from runner.augment import random_crop_flip
-from runner.client_worker import model_for
+from runner.engine.augment import random_crop_flip
+from runner.engine.client_worker import model_for
 from runner.config import TrialConfig
-from runner.seeding import sample_clients
+from runner.engine.seeding import sample_clients
 
 WORKLOADS = {
     "cnn": ("cnn", "original", None),
@@ -88,7 +88,7 @@ def plain_loop(cfg: TrialConfig, device: torch.device) -> list[float]:
 def runner_loop(cfg: TrialConfig) -> tuple[list[float], float]:
     """Wall-clock seconds of rounds 2…N as the trial sees them (the driver's round plus writing the row),
     and the busiest worker's peak memory in MiB."""
-    from runner.trial import run_trial
+    from runner.study.trial import run_trial
 
     reported: list[float] = []
     rows = run_trial(cfg, report=lambda metrics: reported.append(time.perf_counter()))

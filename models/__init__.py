@@ -26,7 +26,8 @@ from models.transfer import (
     head_parameter_names,
     local_parameter_names,
     original_parameter_count,
-    transfer_bytes,
+    float_bytes,
+    quantized_bytes,
 )
 
 __all__ = [
@@ -36,5 +37,5 @@ __all__ = [
     "r_min", "r_max", "rank_from_gamma", "rank_from_ratio", "lowrank_rank_for_budget",
     "original_params", "fedpara_params", "pfedpara_params", "lowrank_params",
     "local_parameter_names", "head_parameter_names", "count_parameters", "original_parameter_count",
-    "transfer_bytes",
+    "float_bytes", "quantized_bytes",
 ]

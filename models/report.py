@@ -19,7 +19,7 @@ from torch import nn
 from models.factorized import FactorizedLayer
 from models.factory import ARCHITECTURES, build_model
 from models.parameterization import PARAMETERIZATIONS
-from models.transfer import count_parameters, local_parameter_names, original_parameter_count, transfer_bytes
+from models.transfer import count_parameters, local_parameter_names, float_bytes, original_parameter_count
 
 # The dataset each architecture is reported for: (dataset, num_classes, input_shape).
 WORKLOADS = {
@@ -48,10 +48,10 @@ def report_rows(archs: Iterable[str], parameterizations: Iterable[str],
                                         input_shape=input_shape, gamma=gamma)
                 params = count_parameters(model)
                 state = model.state_dict()
-                sent = set(state) - local_parameter_names(model)
+                sent = [t.numel() for n, t in state.items() if n not in local_parameter_names(model)]
                 rows.append((arch, dataset, parameterization, "-" if gamma is None else f"{gamma:g}",
                              _rank_range(model), f"{params:,}", f"{params / original:.3f}",
-                             f"{transfer_bytes(state, sent) / BYTES_PER_MB:.2f}"))
+                             f"{float_bytes(sent) / BYTES_PER_MB:.2f}"))
     return rows
 
 

@@ -1,4 +1,4 @@
-"""What a model costs to ship: parameter counts, and which state entries stay on the client.
+"""What a model costs to ship: parameter counts, which state entries stay on the client, and bytes on the wire.
 
 ``state_dict`` names are the unit of exchange between client and server, so every function here speaks
 in them.
@@ -7,14 +7,15 @@ in them.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 
 import torch
-from torch import Tensor, nn
+from torch import nn
 
 from models.factory import build_model
 
 HEAD_PREFIX = "head."
+FLOAT_BYTES = 4
 
 
 def local_parameter_names(model: nn.Module) -> set[str]:
@@ -46,9 +47,13 @@ def original_parameter_count(arch: str, num_classes: int, input_shape: tuple[int
     return count_parameters(model)
 
 
-def transfer_bytes(state: Mapping[str, Tensor], names: Iterable[str], bits: int = 32) -> int:
-    """Bytes for one transfer of the named tensors at ``bits`` per element (rounded up to whole bytes)."""
-    if bits < 1:
-        raise ValueError(f"bits must be positive, got {bits}")
-    elements = sum(state[name].numel() for name in set(names))
-    return math.ceil(elements * bits / 8)
+def float_bytes(numels: Iterable[int]) -> int:
+    """Bytes for sending tensors of these sizes as 32-bit floats (PAPER.md §5)."""
+    return FLOAT_BYTES * sum(numels)
+
+
+def quantized_bytes(numels: Iterable[int], levels: int) -> int:
+    """Bytes for sending tensors quantized to ``levels`` levels (QSGD), each tensor packed to whole bytes:
+    one 32-bit norm, then a sign bit and ⌈log2(levels + 1)⌉ level bits per element."""
+    bits_per_element = 1 + math.ceil(math.log2(levels + 1))
+    return sum(math.ceil((32 + n * bits_per_element) / 8) for n in numels)

@@ -18,8 +18,8 @@ from typing import Any, Iterator, Mapping
 
 from models import ARCHITECTURES, PARAMETERIZATIONS
 from partitions import DATASETS, SCHEMES
+from runner.algorithms import REGISTRY, Algorithm, NoSettings, Upload, broken_rules
 
-ALGORITHMS = ("fedavg", "fedprox", "scaffold", "feddyn", "fedadam", "fedpaq", "fedper", "pfedpara", "local")
 EVALUATIONS = ("auto", "global", "personal")
 WANDB_MODES = ("auto", "online", "offline", "disabled")
 
@@ -71,16 +71,20 @@ class TrainConfig:
 
 @dataclass(frozen=True)
 class AlgorithmConfig:
-    """The FL optimiser and its knobs; each algorithm reads only its own."""
+    """The FL algorithm and the settings it reads: the fields of its own ``Settings`` (runner/algorithms/).
+
+    Written flat in a config (``algorithm: {name: fedprox, mu: 0.01}``); a setting the named algorithm
+    does not read is refused, so it can never change a trial's identity.
+    """
 
     name: str = "fedavg"
-    mu: float = 0.01
-    alpha: float = 0.01
-    server_lr: float = 0.01
-    beta1: float = 0.9
-    beta2: float = 0.99
-    tau: float = 1e-3
-    levels: int = 16
+    settings: Any = field(default_factory=NoSettings)
+
+    def build(self) -> Algorithm:
+        return REGISTRY[self.name](self.settings)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, **dataclasses.asdict(self.settings)}
 
 
 @dataclass(frozen=True)
@@ -109,6 +113,7 @@ class TrialConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     algorithm: AlgorithmConfig = field(default_factory=AlgorithmConfig)
+    upload: Upload = field(default_factory=Upload)
     resources: ResourcesConfig = field(default_factory=ResourcesConfig)
     logging: LoggingConfig = field(default_factory=LoggingConfig)
     seed: int = 0
@@ -123,7 +128,9 @@ class TrialConfig:
         return config
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        tree = dataclasses.asdict(self)
+        tree["algorithm"] = self.algorithm.to_dict()
+        return tree
 
     def flat(self) -> dict[str, Any]:
         """Dotted keys (``model.gamma``), the column names of the Parquet results."""
@@ -138,16 +145,18 @@ class TrialConfig:
         split = f"dir{d.alpha:g}" if d.partition == "dirichlet" else d.partition
         knob = "" if m.parameterization == "original" else (
             f"-g{m.gamma:g}" if m.gamma is not None else f"-rho{m.ratio:g}")
+        levels = self.upload.quantize_levels
+        upload = "" if levels is None else f"-q{levels}"
         identity = {k: v for k, v in self.flat().items() if not k.startswith(("logging.", "resources."))}
         digest = hashlib.sha1(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:8]
-        return f"{d.dataset}-{split}-{m.arch}-{m.parameterization}{knob}-{a.name}-s{self.seed}-{digest}"
+        return f"{d.dataset}-{split}-{m.arch}-{m.parameterization}{knob}-{a.name}{upload}-s{self.seed}-{digest}"
 
     @property
-    def personalised(self) -> bool:
+    def personalized(self) -> bool:
         """Whether accuracy is measured per client on its own held-out data."""
         if self.train.evaluation != "auto":
             return self.train.evaluation == "personal"
-        return self.algorithm.name in ("fedper", "pfedpara", "local")
+        return REGISTRY[self.algorithm.name].personalized
 
 
 def flat_items(tree: Mapping[str, Any], prefix: str = "") -> Iterator[tuple[str, Any]]:
@@ -181,6 +190,8 @@ def unflatten(flat: Mapping[str, Any]) -> dict[str, Any]:
 def _build(cls: type, raw: Mapping[str, Any], prefix: str) -> Any:
     if not isinstance(raw, Mapping):
         raise ConfigError(f"{prefix.rstrip('.') or 'config'}: expected a mapping, got {type(raw).__name__}")
+    if cls is AlgorithmConfig:
+        return _build_algorithm(raw, prefix)
     hints = typing.get_type_hints(cls)
     known = {f.name for f in fields(cls)}
     unknown = sorted(set(raw) - known)
@@ -196,6 +207,46 @@ def _build(cls: type, raw: Mapping[str, Any], prefix: str) -> Any:
         else:
             values[f.name] = _coerce(hint, value, dotted)
     return cls(**values)
+
+
+def _build_algorithm(raw: Mapping[str, Any], prefix: str) -> AlgorithmConfig:
+    """``{name: fedprox, mu: 0.01}`` -> AlgorithmConfig(name, FedProx.Settings(mu=0.01)); a key the named
+    algorithm does not read is refused, saying which algorithms do read it."""
+    name = _coerce(str, raw.get("name", AlgorithmConfig.name), f"{prefix}name")
+    if name not in REGISTRY:
+        hint = (" (FedPAQ is FedAvg with a quantized upload: algorithm.name: fedavg and upload.quantize_levels: 16)"
+                if name == "fedpaq" else "")
+        raise ConfigError(f"{prefix}name: unknown value {name!r} (choose from {', '.join(REGISTRY)}){hint}")
+    settings_cls = REGISTRY[name].Settings
+    for key in raw:
+        if key != "name" and key not in {f.name for f in fields(settings_cls)}:
+            readers = [n for n, a in REGISTRY.items() if key in {f.name for f in fields(a.Settings)}]
+            reason = f"read by {', '.join(readers)}" if readers else "no algorithm has this setting"
+            raise ConfigError(f"{prefix}{key}: {name} does not read it ({reason})")
+    settings = _build(settings_cls, {k: v for k, v in raw.items() if k != "name"}, prefix)
+    for key, rule, value in broken_rules(settings):
+        raise ConfigError(f"{prefix}{key}: {rule}, got {value!r}")
+    return AlgorithmConfig(name, settings)
+
+
+def config_columns() -> dict[str, Any]:
+    """Every dotted field a trial config can have, with its Python type: the config's own sections, plus
+    the settings of every algorithm (a column is empty for trials whose algorithm does not read it)."""
+    columns: dict[str, Any] = {}
+
+    def walk(cls: type, prefix: str) -> None:
+        hints = typing.get_type_hints(cls)
+        for f in fields(cls):
+            if cls is AlgorithmConfig and f.name == "settings":
+                for algorithm in REGISTRY.values():
+                    walk(algorithm.Settings, prefix)
+            elif dataclasses.is_dataclass(hints[f.name]):
+                walk(hints[f.name], f"{prefix}{f.name}.")
+            else:
+                columns[f"{prefix}{f.name}"] = hints[f.name]
+
+    walk(TrialConfig, "")
+    return columns
 
 
 def _coerce(hint: Any, value: Any, dotted: str) -> Any:
@@ -262,16 +313,11 @@ def _validate(c: TrialConfig) -> None:
     _require(t.eval_every >= 1, "train.eval_every", f"must be >= 1, got {t.eval_every}")
     _one_of(t.evaluation, EVALUATIONS, "train.evaluation")
 
-    _one_of(a.name, ALGORITHMS, "algorithm.name")
-    _require(a.name != "pfedpara" or m.parameterization == "pfedpara", "algorithm.name",
-             "pfedpara keeps the W2 factors local and needs model.parameterization: pfedpara")
-    _require(a.mu >= 0, "algorithm.mu", f"must be >= 0, got {a.mu}")
-    _require(a.alpha > 0, "algorithm.alpha", f"must be > 0, got {a.alpha}")
-    _require(a.server_lr > 0, "algorithm.server_lr", f"must be > 0, got {a.server_lr}")
-    _require(0 <= a.beta1 < 1, "algorithm.beta1", f"must be in [0, 1), got {a.beta1}")
-    _require(0 <= a.beta2 < 1, "algorithm.beta2", f"must be in [0, 1), got {a.beta2}")
-    _require(a.tau > 0, "algorithm.tau", f"must be > 0, got {a.tau}")
-    _require(a.levels >= 1, "algorithm.levels", f"must be >= 1, got {a.levels}")
+    needs = REGISTRY[a.name].requires_parameterization
+    _require(needs in (None, m.parameterization), "algorithm.name",
+             f"{a.name} needs model.parameterization: {needs}, got {m.parameterization}")
+    for key, rule, value in broken_rules(c.upload):
+        raise ConfigError(f"upload.{key}: {rule}, got {value!r}")
 
     _require(r.num_workers >= 1, "resources.num_workers", f"must be >= 1, got {r.num_workers}")
     _require(r.cpus_per_worker > 0, "resources.cpus_per_worker", f"must be > 0, got {r.cpus_per_worker}")

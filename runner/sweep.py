@@ -2,10 +2,9 @@
 
 Everything that can be checked without Ray is checked first: the sweep file, every trial's config, and
 that each dataset is on disk. ``--dry-run`` stops there and prints the trial grid with the resources each
-trial reserves. A real run hands the same trials to ``tune.Tuner``; each trial's placement group holds
-the trainable, its Driver actor and its ClientWorker actors (``runner.trial.trial_bundles``).
-``--resume`` continues an interrupted sweep: Tune skips finished trials and restarts unfinished ones,
-which pick up from their own checkpoints under ``<results>/<sweep>/trials/``.
+trial reserves (runner/engine/layout.py). A real run hands the same trials to Tune
+(runner/study/tune_sweep.py). ``--resume`` continues an interrupted sweep: Tune skips finished trials and
+restarts unfinished ones, which pick up from their own checkpoints under ``<results>/<sweep>/trials/``.
 """
 
 from __future__ import annotations
@@ -19,7 +18,10 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from runner.config import ConfigError, TrialConfig
-from runner.sweep_file import (
+from runner.console import show_library_logs
+from runner.engine.layout import Bundle, TrialLayout
+from runner.study.tune_sweep import EXPERIMENT_NAME, short_names
+from runner.study.sweep_file import (
     VARIANT_KEY,
     Sweep,
     SweepError,
@@ -34,9 +36,6 @@ from runner.sweep_file import (
 
 DEFAULT_SWEEP = Path("sweeps/quickstart.yaml")
 DEFAULT_RESULTS = Path("results")
-EXPERIMENT_NAME = "tune"  # <results>/<sweep>/tune holds Tune's experiment state
-METRIC_COLUMNS = {"round": "round", "train_loss": "train loss", "test_accuracy": "test acc",
-                  "cumulative_bytes": "bytes"}
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -75,13 +74,14 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
+    show_library_logs()
     results_root = args.results.expanduser().resolve()
     try:
         sweep = apply_overrides(load_sweep(args.sweep_file), parse_overrides(args.overrides))
         trials = expand(sweep, results_root=results_root)
-        bundles = [_trial_bundles(trial) for trial in trials]
+        layouts = [TrialLayout.of(trial.resources) for trial in trials]
         if args.dry_run:
-            print(format_trial_table(sweep, trials, bundles))
+            print(format_trial_table(sweep, trials, layouts))
             print(format_data_check(trials))
             return 0
         check_data(trials)
@@ -89,13 +89,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: {error}", file=sys.stderr)
         return 2
 
+    from runner.study.tune_sweep import run_tune
+
     results_dir = results_root / sweep.name
     print(f"sweep {sweep.name}: {len(trials)} trials -> {results_dir}")
     errored = run_tune(sweep, trials, results_dir, address=args.address, max_concurrent=args.max_concurrent,
                        max_failures=args.max_failures, resume=args.resume)
+    for line in errored:
+        print(f"trial failed: {line}", file=sys.stderr)
     figures: list[Path] = []
     if not args.no_plot:
-        from runner.plot import plot_results
+        from runner.study.figures import plot_results
 
         figures = plot_results(results_dir)
     print(format_summary(sweep, results_dir, figures, args))
@@ -123,99 +127,30 @@ def check_data(trials: list[TrialConfig]) -> None:
             raise error
 
 
-def trial_resources(params: dict[str, Any]):
-    """Tune's per-trial resource request: one PACKed placement group from the trial's own config.
-
-    A function of the config (not one fixed request) because trials of one sweep may differ in
-    ``resources.*`` (e.g. num_workers per variant).
-    """
-    from ray import tune
-
-    return tune.PlacementGroupFactory(_trial_bundles(trial_config_from_tune(params)), strategy="PACK")
-
-
-def run_tune(sweep: Sweep, trials: list[TrialConfig], results_dir: Path, *, address: str | None,
-             max_concurrent: int | None, max_failures: int, resume: bool) -> list[str]:
-    """Run (or resume) the sweep under Tune; returns one line per errored trial."""
-    # Tune ignores a custom progress reporter unless its newer console output is switched off.
-    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
-    import ray
-    from ray import tune
-
-    from runner.trial import tune_trainable
-
-    if address:
-        ray.init(address=address)
-    else:
-        ray.init()  # an embedded local Ray with this machine's CPUs and GPUs
-    trainable = tune.with_resources(tune_trainable, trial_resources)
-    experiment = results_dir / EXPERIMENT_NAME
-    if resume and tune.Tuner.can_restore(str(experiment)):
-        print(f"resuming {experiment}: finished trials are kept, unfinished and errored ones continue")
-        tuner = tune.Tuner.restore(str(experiment), trainable=trainable,
-                                   resume_unfinished=True, resume_errored=True)
-    else:
-        if resume:
-            print(f"nothing to resume at {experiment}; starting the sweep")
-        elif experiment.exists():
-            print(f"note: {experiment} holds an earlier run; trials still resume from their own checkpoints "
-                  f"(pass --resume to continue that Tune run instead)")
-        tuner = tune.Tuner(
-            trainable,
-            param_space=param_space(sweep, results_root=results_dir.parent),
-            tune_config=tune.TuneConfig(max_concurrent_trials=max_concurrent, trial_name_creator=tune_trial_name,
-                                        trial_dirname_creator=tune_trial_name),
-            run_config=tune.RunConfig(
-                name=EXPERIMENT_NAME,
-                storage_path=str(results_dir),
-                failure_config=tune.FailureConfig(max_failures=max_failures),
-                progress_reporter=progress_reporter(sweep, trials),
-            ),
-        )
-    grid = tuner.fit()
-    errored = [f"{result.path}: {_last_line(result.error)}" for result in grid if result.error is not None]
-    for line in errored:
-        print(f"trial failed: {line}", file=sys.stderr)
-    return errored
-
-
-def tune_trial_name(trial: Any) -> str:
-    """Tune shows and stores each trial under our trial name (``<results>/<sweep>/tune/<trial name>``)."""
-    return trial_config_from_tune(trial.config).trial_name
-
-
-def progress_reporter(sweep: Sweep, trials: list[TrialConfig]):
-    """Trial status, the keys that vary, round and test accuracy — one row per trial."""
-    from ray import tune
-
-    return tune.CLIReporter(parameter_columns=_tune_columns(sweep, trials), metric_columns=METRIC_COLUMNS,
-                            max_progress_rows=50, max_column_length=24)
-
-
-def format_trial_table(sweep: Sweep, trials: list[TrialConfig], bundles: list[list[dict[str, float]]]) -> str:
+def format_trial_table(sweep: Sweep, trials: list[TrialConfig], layouts: list[TrialLayout]) -> str:
     """The dry-run view: one row per trial with its varying values and its placement-group bundles."""
     keys = varying_keys(trials)
-    headers = ["#", "trial", *_short_names(keys).values(), "bundles (trainable | driver | workers)", "CPU", "GPU"]
+    headers = ["#", "trial", *short_names(keys).values(), "bundles (trainable | driver | workers)", "CPU", "GPU"]
     rows = []
-    for index, (trial, trial_bundles) in enumerate(zip(trials, bundles), start=1):
+    for index, (trial, layout) in enumerate(zip(trials, layouts), start=1):
         flat = trial.flat()
-        cpu, gpu = _totals(trial_bundles)
-        rows.append([str(index), trial.trial_name, *(_cell(flat[k]) for k in keys),
-                     format_bundles(trial_bundles), f"{cpu:g}", f"{gpu:g}"])
+        totals = layout.totals()
+        rows.append([str(index), trial.trial_name, *(_cell(flat.get(k)) for k in keys),
+                     format_bundles(layout.bundles()), f"{totals['CPU']:g}", f"{totals['GPU']:g}"])
     widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(headers)]
     line = "  ".join
 
-    cpu_all = sum(_totals(b)[0] for b in bundles)
-    gpu_all = sum(_totals(b)[1] for b in bundles)
-    biggest = max(bundles, key=lambda b: _totals(b))
+    cpu_all = round(sum(layout.totals()["CPU"] for layout in layouts), 6)
+    gpu_all = round(sum(layout.totals()["GPU"] for layout in layouts), 6)
+    biggest = max(layouts, key=lambda layout: (layout.totals()["CPU"], layout.totals()["GPU"]))
     text = [f"sweep {sweep.name} ({sweep.source}): {len(trials)} trials",
             *textwrap.wrap(sweep.description, 110), "",
             line(h.ljust(w) for h, w in zip(headers, widths)),
             line("-" * w for w in widths),
             *(line(c.ljust(w) for c, w in zip(r, widths)) for r in rows), "",
             f"total if every trial ran at once: {cpu_all:g} CPU, {gpu_all:g} GPU "
-            f"(largest trial: {_totals(biggest)[0]:g} CPU, {_totals(biggest)[1]:g} GPU, "
-            f"{len(biggest)} bundles, PACKed onto as few nodes as fit)",
+            f"(largest trial: {biggest.totals()['CPU']:g} CPU, {biggest.totals()['GPU']:g} GPU, "
+            f"{len(biggest.bundles())} bundles, PACKed onto as few nodes as fit)",
             f"results: {Path(trials[0].logging.results_dir)}"]
     return "\n".join(text)
 
@@ -228,7 +163,7 @@ def format_data_check(trials: list[TrialConfig]) -> str:
     return "\n".join(lines)
 
 
-def format_bundles(bundles: list[dict[str, float]]) -> str:
+def format_bundles(bundles: list[Bundle]) -> str:
     """``[{"CPU": .1}, {"CPU": .25}, {"CPU": .5}, {"CPU": .5}]`` -> ``0.1C | 0.25C | 2x(0.5C)``."""
     def one(bundle: dict[str, float]) -> str:
         return "+".join(f"{v:g}{'C' if k == 'CPU' else 'G' if k == 'GPU' else ' ' + k}" for k, v in bundle.items())
@@ -253,38 +188,6 @@ def format_summary(sweep: Sweep, results_dir: Path, figures: list[Path], args: a
         f"{' '.join(args.overrides)}{' ' if args.overrides else ''}--results {args.results} --resume)",
     ]
     return "\n".join(lines)
-
-
-def _trial_bundles(trial: TrialConfig) -> list[dict[str, float]]:
-    from runner.trial import trial_bundles
-
-    return trial_bundles(trial)
-
-
-def _tune_columns(sweep: Sweep, trials: list[TrialConfig]) -> dict[str, str]:
-    """Where each varying key sits in a Tune trial config: grid keys at the top, variant keys under
-    ``variant/`` (Tune's CLIReporter looks nested keys up with "/")."""
-    return {(key if key in sweep.grid else f"{VARIANT_KEY}/{key}"): name
-            for key, name in _short_names(varying_keys(trials)).items()}
-
-
-def _short_names(keys: list[str]) -> dict[str, str]:
-    """``model.gamma`` -> ``gamma``, ``algorithm.name`` -> ``algorithm``; the full key where two would clash."""
-    def short(key: str) -> str:
-        section, _, field = key.rpartition(".")
-        return section if field == "name" and section else field
-
-    counts = Counter(short(key) for key in keys)
-    return {key: short(key) if counts[short(key)] == 1 else key for key in keys}
-
-
-def _totals(bundles: list[dict[str, float]]) -> tuple[float, float]:
-    return (round(sum(b.get("CPU", 0.0) for b in bundles), 6), round(sum(b.get("GPU", 0.0) for b in bundles), 6))
-
-
-def _last_line(error: BaseException) -> str:
-    lines = str(error).strip().splitlines()
-    return lines[-1] if lines else type(error).__name__
 
 
 def _cell(value: Any) -> str:

@@ -19,7 +19,8 @@ from models import (
     original_params,
     r_max,
     r_min,
-    transfer_bytes,
+    float_bytes,
+    quantized_bytes,
 )
 from models.lstm import LSTMLayer
 from models.parameterization import ORIGINAL
@@ -156,16 +157,14 @@ def test_state_round_trips_through_a_global_local_split(arch):
     assert torch.equal(fresh(x), trained(x))
 
 
-def test_transfer_bytes():
+def test_bytes_on_the_wire():
     model = build("fc2", "pfedpara")
     state = model.state_dict()
-    sent = set(state) - local_parameter_names(model)
-    floats = sum(state[n].numel() for n in sent)
-    assert transfer_bytes(state, sent) == 4 * floats
-    assert transfer_bytes(state, sent, bits=8) == floats
-    assert transfer_bytes(state, ["head.bias"], bits=4) == 5  # 10 elements at 4 bits
-    assert transfer_bytes(state, ["head.bias"], bits=3) == 4  # 30 bits round up to 4 bytes
-    assert 0 < floats < count_parameters(model)
+    sent = [t.numel() for n, t in state.items() if n not in local_parameter_names(model)]
+    assert float_bytes(sent) == 4 * sum(sent)
+    assert 0 < sum(sent) < count_parameters(model)
+    # 16 levels: a sign bit and 5 level bits an element, a 32-bit norm a tensor, each tensor in whole bytes
+    assert quantized_bytes([10], 16) == 12 and quantized_bytes([10, 1], 16) == 12 + 5
 
 
 @pytest.mark.parametrize("arch", ARCHITECTURES)

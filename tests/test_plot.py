@@ -17,9 +17,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from runner import plot
+from runner import plot as plot_cli
+from runner.study import figures as plot
 from runner.config import TrialConfig
-from runner.results import SCHEMA, rounds_path
+from runner.study.results import SCHEMA, rounds_path
 
 ROUNDS = 12
 EVAL_EVERY = 2
@@ -31,12 +32,12 @@ CLIENTS = {"cifar10": 16, "cifar100": 8}
 def accuracy(dataset: str, partition: str, gamma: float | None, seed: int, algorithm: str, round_: int) -> float:
     """A made-up learning curve; every term shifts one trial's numbers so mix-ups show."""
     level = {"cifar10": 0.60, "cifar100": 0.30}[dataset] - (0.05 if partition == "dirichlet" else 0.0)
-    level += {None: 0.02, 0.1: 0.0, 0.5: 0.03}[gamma] + 0.01 * seed + {"fedavg": 0, "fedprox": 0.004, "fedpaq": -0.006}[algorithm]
+    level += {None: 0.02, 0.1: 0.0, 0.5: 0.03}[gamma] + 0.01 * seed + {"fedavg": 0, "fedprox": 0.004, "fedavg+q16": -0.006}[algorithm]
     return level + 0.01 * round_
 
 
 def upload_bytes(params: int, algorithm: str) -> int:
-    return params * 4 // (8 if algorithm == "fedpaq" else 1)
+    return params * 4 // (8 if algorithm == "fedavg+q16" else 1)
 
 
 def write_trial(results_dir: Path, dataset: str, partition: str, gamma: float | None, *, seed: int = 0,
@@ -46,7 +47,8 @@ def write_trial(results_dir: Path, dataset: str, partition: str, gamma: float | 
                  "clients_per_round": CLIENTS[dataset]},
         "model": {"arch": "vgg16", "parameterization": "original" if gamma is None else "fedpara", "gamma": gamma},
         "train": {"rounds": ROUNDS, "eval_every": EVAL_EVERY},
-        "algorithm": {"name": algorithm}, "seed": seed, "sweep": sweep,
+        "algorithm": {"name": algorithm.split("+q")[0]}, "seed": seed, "sweep": sweep,
+        "upload": {"quantize_levels": int(algorithm.split("+q")[1]) if "+q" in algorithm else None},
         "logging": {"results_dir": str(results_dir)},
     })
     params = round(ORIGINAL_PARAMS * RATIO[gamma])
@@ -160,17 +162,17 @@ def test_tables_markdown_has_final_accuracy_ratio_and_gb(rounds):
 
 def test_tables_list_algorithms_as_rows_with_their_bytes(tmp_path):
     results = tmp_path / "table3"
-    for algorithm in ("fedavg", "fedprox", "fedpaq"):
+    for algorithm in ("fedavg", "fedprox", "fedavg+q16"):  # the last is FedPAQ
         write_trial(results, "cifar10", "iid", 0.1, algorithm=algorithm, sweep="table3")
     text = plot.tables_markdown(plot.load_rounds(results))
     params = round(ORIGINAL_PARAMS * 0.101)
-    for algorithm in ("fedavg", "fedprox", "fedpaq"):
+    for algorithm in ("fedavg", "fedprox", "fedavg+q16"):
         acc = 100 * final_accuracy("cifar10", "iid", 0.1, 0, algorithm)
         gb = ROUNDS * 16 * (params * 4 + upload_bytes(params, algorithm)) / 1e9
         assert f"| vgg16 fedpara γ=0.1 | {algorithm} | 10.1 | {acc:.2f} |" in text
         assert f"| vgg16 fedpara γ=0.1 | {algorithm} | {gb:.3g} |" in text
     rows = [line.split(" | ")[1] for line in text.splitlines() if line.startswith("| vgg16 fedpara γ=0.1 |")]
-    assert rows[:3] == ["fedavg", "fedprox", "fedpaq"]  # the config's algorithm order
+    assert rows[:3] == ["fedavg", "fedavg+q16", "fedprox"]  # the registry's algorithm order, plain upload first
 
 
 def test_plot_results_writes_every_file(figure_results, tmp_path, capsys):
@@ -179,24 +181,25 @@ def test_plot_results_writes_every_file(figure_results, tmp_path, capsys):
     assert [p.name for p in written] == [plot.FIGURE3_FILE, plot.FIGURE4_FILE, plot.TABLES_FILE]
     for path in written[:2]:
         assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and path.stat().st_size > 10_000
-    assert plot.main([str(figure_results), "--out", str(tmp_path / "cli")]) == 0
+    assert plot_cli.main([str(figure_results), "--out", str(tmp_path / "cli")]) == 0
     assert str(tmp_path / "cli" / plot.TABLES_FILE) in capsys.readouterr().out
 
 
-def test_figures_are_skipped_with_a_reason(tmp_path, capsys):
+def test_figures_are_skipped_with_a_reason(tmp_path, caplog):
     only_original = tmp_path / "original"
     write_trial(only_original, "cifar10", "iid", None)
     assert plot.figure4(plot.load_rounds(only_original)) is None
-    assert "no factorised" in capsys.readouterr().out
+    assert "no factorised" in caplog.text
+    caplog.clear()
 
     no_reference = tmp_path / "fedpara_only"
     write_trial(no_reference, "cifar10", "iid", 0.1)
     figure = plot.figure4(plot.load_rounds(no_reference))
     assert [line.get_label() for line in figure.axes[0].get_lines()] == ["cifar10 iid"]
-    assert "without the original-model reference" in capsys.readouterr().out
+    assert "without the original-model reference" in caplog.text
     plt.close(figure)
 
     unevaluated = plot.load_rounds(only_original).assign(test_accuracy=math.nan)
     assert plot.figure3(unevaluated) is None and plot.tables_markdown(unevaluated) is None
-    assert "no round has a test accuracy" in capsys.readouterr().out
+    assert "no round has a test accuracy" in caplog.text
     assert plot.plot_results(tmp_path / "empty") == []

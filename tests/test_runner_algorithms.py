@@ -9,10 +9,15 @@ import pytest
 import torch
 from torch import nn
 
-from runner.aggregation import CPU_BLOCK, WeightedSum
-from runner.algorithms import LocalTraining, build_algorithm, quantise
-from runner.config import AlgorithmConfig
-from runner.cost import float_bytes, quantised_bytes
+from models import float_bytes, quantized_bytes
+from runner.algorithms import REGISTRY, LocalTraining, Upload, local_sgd, quantize
+from runner.config import TrialConfig
+from runner.engine.aggregation import CPU_BLOCK, WeightedSum
+
+
+def build_algorithm(name: str, **settings):
+    """An algorithm as a trial builds it from its config section."""
+    return TrialConfig.from_dict({"algorithm": {"name": name, **settings}}).algorithm.build()
 
 
 def make_job(model: nn.Module, lr: float = 0.1, epochs: int = 1) -> LocalTraining:
@@ -32,7 +37,7 @@ def payload_of(model: nn.Module) -> dict:
 
 
 def test_fedavg_delta_is_trained_minus_start_and_server_adds_the_mean():
-    algo = build_algorithm(AlgorithmConfig(name="fedavg"))
+    algo = build_algorithm("fedavg")
     model = linear()
     payload = payload_of(model)
     update, loss = algo.train_client(make_job(model), payload, {})
@@ -49,7 +54,7 @@ def test_fedavg_delta_is_trained_minus_start_and_server_adds_the_mean():
 def test_fedprox_with_mu_zero_equals_fedavg_and_large_mu_stays_closer():
     deltas = {}
     for name, mu in (("fedavg", 0.0), ("fedprox", 0.0), ("fedprox", 10.0)):
-        algo = build_algorithm(AlgorithmConfig(name=name, mu=mu))
+        algo = build_algorithm(name, **({"mu": mu} if name == "fedprox" else {}))
         model = linear()
         update, _ = algo.train_client(make_job(model, epochs=3), payload_of(model), {})
         deltas[(name, mu)] = torch.cat([d.flatten() for d in update["delta"].values()])
@@ -58,7 +63,7 @@ def test_fedprox_with_mu_zero_equals_fedavg_and_large_mu_stays_closer():
 
 
 def test_scaffold_control_variate_follows_option_two():
-    algo = build_algorithm(AlgorithmConfig(name="scaffold"))
+    algo = build_algorithm("scaffold")
     model = linear()
     weights = payload_of(model)["weights"]
     server_c = {n: torch.full_like(t, 0.01) for n, t in weights.items()}
@@ -73,11 +78,12 @@ def test_scaffold_control_variate_follows_option_two():
     server_state = {n: torch.zeros_like(t) for n, t in weights.items()}
     algo.server_update(weights, server_state, update, 4, 10)
     assert all(torch.allclose(server_state[n], 0.4 * update["control"][n]) for n in weights)
-    assert algo.bytes_down([10, 5]) == algo.bytes_up([10, 5]) == 2 * 4 * 15
+    assert algo.bytes_down([10, 5]) == algo.bytes_up([10, 5], Upload()) == 2 * 4 * 15
+    assert algo.bytes_up([10, 5], Upload(quantize_levels=16)) == 2 * (math.ceil((32 + 60) / 8) + math.ceil((32 + 30) / 8))
 
 
 def test_feddyn_server_and_client_corrections():
-    algo = build_algorithm(AlgorithmConfig(name="feddyn", alpha=0.5))
+    algo = build_algorithm("feddyn", alpha=0.5)
     model = linear()
     weights = payload_of(model)["weights"]
     grad_state = algo.init_client_state(weights)
@@ -93,7 +99,7 @@ def test_feddyn_server_and_client_corrections():
 
 
 def test_fedadam_first_step_matches_hand_computation():
-    algo = build_algorithm(AlgorithmConfig(name="fedadam", server_lr=0.1, beta1=0.9, beta2=0.99, tau=1e-3))
+    algo = build_algorithm("fedadam", server_lr=0.1, beta1=0.9, beta2=0.99, tau=1e-3)
     w = {"w": torch.tensor([1.0, 2.0])}
     state = algo.init_server_state(w)
     new = algo.server_update(w, state, {"delta": {"w": torch.tensor([0.5, -0.2])}}, 1, 1)
@@ -102,10 +108,10 @@ def test_fedadam_first_step_matches_hand_computation():
     assert torch.allclose(new["w"], w["w"] + 0.1 * m / (v.sqrt() + 1e-3))
 
 
-def test_fedpaq_quantiser_is_unbiased_and_uses_levels():
+def test_quantized_upload_is_unbiased_and_uses_levels():
     v = torch.tensor([0.3, -0.1, 0.05, 0.0, 0.9])
     g = torch.Generator().manual_seed(0)
-    draws = torch.stack([quantise(v, 4, g) for _ in range(4000)])
+    draws = torch.stack([quantize(v, 4, g) for _ in range(4000)])
     assert torch.allclose(draws.mean(0), v, atol=0.01)
     levels = draws / v.norm() * 4
     assert torch.allclose(levels, levels.round(), atol=1e-5)
@@ -115,16 +121,44 @@ def test_fedpaq_quantiser_is_unbiased_and_uses_levels():
 def test_cost_formulas_by_hand():
     assert float_bytes([10, 5]) == 60
     # 16 levels: 1 sign bit + ceil(log2 17) = 5 level bits = 6 bits per element, plus a 32-bit norm per tensor
-    assert quantised_bytes([10, 3], 16) == math.ceil((32 + 60) / 8) + math.ceil((32 + 18) / 8) == 12 + 7
-    assert build_algorithm(AlgorithmConfig(name="fedpaq", levels=16)).bytes_up([10, 3]) == 19
-    assert build_algorithm(AlgorithmConfig(name="fedpaq")).bytes_down([10, 3]) == 52
+    assert quantized_bytes([10, 3], 16) == math.ceil((32 + 60) / 8) + math.ceil((32 + 18) / 8) == 12 + 7
+    fedpaq = build_algorithm("fedavg")  # FedPAQ: FedAvg whose upload is quantized
+    assert fedpaq.bytes_up([10, 3], Upload(quantize_levels=16)) == 19
+    assert fedpaq.bytes_down([10, 3]) == 52
 
 
 def test_local_only_keeps_everything_and_sends_nothing():
-    algo = build_algorithm(AlgorithmConfig(name="local"))
+    algo = build_algorithm("local")
     model = linear()
     assert algo.local_names(model) == set(model.state_dict())
-    assert algo.bytes_down([]) == algo.bytes_up([]) == 0
+    assert algo.bytes_down([]) == algo.bytes_up([], Upload()) == 0
+
+
+def test_the_training_loop_reports_its_steps_and_mean_loss():
+    model = linear()
+    result = local_sgd(make_job(model, epochs=3))
+    assert result.steps == 3 * 2  # two batches an epoch
+    assert result.loss > 0
+
+
+def test_quantized_upload_draws_with_the_client_generator_and_leaves_full_precision_alone():
+    update = {"delta": {"w": torch.randn(50)}, "control": {"w": torch.randn(50)}}
+    assert Upload().apply(update, torch.Generator().manual_seed(0)) is update
+    one = Upload(quantize_levels=4).apply(update, torch.Generator().manual_seed(0))
+    two = Upload(quantize_levels=4).apply(update, torch.Generator().manual_seed(0))
+    for kind in update:  # every entry of the update is quantized, reproducibly
+        assert torch.equal(one[kind]["w"], two[kind]["w"])
+        levels = one[kind]["w"] / update[kind]["w"].norm() * 4
+        assert torch.allclose(levels, levels.round(), atol=1e-5)
+
+
+def test_every_algorithm_declares_what_it_is():
+    assert set(REGISTRY) == {"fedavg", "fedprox", "scaffold", "feddyn", "fedadam", "fedper", "pfedpara", "local"}
+    assert {n for n, a in REGISTRY.items() if a.personalized} == {"fedper", "pfedpara", "local"}
+    scaffold = REGISTRY["scaffold"]
+    assert (scaffold.sent_down, scaffold.sent_up) == (("weights", "control"), ("delta", "control"))
+    assert (REGISTRY["fedavg"].sent_down, REGISTRY["fedavg"].sent_up) == (("weights",), ("delta",))
+    assert REGISTRY["pfedpara"].requires_parameterization == "pfedpara"
 
 
 def test_weighted_sum_is_independent_of_grouping_and_order():

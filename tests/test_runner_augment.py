@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from runner.augment import random_crop_flip
+from runner.engine.augment import random_crop_flip
 
 
 def windows(image: torch.Tensor, padding: int) -> dict[tuple[int, int, bool], torch.Tensor]:

@@ -6,8 +6,8 @@ import itertools
 
 import pytest
 
-from runner.balance import client_cost, plan_round
-from runner.seeding import sample_clients
+from runner.engine.planning import client_cost, plan_round
+from runner.engine.seeding import sample_clients
 
 
 def loads(plan, costs):

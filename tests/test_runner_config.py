@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from runner.algorithms import REGISTRY
-from runner.config import ALGORITHMS, ConfigError, TrialConfig, unflatten
+from runner.config import ConfigError, TrialConfig, config_columns, unflatten
 
 
 def test_defaults_are_valid_and_flat_keys_round_trip():
@@ -15,8 +14,28 @@ def test_defaults_are_valid_and_flat_keys_round_trip():
     assert TrialConfig.from_dict(unflatten(flat)) == cfg
 
 
-def test_every_algorithm_name_has_an_implementation():
-    assert set(ALGORITHMS) == set(REGISTRY)
+def test_an_algorithm_reads_only_its_own_settings():
+    prox = TrialConfig.from_dict({"algorithm": {"name": "fedprox", "mu": 0.1}})
+    assert prox.algorithm.settings.mu == 0.1 and prox.flat()["algorithm.mu"] == 0.1
+    assert "algorithm.mu" not in TrialConfig.from_dict({"algorithm": {"name": "fedavg"}}).flat()
+    with pytest.raises(ConfigError, match=r"^algorithm\.mu: fedavg does not read it \(read by fedprox\)"):
+        TrialConfig.from_dict({"algorithm": {"name": "fedavg", "mu": 0.1}})
+    with pytest.raises(ConfigError, match=r"^algorithm\.alpha: scaffold does not read it \(read by feddyn\)"):
+        TrialConfig.from_dict({"algorithm": {"name": "scaffold", "alpha": 0.1}})
+    with pytest.raises(ConfigError, match=r"^algorithm\.mu: must be >= 0, got -1"):
+        TrialConfig.from_dict({"algorithm": {"name": "fedprox", "mu": -1}})
+    with pytest.raises(ConfigError, match=r"^algorithm\.name: unknown value 'fedpaq'.*upload\.quantize_levels"):
+        TrialConfig.from_dict({"algorithm": {"name": "fedpaq"}})
+    columns = config_columns()  # the results table has a column for every algorithm's settings
+    assert {"algorithm.mu", "algorithm.alpha", "algorithm.server_lr", "upload.quantize_levels"} <= set(columns)
+
+
+def test_a_quantized_upload_is_part_of_a_trial_s_name_and_identity():
+    plain = TrialConfig.from_dict({"algorithm": {"name": "feddyn"}})
+    quantized = TrialConfig.from_dict({"algorithm": {"name": "feddyn"}, "upload": {"quantize_levels": 16}})
+    assert "-feddyn-q16-" in quantized.trial_name and "-q" not in plain.trial_name.split("feddyn")[1][:2]
+    with pytest.raises(ConfigError, match=r"^upload\.quantize_levels: must be >= 1"):
+        TrialConfig.from_dict({"upload": {"quantize_levels": 0}})
 
 
 @pytest.mark.parametrize("override, field", [
@@ -49,12 +68,12 @@ def test_trial_name_is_stable_and_distinguishes_configs():
 
 def test_missing_dataset_fails_before_any_ray_work(tmp_path, monkeypatch):
     from partitions import DatasetNotFoundError
-    from runner import trial
+    from runner.study import trial
 
     def no_actors(*args, **kwargs):
         raise AssertionError("actors were started for a trial whose dataset is missing")
 
-    monkeypatch.setattr(trial, "_start_driver", no_actors)
+    monkeypatch.setattr(trial, "run_rounds", no_actors)
     cfg = TrialConfig.from_dict({"data": {"dataset": "cifar10", "root": str(tmp_path)},
                                  "logging": {"results_dir": str(tmp_path / "results")}})
     with pytest.raises(DatasetNotFoundError, match="cifar"):

@@ -13,12 +13,12 @@ import wandb_records
 
 from models import head_parameter_names, local_parameter_names
 from partitions import DATASETS
-from runner.client_worker import model_for
+from runner.engine.model import trial_model
 from runner.config import TrialConfig
-from runner.balance import plan_round
-from runner.results import load_rounds
-from runner.seeding import sample_clients
-from runner.trial import run_trial
+from runner.engine.planning import plan_round
+from runner.study.results import load_rounds
+from runner.engine.seeding import sample_clients
+from runner.study.trial import run_trial
 
 pytestmark = pytest.mark.usefixtures("ray_session")
 MACHINE = ["round_seconds", "elapsed_seconds", "worker_peak_mib"]  # where and how fast it ran, not what it learnt
@@ -45,8 +45,7 @@ def metrics(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def global_floats(cfg: TrialConfig) -> int:
-    info = DATASETS[cfg.data.dataset]
-    model = model_for(cfg, info.num_classes, info.input_shape)
+    model = trial_model(cfg)
     local = set()
     if cfg.algorithm.name == "local":
         return 0
@@ -86,17 +85,17 @@ def test_trial_writes_parquet_and_an_offline_wandb_run(tmp_path):
 
 
 @pytest.mark.parametrize("algorithm, parameterization", [
-    ("fedavg", "fedpara"), ("pfedpara", "pfedpara"), ("fedper", "original"), ("fedpaq", "fedpara"),
+    ("fedavg", "fedpara"), ("pfedpara", "pfedpara"), ("fedper", "original"), ("fedavg+q16", "fedpara"),
     ("scaffold", "fedpara"), ("local", "original")])
 def test_bytes_per_round_match_hand_computation(tmp_path, algorithm, parameterization):
     knob = {"gamma": None} if parameterization == "original" else {"gamma": 0.3}
-    cfg = small(tmp_path, algorithm={"name": algorithm, "levels": 16},
+    name, _, quantized = algorithm.partition("+q")
+    cfg = small(tmp_path, algorithm={"name": name}, upload={"quantize_levels": int(quantized) if quantized else None},
                 model={"parameterization": parameterization, **knob}, train={"rounds": 2, "eval_every": 2})
     rows = run_trial(cfg)
     m, floats = cfg.data.clients_per_round, global_floats(cfg)
-    info = DATASETS[cfg.data.dataset]
-    model = model_for(cfg, info.num_classes, info.input_shape)
-    if algorithm == "fedpaq":
+    model = trial_model(cfg)
+    if quantized:  # FedPAQ
         per_element_bits = 1 + math.ceil(math.log2(17))
         up = sum(math.ceil((32 + t.numel() * per_element_bits) / 8) for t in model.state_dict().values())
         expected = (m * 4 * floats, m * up)

@@ -7,7 +7,7 @@ import os
 import pytest
 
 from runner.config import TrialConfig
-from runner.wandb_run import open_run, resolve_mode
+from runner.study.wandb_run import open_run, resolve_mode
 
 pytestmark = pytest.mark.usefixtures("ray_session")
 

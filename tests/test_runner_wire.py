@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 import torch
 
-from runner.allocator import reuse_freed_memory
-from runner.wire import from_wire, read_only_view, to_wire
+from runner.engine.allocator import reuse_freed_memory
+from runner.engine.wire import from_wire, read_only_view, to_wire
 
 
 def test_a_nested_state_round_trips_as_arrays_and_comes_back_writable():

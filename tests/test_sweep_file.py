@@ -16,8 +16,10 @@ from ray.tune.utils import unflattened_lookup
 from ray.tune.search.variant_generator import generate_variants
 
 from runner import sweep as sweep_cli
+from runner.engine.layout import TrialLayout
+from runner.study import tune_sweep
 from runner.config import TrialConfig
-from runner.sweep_file import (
+from runner.study.sweep_file import (
     Sweep,
     SweepError,
     expand,
@@ -33,24 +35,11 @@ SWEEPS = Path(__file__).resolve().parents[1] / "sweeps"
 EXPECTED_TRIALS = {"quickstart": 4, "fig3": 12, "fig4": 40, "fig5": 8, "table2": 14, "table3": 12}
 
 
-def contract_bundles(cfg: TrialConfig) -> list[dict[str, float]]:
-    """CONTRACTS.md's trial_bundles: trainable, Driver, then one bundle per worker."""
+def expected_bundles(cfg: TrialConfig) -> list[dict[str, float]]:
+    """The trial layout written out: trainable, Driver, then one bundle per worker."""
     r = cfg.resources
     worker = {"CPU": r.cpus_per_worker, **({"GPU": r.gpus_per_worker} if r.gpus_per_worker else {})}
     return [{"CPU": 0.1}, {"CPU": r.driver_cpus}] + [dict(worker) for _ in range(r.num_workers)]
-
-
-@pytest.fixture
-def trial_module(monkeypatch):
-    """runner.trial when it imports; otherwise a stand-in with the contract's functions."""
-    try:
-        import runner.trial as module
-    except ImportError:
-        module = types.ModuleType("runner.trial")
-        module.trial_bundles = contract_bundles
-        module.tune_trainable = lambda params: None
-        monkeypatch.setitem(sys.modules, "runner.trial", module)
-    return module
 
 
 def write(tmp_path: Path, text: str, name: str = "study.yaml") -> Path:
@@ -126,18 +115,20 @@ def test_paper_specific_settings_of_the_other_sweeps():
     assert len(vgg) == 12 and {t.model.gamma for t in vgg} == {0.1}
 
     table3 = expand(load_sweep(SWEEPS / "table3.yaml"))
-    assert sorted({t.algorithm.name for t in table3}) == sorted(
-        ["fedavg", "fedprox", "scaffold", "feddyn", "fedadam", "fedpaq"])
+    methods = {(t.algorithm.name, t.upload.quantize_levels) for t in table3}
+    assert methods == {("fedavg", None), ("fedprox", None), ("scaffold", None), ("feddyn", None), ("fedadam", None),
+                       ("fedavg", 16)}  # the last is FedPAQ: FedAvg with a quantized upload
+    assert {t.algorithm.settings.mu for t in table3 if t.algorithm.name == "fedprox"} == {0.01}
     assert {(t.data.dataset, t.model.parameterization) for t in table3} == {("cifar10", "fedpara")}
 
     fig5 = expand(load_sweep(SWEEPS / "fig5.yaml"))
     assert {(t.data.dataset, t.data.partition) for t in fig5} == {("femnist", "natural"), ("mnist", "pathological")}
-    assert all(t.personalised and t.model.arch == "fc2" and t.train.batch_size == 10 for t in fig5)
+    assert all(t.personalized and t.model.arch == "fc2" and t.train.batch_size == 10 for t in fig5)
     assert {(t.algorithm.name, t.model.parameterization) for t in fig5} == {
         ("fedavg", "original"), ("fedper", "original"), ("local", "original"), ("pfedpara", "pfedpara")}
 
     quickstart = expand(load_sweep(SWEEPS / "quickstart.yaml"))
-    cpus = [sum(b["CPU"] for b in contract_bundles(t)) for t in quickstart]
+    cpus = [sum(b["CPU"] for b in expected_bundles(t)) for t in quickstart]
     assert cpus == pytest.approx([0.85] * 4)  # two fit at once on a 2-core laptop
 
 
@@ -217,22 +208,22 @@ def test_overrides_parse_as_yaml_and_win_over_grid_and_variants():
     assert len(one_gamma) == 8 and {t.model.gamma for t in one_gamma} == {0.5}
 
 
-def test_trial_resources_follow_each_trials_own_config(tmp_path, trial_module):
+def test_trial_resources_follow_each_trials_own_config(tmp_path):
     space = param_space(load_sweep(write(tmp_path, SMALL)), results_root=tmp_path)
     configs = [config for _, config in generate_variants(space)]
-    factories = [sweep_cli.trial_resources(config) for config in configs]
+    factories = [tune_sweep.trial_resources(config) for config in configs]
     assert {f.strategy for f in factories} == {"PACK"}
     workers = sorted({len(f.bundles) - 2 for f in factories})
     assert workers == [2, 3]  # the original-model variant asks for 3 workers
     for config, factory in zip(configs, factories):
         cfg = trial_config_from_tune(config)
-        assert factory.bundles == trial_module.trial_bundles(cfg) == contract_bundles(cfg)
+        assert factory.bundles == TrialLayout.of(cfg.resources).bundles() == expected_bundles(cfg)
 
 
 def test_progress_columns_point_at_values_in_the_tune_config(tmp_path):
     sweep = load_sweep(write(tmp_path, SMALL))
     trials = expand(sweep)
-    columns = sweep_cli._tune_columns(sweep, trials)
+    columns = tune_sweep._tune_columns(sweep, trials)
     assert columns == {"variant/model.parameterization": "parameterization", "variant/model.gamma": "gamma",
                        "variant/resources.num_workers": "num_workers", "seed": "seed"}
     for _, config in generate_variants(param_space(sweep)):
@@ -253,7 +244,7 @@ def no_ray(monkeypatch):
     monkeypatch.setattr(ray, "init", refuse)
 
 
-def test_dry_run_prints_the_grid_and_resources_without_ray(tmp_path, capsys, trial_module, no_ray):
+def test_dry_run_prints_the_grid_and_resources_without_ray(tmp_path, capsys, no_ray):
     assert sweep_cli.main(["sweeps/quickstart.yaml", "--dry-run", "--results", str(tmp_path)]) == 0
     out = capsys.readouterr().out
     trials = expand(load_sweep(SWEEPS / "quickstart.yaml"), results_root=tmp_path.resolve())
@@ -267,7 +258,7 @@ def test_dry_run_prints_the_grid_and_resources_without_ray(tmp_path, capsys, tri
     assert "synthetic (~/fedpara-data): ok" in out
 
 
-def test_dry_run_of_a_gpu_sweep_with_overrides_and_missing_data(capsys, trial_module, no_ray, monkeypatch):
+def test_dry_run_of_a_gpu_sweep_with_overrides_and_missing_data(capsys, no_ray, monkeypatch):
     import partitions
 
     def missing(name, root, download=False):
@@ -285,7 +276,7 @@ def test_dry_run_of_a_gpu_sweep_with_overrides_and_missing_data(capsys, trial_mo
     assert " rounds " not in out.splitlines()[3]  # overridden everywhere, so it no longer varies
 
 
-def test_cli_fails_before_ray_on_bad_input_or_missing_data(tmp_path, capsys, trial_module, no_ray, monkeypatch):
+def test_cli_fails_before_ray_on_bad_input_or_missing_data(tmp_path, capsys, no_ray, monkeypatch):
     assert sweep_cli.main([str(write(tmp_path, SMALL.replace("seed: [0, 1]", "seed: 0"))), "--dry-run"]) == 2
     assert "grid: seed: expected a list" in capsys.readouterr().err
     assert sweep_cli.main(["sweeps/quickstart.yaml", "model.gama=0.3"]) == 2
@@ -331,7 +322,7 @@ class RecordingTuner:
 
 
 @pytest.mark.parametrize("restorable", [False, True])
-def test_run_builds_one_tuner_per_sweep_or_restores_it(tmp_path, capsys, trial_module, monkeypatch, restorable):
+def test_run_builds_one_tuner_per_sweep_or_restores_it(tmp_path, capsys, monkeypatch, restorable):
     import ray
     from ray import tune
 
@@ -349,16 +340,16 @@ def test_run_builds_one_tuner_per_sweep_or_restores_it(tmp_path, capsys, trial_m
         assert kinds == ["can_restore", "restore", "fit"]
         restore = RecordingTuner.calls[1][1]
         assert restore["path"] == experiment and restore["resume_unfinished"] and restore["resume_errored"]
-        assert restore["trainable"] is trial_module.tune_trainable
+        assert restore["trainable"] is tune_sweep.tune_trainable
     else:
         assert kinds == ["new", "fit"]
         built = RecordingTuner.calls[0][1]
-        assert built["trainable"] is trial_module.tune_trainable
+        assert built["trainable"] is tune_sweep.tune_trainable
         assert callable(built["trainable"]._resources)  # per-trial placement groups
         assert built["tune_config"].max_concurrent_trials == 2
-        assert built["tune_config"].trial_name_creator is sweep_cli.tune_trial_name
+        assert built["tune_config"].trial_name_creator is tune_sweep.tune_trial_name
         first = next(config for _, config in generate_variants(built["param_space"]))
-        assert sweep_cli.tune_trial_name(types.SimpleNamespace(config=first)) == trial_config_from_tune(first).trial_name
+        assert tune_sweep.tune_trial_name(types.SimpleNamespace(config=first)) == trial_config_from_tune(first).trial_name
         run = built["run_config"]
         assert (run.name, run.storage_path) == ("tune", str(tmp_path.resolve() / "quickstart"))
         assert isinstance(run.progress_reporter, tune.CLIReporter)

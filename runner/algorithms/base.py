@@ -1,52 +1,45 @@
 """The small interface every FL algorithm is written against.
 
-An algorithm says four things, independent of where it runs (a Ray worker, a test, a plain loop):
-what a client keeps locally, how a client trains and what it sends back, how the server combines the
-average of what clients sent, and what crosses the wire each way. The federated loop never branches on
-the algorithm's name.
+An algorithm says, independent of where it runs (a Ray worker, a test, a plain loop): its name and the
+settings it reads (its own ``Settings`` dataclass: a setting it does not read cannot be set, so it cannot
+change a trial's identity); whether it is personalized (scored per client on the client's own data);
+what a client keeps locally; what the server sends and what a client sends back; how a client trains;
+and how the server combines the average of what clients sent. The federated loop never branches on the
+algorithm's name.
 
-Updates travel as ``{"delta": {name: tensor}, ...}``; the loop averages every entry over the round's
-clients, weighted by their sample counts, and hands the mean to :meth:`Algorithm.server_update`.
+Updates travel as ``{"delta": {name: tensor}, ...}`` (one entry per name in :attr:`Algorithm.sent_up`);
+the loop averages every entry over the round's clients, weighted by their sample counts, and hands the
+mean to :meth:`Algorithm.server_update`.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Callable, Iterable, Iterator
+from typing import Any, ClassVar, Iterable, Iterator
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
-from runner.config import AlgorithmConfig
-from runner.cost import float_bytes
+from models import float_bytes
+from runner.algorithms.settings import NoSettings
+from runner.algorithms.training import Correction, LocalTraining, local_sgd
+from runner.algorithms.upload import Upload
 
 State = dict[str, Tensor]
 Update = dict[str, State]
-Batches = Callable[[], Iterator[tuple[Tensor, Tensor]]]
-
-
-@dataclass
-class LocalTraining:
-    """Everything a client needs to train for one round; built by the worker for each client."""
-
-    model: nn.Module
-    batches: Batches  # a call yields one epoch of (inputs, labels), freshly shuffled
-    epochs: int
-    lr: float
-    momentum: float
-    weight_decay: float
-    global_names: tuple[str, ...]  # parameters the server owns; the rest stay on the client
-    generator: torch.Generator  # the client's own randomness for this round (e.g. FedPAQ rounding)
 
 
 class Algorithm:
-    """FedAvg's behaviour; other algorithms override the parts that differ."""
+    """FedAvg's behavior; other algorithms override the parts that differ."""
 
-    name = "fedavg"
+    name: ClassVar[str] = "fedavg"
+    Settings: ClassVar[type] = NoSettings
+    personalized: ClassVar[bool] = False  # scored per client on its own held-out data
+    requires_parameterization: ClassVar[str | None] = None  # the model.parameterization it needs, if any
+    sent_down: ClassVar[tuple[str, ...]] = ("weights",)  # what the server sends each sampled client
+    sent_up: ClassVar[tuple[str, ...]] = ("delta",)  # what each client sends back: the update's entries
 
-    def __init__(self, cfg: AlgorithmConfig) -> None:
-        self.cfg = cfg
+    def __init__(self, settings: Any = None) -> None:
+        self.settings = self.Settings() if settings is None else settings
 
     # --- what stays where -------------------------------------------------------------------
     def local_names(self, model: nn.Module) -> set[str]:
@@ -62,17 +55,17 @@ class Algorithm:
 
     # --- one round ----------------------------------------------------------------------------
     def broadcast(self, global_state: State, server_state: State) -> dict[str, State]:
-        """What the server sends each sampled client."""
+        """What the server sends each sampled client: one entry per name in :attr:`sent_down`."""
         return {"weights": global_state}
 
     def train_client(self, job: LocalTraining, payload: dict[str, State], client_state: State) -> tuple[Update, float]:
         """Train from the global weights; return the update and the mean training loss."""
         start = global_start(job, payload)
-        loss = local_sgd(job, self.gradient_correction(job, payload, client_state, start))
-        return {"delta": model_delta(job, start)}, loss
+        result = local_sgd(job, self.gradient_correction(job, payload, client_state, start))
+        return {"delta": model_delta(job, start)}, result.loss
 
     def gradient_correction(self, job: LocalTraining, payload: dict[str, State], client_state: State,
-                            start: State) -> Callable[[dict[str, nn.Parameter]], None] | None:
+                            start: State) -> Correction | None:
         """A hook that adjusts gradients before each SGD step (FedProx, SCAFFOLD, FedDyn)."""
         return None
 
@@ -83,12 +76,12 @@ class Algorithm:
 
     # --- the wire -------------------------------------------------------------------------------
     def bytes_down(self, global_numels: list[int]) -> int:
-        """Bytes the server sends one sampled client."""
-        return float_bytes(global_numels)
+        """Bytes the server sends one sampled client: each entry is one copy of the model's global part."""
+        return len(self.sent_down) * float_bytes(global_numels)
 
-    def bytes_up(self, global_numels: list[int]) -> int:
-        """Bytes one sampled client sends the server."""
-        return float_bytes(global_numels)
+    def bytes_up(self, global_numels: list[int], upload: Upload) -> int:
+        """Bytes one sampled client sends the server: each entry of its update, as the upload encodes it."""
+        return len(self.sent_up) * upload.bytes(global_numels)
 
 
 def global_start(job: LocalTraining, payload: dict[str, State]) -> State:
@@ -108,26 +101,6 @@ def with_gradients(params: dict[str, nn.Parameter], names: Iterable[str]) -> Ite
 def zeros_like_state(state: State) -> State:
     """A zero per entry: where control variates, corrections and moment estimates start."""
     return {n: torch.zeros_like(w) for n, w in state.items()}
-
-
-def local_sgd(job: LocalTraining, correction: Callable[[dict[str, nn.Parameter]], None] | None = None) -> float:
-    """Plain SGD over the client's data for ``job.epochs`` epochs; returns the sample-weighted mean loss."""
-    model = job.model
-    model.train()
-    params = dict(model.named_parameters())
-    optimiser = torch.optim.SGD(params.values(), lr=job.lr, momentum=job.momentum, weight_decay=job.weight_decay)
-    total, count = 0.0, 0
-    for _ in range(job.epochs):
-        for inputs, labels in job.batches():
-            optimiser.zero_grad(set_to_none=True)
-            loss = F.cross_entropy(model(inputs), labels)
-            loss.backward()
-            if correction is not None:
-                correction(params)
-            optimiser.step()
-            total += loss.item() * len(labels)
-            count += len(labels)
-    return total / max(count, 1)
 
 
 def model_delta(job: LocalTraining, start: State) -> State:

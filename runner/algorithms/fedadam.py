@@ -2,19 +2,28 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 
 from runner.algorithms.base import Algorithm, zeros_like_state
+from runner.algorithms.settings import setting
 
 
 class FedAdam(Algorithm):
     name = "fedadam"
+
+    @dataclass(frozen=True)
+    class Settings:
+        server_lr: float = setting(0.01, lambda v: v > 0, "must be > 0")
+        beta1: float = setting(0.9, lambda v: 0 <= v < 1, "must be in [0, 1)")
+        beta2: float = setting(0.99, lambda v: 0 <= v < 1, "must be in [0, 1)")
+        tau: float = setting(1e-3, lambda v: v > 0, "must be > 0")  # adaptivity: added to √v
 
     def init_server_state(self, global_state):
         first, second = zeros_like_state(global_state), zeros_like_state(global_state)
         return {**{f"m.{n}": z for n, z in first.items()}, **{f"v.{n}": z for n, z in second.items()}}
 
     def server_update(self, global_state, server_state, mean, num_sampled, num_clients):
-        c = self.cfg
+        c = self.settings
         new_state = {}
         for n, w in global_state.items():
             d = mean["delta"][n]

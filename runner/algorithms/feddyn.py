@@ -1,19 +1,27 @@
-"""FedDyn (Acar et al., 2021): a dynamic regulariser aligns local optima with the global one.
+"""FedDyn (Acar et al., 2021): a dynamic regularizer aligns local optima with the global one.
 
-Client k minimises L_k(θ) − ⟨g_k, θ⟩ + α/2·‖θ − θ_global‖², then updates its kept gradient
+Client k minimizes L_k(θ) − ⟨g_k, θ⟩ + α/2·‖θ − θ_global‖², then updates its kept gradient
 g_k ← g_k − α(θ_k − θ_global). The server keeps h ← h − α·(|S|/N)·mean(Δ) and sends
 θ = θ_global + mean(Δ) − h/α.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 
-from runner.algorithms.base import Algorithm, global_start, local_sgd, model_delta, with_gradients, zeros_like_state
+from runner.algorithms.base import Algorithm, global_start, model_delta, with_gradients, zeros_like_state
+from runner.algorithms.settings import setting
+from runner.algorithms.training import local_sgd
 
 
 class FedDyn(Algorithm):
     name = "feddyn"
+
+    @dataclass(frozen=True)
+    class Settings:
+        alpha: float = setting(0.01, lambda v: v > 0, "must be > 0")  # the regularizer's weight α
 
     def init_client_state(self, global_state):
         return zeros_like_state(global_state)
@@ -22,22 +30,22 @@ class FedDyn(Algorithm):
         return zeros_like_state(global_state)
 
     def train_client(self, job, payload, client_state):
-        alpha = self.cfg.alpha
+        alpha = self.settings.alpha
         start = global_start(job, payload)
 
-        def dynamic_regulariser(params):
+        def dynamic_regularizer(params):
             with torch.no_grad():
                 for n, p in with_gradients(params, job.global_names):
                     p.grad.sub_(client_state[n]).add_(p - start[n], alpha=alpha)
 
-        loss = local_sgd(job, dynamic_regulariser)
+        result = local_sgd(job, dynamic_regularizer)
         delta = model_delta(job, start)
         for n in job.global_names:
             client_state[n] = client_state[n] - alpha * delta[n]
-        return {"delta": delta}, loss
+        return {"delta": delta}, result.loss
 
     def server_update(self, global_state, server_state, mean, num_sampled, num_clients):
-        alpha, share = self.cfg.alpha, num_sampled / num_clients
+        alpha, share = self.settings.alpha, num_sampled / num_clients
         new_state = {}
         for n, w in global_state.items():
             d = mean["delta"][n]

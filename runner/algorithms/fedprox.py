@@ -2,16 +2,23 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 
 from runner.algorithms.base import Algorithm, with_gradients
+from runner.algorithms.settings import setting
 
 
 class FedProx(Algorithm):
     name = "fedprox"
 
+    @dataclass(frozen=True)
+    class Settings:
+        mu: float = setting(0.01, lambda v: v >= 0, "must be >= 0")  # the proximal weight μ
+
     def gradient_correction(self, job, payload, client_state, start):
-        mu = self.cfg.mu
+        mu = self.settings.mu
         names = job.global_names
 
         def add_proximal_gradient(params):

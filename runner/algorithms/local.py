@@ -5,6 +5,7 @@ from runner.algorithms.base import Algorithm
 
 class LocalOnly(Algorithm):
     name = "local"
+    personalized = True
 
     def local_names(self, model):
         return set(model.state_dict())

@@ -1,21 +1,23 @@
 """SCAFFOLD (Karimireddy et al., 2020): control variates correct client drift.
 
 Each client keeps its control variate c_k across rounds; the server keeps c. Local steps use the
-gradient g + c − c_k; afterwards c_k⁺ = c_k − c + (θ_start − θ_end) / (K·lr) (option II of the paper).
-The server moves θ by the mean delta and c by (|S|/N)·mean(c_k⁺ − c_k). Control variates travel with the
-weights, so both directions cost twice a plain model.
+gradient g + c − c_k; afterwards c_k⁺ = c_k − c + (θ_start − θ_end) / (K·lr), K the local steps taken
+(option II of the paper). The server moves θ by the mean delta and c by (|S|/N)·mean(c_k⁺ − c_k).
+Control variates travel with the weights, so both directions cost twice a plain model.
 """
 
 from __future__ import annotations
 
 import torch
 
-from runner.algorithms.base import Algorithm, global_start, local_sgd, model_delta, with_gradients, zeros_like_state
-from runner.cost import float_bytes
+from runner.algorithms.base import Algorithm, global_start, model_delta, with_gradients, zeros_like_state
+from runner.algorithms.training import local_sgd
 
 
 class Scaffold(Algorithm):
     name = "scaffold"
+    sent_down = ("weights", "control")
+    sent_up = ("delta", "control")
 
     def init_client_state(self, global_state):
         return zeros_like_state(global_state)
@@ -30,32 +32,23 @@ class Scaffold(Algorithm):
         start = global_start(job, payload)
         server_c = payload["control"]
         drift = {n: server_c[n] - client_state[n] for n in job.global_names}
-        steps = 0
 
         def correct_drift(params):
-            nonlocal steps
-            steps += 1
             with torch.no_grad():
                 for n, p in with_gradients(params, drift):
                     p.grad.add_(drift[n])
 
-        loss = local_sgd(job, correct_drift)
+        result = local_sgd(job, correct_drift)
         delta = model_delta(job, start)
         control_delta = {}
         for n in job.global_names:
-            new_c = client_state[n] - server_c[n] - delta[n] / (max(steps, 1) * job.lr)
+            new_c = client_state[n] - server_c[n] - delta[n] / (max(result.steps, 1) * job.lr)
             control_delta[n] = new_c - client_state[n]
             client_state[n] = new_c
-        return {"delta": delta, "control": control_delta}, loss
+        return {"delta": delta, "control": control_delta}, result.loss
 
     def server_update(self, global_state, server_state, mean, num_sampled, num_clients):
         share = num_sampled / num_clients
         for n in server_state:
             server_state[n] = server_state[n] + share * mean["control"][n]
         return super().server_update(global_state, server_state, mean, num_sampled, num_clients)
-
-    def bytes_down(self, global_numels):
-        return 2 * float_bytes(global_numels)
-
-    def bytes_up(self, global_numels):
-        return 2 * float_bytes(global_numels)

@@ -13,7 +13,7 @@ from typing import Iterator
 import torch
 from torch import Tensor
 
-from runner.augment import random_crop_flip
+from runner.engine.augment import random_crop_flip
 
 
 @dataclass

@@ -21,7 +21,7 @@ from typing import Iterator
 import torch
 from torch import Tensor
 
-from runner.wire import read_only_view, to_wire
+from runner.engine.wire import read_only_view, to_wire
 
 Update = dict[str, dict[str, Tensor]]
 Layout = tuple[tuple[str, str, torch.Size], ...]  # (kind, name, shape) of each tensor, in buffer order

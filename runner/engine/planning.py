@@ -16,6 +16,11 @@ import math
 from typing import Mapping, Sequence
 
 
+def home_worker(client: int, num_workers: int) -> int:
+    """The worker that holds a client's state until a plan moves it, and again after a checkpoint loads."""
+    return client % num_workers
+
+
 def client_cost(num_samples: int, batch_size: int, epochs: int) -> int:
     """Work to train one client, in batches; one more for sending its update (which costs a batch or so)."""
     return epochs * math.ceil(num_samples / batch_size) + 1
@@ -26,13 +31,13 @@ def plan_round(sampled: Sequence[int], costs: Sequence[int], holders: Mapping[in
     """The clients each worker trains this round (sorted), balancing cost and moving few clients.
 
     ``holders`` maps a client to the worker holding its state, for clients that moved before; every
-    other client k is held by worker k mod ``num_workers``.
+    other client is held by its :func:`home_worker`.
     """
     share = sum(costs[k] for k in sampled) / num_workers
     loads = [0] * num_workers
     plan: list[list[int]] = [[] for _ in range(num_workers)]
     for k in sorted(sampled, key=lambda k: (-costs[k], k)):
-        worker = holders.get(k, k % num_workers)
+        worker = holders.get(k, home_worker(k, num_workers))
         if loads[worker] + costs[k] > share:
             worker = min(range(num_workers), key=lambda i: (loads[i], i))
         loads[worker] += costs[k]

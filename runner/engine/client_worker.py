@@ -3,8 +3,8 @@
 A worker loads the dataset once and keeps every client's samples as tensors on its device, so the
 driver can give it any client (runner/balance.py plans each round so workers finish together). It keeps
 the persistent state (the parameters an algorithm keeps local, control variates, corrections) of the
-clients it holds across rounds: at first client k is held by worker k mod num_workers, and a client
-given to another worker takes its state along (``hand_over``). Each round a worker trains its share of
+clients it holds across rounds: at first each client's home worker (runner/engine/planning.py), and a
+client given to another worker takes its state along (``hand_over``). Each round a worker trains its share of
 the sampled clients one after another on one model instance and returns their updates pre-reduced
 into one weighted sum.
 """
@@ -19,24 +19,19 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from models import build_model
 from partitions import load_dataset, partition_clients
-from runner.aggregation import WeightedSum
-from runner.algorithms import LocalTraining, build_algorithm
-from runner.allocator import reuse_freed_memory
-from runner.client_data import ClientData, Preprocess
+from runner.algorithms import LocalTraining
 from runner.config import TrialConfig
-from runner.seeding import client_generator
-from runner.wire import from_wire, to_wire
+from runner.engine.aggregation import WeightedSum
+from runner.engine.allocator import reuse_freed_memory
+from runner.engine.client_data import ClientData, Preprocess
+from runner.engine.model import trial_model
+from runner.engine.planning import home_worker
+from runner.engine.seeding import client_generator
+from runner.engine.wire import from_wire, to_wire
 
 State = dict[str, Tensor]
 EVAL_BATCH = 500
-
-
-def model_for(cfg: TrialConfig, num_classes: int, input_shape: tuple[int, ...]) -> torch.nn.Module:
-    m = cfg.model  # build_model ignores gamma and ratio for the original parameterization
-    return build_model(m.arch, m.parameterization, num_classes=num_classes, input_shape=input_shape,
-                       gamma=m.gamma, ratio=m.ratio, tanh=m.tanh)
 
 
 def test_batches(num_test: int) -> list[range]:
@@ -58,7 +53,7 @@ class ClientWorker:
         dev = self.device
         self.index, self.num_workers = index, num_workers
         # test samples only for the evaluation this trial runs: each client's own, or the global batches
-        personal = cfg.personalised
+        personal = cfg.personalized
         self.clients: list[ClientData] = []
         for train, test in zip(partition.train, partition.test):
             tr, te = torch.as_tensor(train), torch.as_tensor(test if personal else [], dtype=torch.long)
@@ -71,8 +66,8 @@ class ClientWorker:
         self.train_preprocess = Preprocess.for_dataset(dataset.kind, dataset.mean, dataset.std,
                                                        cfg.train.augment and can_augment, dev)
         self.eval_preprocess = Preprocess.for_dataset(dataset.kind, dataset.mean, dataset.std, False, dev)
-        self.model = model_for(cfg, dataset.num_classes, dataset.input_shape).to(dev)
-        self.algorithm = build_algorithm(cfg.algorithm)
+        self.model = trial_model(cfg).to(dev)
+        self.algorithm = cfg.algorithm.build()
         local = self.algorithm.local_names(self.model)
         self.global_names = tuple(n for n in self.model.state_dict() if n not in local)
         self.initial_local: State = {}
@@ -101,8 +96,9 @@ class ClientWorker:
         return self.incarnation, to_wire(self.states)
 
     def load_client_states(self, states: dict[int, dict[str, State]]) -> None:
-        """Take the states of the clients this worker holds at first (k mod num_workers); drop all others."""
-        self.states = {k: from_wire(s, self.device) for k, s in states.items() if k % self.num_workers == self.index}
+        """Take the states of this worker's home clients; drop all others."""
+        self.states = {k: from_wire(s, self.device) for k, s in states.items()
+                       if home_worker(k, self.num_workers) == self.index}
 
     def hand_over(self, clients: list[int]) -> tuple[str, dict[int, dict[str, State]]]:
         """Give up the state of clients that train elsewhere from now on (as arrays, for the object store).
@@ -131,6 +127,7 @@ class ClientWorker:
             job = LocalTraining(self.model, lambda: data.epoch(t.batch_size, self.train_preprocess, generator),
                                 t.local_epochs, lr, t.momentum, t.weight_decay, self.global_names, generator)
             update, loss = self.algorithm.train_client(job, payload, state["algo"])
+            update = self.cfg.upload.apply(update, generator)
             trained = self.model.state_dict()
             state["params"] = {n: trained[n].detach().clone() for n in state["params"]}
             partial.add(float(data.num_samples), update, loss)

@@ -5,7 +5,9 @@ A sweep file (``sweeps/*.yaml``) has five top-level keys::
     name: fig4                 # results sub-directory and W&B group
     description: "..."         # which paper figure/table it reproduces, what varies
     base: {...}                # nested TrialConfig fields shared by every trial
-    grid: {dotted.key: [...]}  # full cross product
+    grid:                      # full cross product of its axes; an axis is either
+      dotted.key: [...]        #   a config field and its values, or
+      label: [{...}, ...]      #   a label and override sets (settings that go together)
     variants: [{...}, ...]     # a union of override sets, each crossed with the grid;
                                # a list value inside a variant is expanded (crossed) too
 
@@ -26,7 +28,7 @@ from typing import Any, Iterable, Mapping
 
 import yaml
 
-from runner.config import ConfigError, TrialConfig, flat_items, flatten, unflatten
+from runner.config import ConfigError, TrialConfig, config_columns, flat_items, flatten, unflatten
 
 TOP_LEVEL_KEYS = ("name", "description", "base", "grid", "variants")
 BASE_KEY = "base"        # Tune config key holding the resolved base (a constant, not searched)
@@ -65,8 +67,8 @@ class Sweep:
 
 
 def config_fields() -> tuple[str, ...]:
-    """Every dotted leaf field a trial config has (``data.dataset``, ``seed``, ...)."""
-    return tuple(TrialConfig().flat())
+    """Every dotted leaf field a trial config can have (``data.dataset``, ``algorithm.mu``, ``seed``, ...)."""
+    return tuple(config_columns())
 
 
 def load_sweep(path: str | Path) -> Sweep:
@@ -133,7 +135,18 @@ def apply_overrides(sweep: Sweep, overrides: Mapping[str, Any]) -> Sweep:
         _check_field(key, source)
     flat_base = flatten(sweep.base)
     flat_base.update(overrides)
-    grid = {key: values for key, values in sweep.grid.items() if key not in overrides}
+    grid: dict[str, list[Any]] = {}
+    for key, values in sweep.grid.items():
+        if is_axis_of_sets(key, values):
+            kept_sets: list[dict[str, Any]] = []
+            for overrides_set in values:
+                kept_set = {k: v for k, v in overrides_set.items() if k not in overrides}
+                if kept_set not in kept_sets:
+                    kept_sets.append(kept_set)
+            if kept_sets != [{}]:
+                grid[key] = kept_sets
+        elif key not in overrides:
+            grid[key] = values
     variants: list[dict[str, Any]] = []
     for variant in sweep.variants:
         kept = {key: value for key, value in variant.items() if key not in overrides}
@@ -147,8 +160,9 @@ def apply_overrides(sweep: Sweep, overrides: Mapping[str, Any]) -> Sweep:
 def expand_variants(sweep: Sweep) -> list[dict[str, Any]]:
     """Each variant with its list values crossed out, in file order: one flat dict per variant.
 
-    Every dict names every key any variant sets (a key a variant leaves alone gets the base's value),
-    so each Tune trial's ``variant`` shows the full picture, e.g. in the progress table.
+    Every dict names every key any variant sets (a key a variant leaves alone gets the base's value, if
+    the base or the defaults have one: an algorithm's setting exists only for that algorithm), so each
+    Tune trial's ``variant`` shows the full picture, e.g. in the progress table.
     """
     expanded: list[dict[str, Any]] = []
     for variant in sweep.variants:
@@ -157,7 +171,8 @@ def expand_variants(sweep: Sweep) -> list[dict[str, Any]]:
         expanded.extend(dict(zip(keys, combo)) for combo in itertools.product(*choices))
     keys = list(dict.fromkeys(key for variant in sweep.variants for key in variant))
     inherited = {**TrialConfig().flat(), **flatten(sweep.base)}
-    return [{key: variant[key] if key in variant else inherited[key] for key in keys} for variant in expanded]
+    return [{key: variant[key] if key in variant else inherited[key] for key in keys if key in variant or key in inherited}
+            for variant in expanded]
 
 
 def resolved_base(sweep: Sweep, results_root: str | Path = "results") -> dict[str, Any]:
@@ -176,14 +191,18 @@ def merge_trial(base: Mapping[str, Any], params: Mapping[str, Any]) -> dict[str,
     """
     flat = flatten(base)
     for key, value in params.items():
-        if key not in (BASE_KEY, VARIANT_KEY):
+        if key in (BASE_KEY, VARIANT_KEY):
+            continue
+        if isinstance(value, Mapping):  # one override set of a grid axis
+            flat.update(value)
+        else:
             flat[key] = value
     flat.update(params.get(VARIANT_KEY) or {})
     return unflatten(flat)
 
 
 def trial_config_from_tune(params: Mapping[str, Any]) -> TrialConfig:
-    """What ``runner.trial.tune_trainable`` needs: the validated config of one Tune trial."""
+    """What ``runner.study.trial.tune_trainable`` needs: the validated config of one Tune trial."""
     return TrialConfig.from_dict(merge_trial(params[BASE_KEY], params))
 
 
@@ -209,7 +228,7 @@ def expand(sweep: Sweep, overrides: Mapping[str, Any] | None = None, *,
     for point in grid_points(sweep):
         for variant in variants:
             params = dict(point, **({VARIANT_KEY: variant} if variant is not None else {}))
-            where = {**point, **(variant or {})}
+            where = {**_flat_point(point), **(variant or {})}
             try:
                 config = TrialConfig.from_dict(merge_trial(base, params))
             except ConfigError as error:
@@ -220,6 +239,14 @@ def expand(sweep: Sweep, overrides: Mapping[str, Any] | None = None, *,
             seen[config.trial_name] = where
             trials.append(config)
     return trials
+
+
+def _flat_point(point: Mapping[str, Any]) -> dict[str, Any]:
+    """A grid point as dotted keys (an axis's override set spelled out)."""
+    flat: dict[str, Any] = {}
+    for key, value in point.items():
+        flat.update(value if isinstance(value, Mapping) else {key: value})
+    return flat
 
 
 def param_space(sweep: Sweep, overrides: Mapping[str, Any] | None = None, *,
@@ -246,7 +273,8 @@ def varying_keys(trials: list[TrialConfig]) -> list[str]:
     flats = [trial.flat() for trial in trials]
     if len(flats) < 2:
         return []
-    return [key for key in flats[0] if key not in RUNNER_OWNED and len({repr(f[key]) for f in flats}) > 1]
+    return [key for key in config_columns() if key not in RUNNER_OWNED  # an algorithm's setting may be absent
+            and len({repr(f.get(key, "(not read)")) for f in flats}) > 1]
 
 
 def _base_fields(base: Any, path: Path) -> dict[str, Any]:
@@ -265,14 +293,54 @@ def _grid(grid: Any, path: Path) -> dict[str, list[Any]]:
     if not isinstance(grid, Mapping):
         raise SweepError(f"{path}: grid: expected a mapping of dotted keys to lists, got {grid!r}")
     for key, values in grid.items():
-        _check_field(key, f"{path}: grid")
         if not isinstance(values, list):
             raise SweepError(f"{path}: grid: {key}: expected a list of values, got {values!r} "
                              f"(a single value belongs in base)")
         if not values:
             raise SweepError(f"{path}: grid: {key}: the list is empty, so the sweep would have no trials")
-        _check_distinct(values, f"{path}: grid: {key}")
+        if is_axis_of_sets(key, values):
+            _check_axis(key, values, f"{path}: grid: {key}")
+        else:
+            _check_field(key, f"{path}: grid")
+            _check_distinct(values, f"{path}: grid: {key}")
     return {str(key): list(values) for key, values in grid.items()}
+
+
+def is_axis_of_sets(key: Any, values: list[Any]) -> bool:
+    """Whether a grid axis is a label with override sets (``method: [{algorithm.name: fedprox, ...}]``)."""
+    return key not in config_fields() and _is_label(key) and all(isinstance(v, Mapping) for v in values)
+
+
+def _is_label(key: Any) -> bool:
+    sections = {k.split(".")[0] for k in config_fields() if "." in k}
+    return isinstance(key, str) and "." not in key and key not in sections and bool(_NAME_PATTERN.match(key))
+
+
+def _check_axis(key: str, sets: list[Any], where: str) -> None:
+    seen: list[Any] = []
+    for index, overrides in enumerate(sets):
+        if not overrides:
+            raise SweepError(f"{where}[{index}]: expected a non-empty mapping of dotted keys to values")
+        for field_key, value in overrides.items():
+            _check_field(field_key, f"{where}[{index}]")
+            if isinstance(value, (Mapping, list)):
+                raise SweepError(f"{where}[{index}]: {field_key}: values must be scalars, got {value!r}")
+        if overrides in seen:
+            raise SweepError(f"{where}: {dict(overrides)!r} is listed twice")
+        seen.append(overrides)
+
+
+def grid_axis_keys(sweep: Sweep) -> dict[str, str]:
+    """Each dotted key the grid sets -> the Tune config path holding it (``seed``, ``method/algorithm.mu``)."""
+    paths: dict[str, str] = {}
+    for key, values in sweep.grid.items():
+        if is_axis_of_sets(key, values):
+            for overrides in values:
+                for field_key in overrides:
+                    paths[field_key] = f"{key}/{field_key}"
+        else:
+            paths[key] = key
+    return paths
 
 
 def _variants(variants: Any, path: Path) -> list[dict[str, Any]]:
@@ -294,8 +362,14 @@ def _variants(variants: Any, path: Path) -> list[dict[str, Any]]:
 
 
 def _check_no_overlap(sweep: Sweep) -> None:
+    owners: dict[str, str] = {}
+    for key, values in sweep.grid.items():
+        for field_key in (set().union(*values) if is_axis_of_sets(key, values) else {key}):
+            if field_key in owners:
+                raise SweepError(f"{sweep.source}: grid: {field_key} is set by both {owners[field_key]} and {key}")
+            owners[field_key] = key
     for index, variant in enumerate(sweep.variants):
-        both = [key for key in variant if key in sweep.grid]
+        both = [key for key in variant if key in owners]
         if both:
             raise SweepError(f"{sweep.source}: variants[{index}]: {both[0]} is also a grid key; the variant "
                              f"would override every grid value (put it in one place)")

@@ -11,9 +11,10 @@ from __future__ import annotations
 import hashlib
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
 from runner.config import TrialConfig
+from runner.engine.trial import RoundSink
 
 
 def resolve_mode(requested: str) -> str:
@@ -49,3 +50,31 @@ def open_run(cfg: TrialConfig, results_dir: Path) -> Any | None:
             os.environ.pop("WANDB_MODE", None)
         else:
             os.environ["WANDB_MODE"] = previous
+
+
+class WandbRun(RoundSink):
+    """The trial's W&B run as a sink: every round's metrics at step = round, the final numbers in the summary."""
+
+    def __init__(self, cfg: TrialConfig) -> None:
+        self.cfg = cfg
+        self.run: Any = None
+        self.constants: set[str] = set()
+        self.last: Mapping[str, Any] = {}
+
+    def open(self, resumed_after: int, constants: Mapping[str, Any]) -> None:
+        self.constants = set(constants)
+        self.run = open_run(self.cfg, Path(self.cfg.logging.results_dir).expanduser().absolute())
+
+    def write(self, row: Mapping[str, Any]) -> None:
+        self.last = row
+        if self.run is not None:
+            self.run.log({k: v for k, v in row.items() if k not in self.constants and k != "round"}, step=row["round"])
+
+    def close(self, completed: bool) -> None:
+        if self.run is None:
+            return
+        if completed and self.last:
+            self.run.summary.update({"final_test_accuracy": self.last["test_accuracy"],
+                                     "param_ratio": self.last["param_ratio"],
+                                     "cumulative_bytes": self.last["cumulative_bytes"]})
+        self.run.finish()

@@ -8,18 +8,18 @@ previous complete file, never a truncated one.
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import types
 import typing
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from runner.config import TrialConfig
+from runner.config import config_columns
+from runner.engine.trial import RoundSink
 
 METRIC_COLUMNS: dict[str, pa.DataType] = {
     "trial": pa.string(), "num_parameters": pa.int64(), "original_parameters": pa.int64(),
@@ -32,23 +32,16 @@ METRIC_COLUMNS: dict[str, pa.DataType] = {
 _ARROW = {str: pa.string(), int: pa.int64(), float: pa.float64(), bool: pa.bool_()}
 
 
-def _config_columns(cls: type = TrialConfig, prefix: str = "") -> dict[str, pa.DataType]:
-    columns: dict[str, pa.DataType] = {}
-    hints = typing.get_type_hints(cls)
-    for f in dataclasses.fields(cls):
-        hint = hints[f.name]
-        if dataclasses.is_dataclass(hint):
-            columns.update(_config_columns(hint, f"{prefix}{f.name}."))
-            continue
-        options = typing.get_args(hint) if isinstance(hint, types.UnionType) else (hint,)
-        columns[f"{prefix}{f.name}"] = next(_ARROW[o] for o in options if o in _ARROW)
-    return columns
+def _arrow_type(hint: Any) -> pa.DataType:
+    options = typing.get_args(hint) if isinstance(hint, types.UnionType) else (hint,)
+    return next(_ARROW[o] for o in options if o in _ARROW)
 
 
-SCHEMA = pa.schema([*_config_columns().items(), *METRIC_COLUMNS.items()])
+SCHEMA = pa.schema([*((name, _arrow_type(hint)) for name, hint in config_columns().items()),
+                    *METRIC_COLUMNS.items()])
 
 
-class RoundsTable:
+class RoundsTable(RoundSink):
     """The rows of one trial, kept in memory and mirrored to its Parquet file after every append."""
 
     def __init__(self, path: Path) -> None:
@@ -61,6 +54,16 @@ class RoundsTable:
     def last_round(self) -> int:
         return self.rows[-1]["round"] if self.rows else 0
 
+    def open(self, resumed_after: int, constants: Mapping[str, Any]) -> None:
+        """Keep the rows up to the round the trial resumes after; the rest are redone identically."""
+        self.truncate(resumed_after)
+        if resumed_after and self.last_round < resumed_after:
+            raise RuntimeError(f"{self.path}: the trial's checkpoint is at round {resumed_after} but its rows end "
+                               f"at round {self.last_round}; delete the trial's checkpoint to start it over")
+
+    def write(self, row: Mapping[str, Any]) -> None:
+        self.append(row)
+
     def truncate(self, last_round: int) -> None:
         """Forget rows after ``last_round`` (they are redone from the checkpoint, identically)."""
         kept = [r for r in self.rows if r["round"] <= last_round]
@@ -68,7 +71,7 @@ class RoundsTable:
             self.rows = kept
             self._write()
 
-    def append(self, row: dict[str, Any]) -> None:
+    def append(self, row: Mapping[str, Any]) -> None:
         self.rows.append({name: row.get(name) for name in SCHEMA.names})
         self._write()
 

@@ -1,0 +1,152 @@
+"""Driver: the Ray actor that owns the global model and runs rounds over the client workers.
+
+Each round it samples clients (seeded by round, so a resumed run samples the same ones), plans which
+worker trains which of them so that workers finish together (moving a client's state when it changes
+worker), puts the broadcast payload into the object store once, adds the workers' pre-reduced weighted
+sums, and applies the algorithm's server step. It counts the bytes that cross the wire and, when the
+trial asks, checkpoints everything needed to continue. When a worker fails, runner/engine/recovery.py
+restores the trial from that checkpoint and the step is redone.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import ray
+import torch
+
+from models import count_parameters, original_parameter_count
+from partitions import DATASETS
+from runner.config import TrialConfig
+from runner.engine.aggregation import WeightedSum
+from runner.engine.allocator import reuse_freed_memory
+from runner.engine.checkpoint import CheckpointFile
+from runner.engine.model import trial_model
+from runner.engine.planning import client_cost, plan_round
+from runner.engine.recovery import retrying
+from runner.engine.seeding import sample_clients
+from runner.engine.wire import to_wire
+from runner.engine.worker_pool import WorkerPool
+
+
+class Driver:
+    def __init__(self, cfg: TrialConfig, checkpoint_path: str) -> None:
+        torch.set_num_threads(1)
+        reuse_freed_memory()
+        self.cfg = cfg
+        self.checkpoint = CheckpointFile(checkpoint_path)
+        torch.manual_seed(cfg.seed)
+        model = trial_model(cfg)
+        self.algorithm = cfg.algorithm.build()
+        local = self.algorithm.local_names(model)
+        state = {n: t.detach().clone() for n, t in model.state_dict().items()}
+        self.initial_global = {n: t for n, t in state.items() if n not in local}
+        self.initial_local = {n: t for n, t in state.items() if n in local}
+        numels = [t.numel() for t in self.initial_global.values()]  # what one copy of the model sends
+        self.bytes_down = self.algorithm.bytes_down(numels)
+        self.bytes_up = self.algorithm.bytes_up(numels, cfg.upload)
+        info = DATASETS[cfg.data.dataset]
+        self.constants = {"num_parameters": count_parameters(model), "params_sent": sum(numels),
+                          "original_parameters": original_parameter_count(cfg.model.arch, info.num_classes,
+                                                                          info.input_shape)}
+        self.constants["param_ratio"] = self.constants["num_parameters"] / self.constants["original_parameters"]
+
+        self.pool = WorkerPool(cfg, ray.util.get_current_placement_group())
+        self.pool.setup(self.initial_local, self.initial_global)
+        t = cfg.train
+        sizes = ray.get(self.pool.workers[0].client_sizes.remote())
+        self.costs = [client_cost(n, t.batch_size, t.local_epochs) for n in sizes]
+        self.stateful = bool(self.initial_local or self.algorithm.init_client_state(self.initial_global))
+        self.restore(self.checkpoint.load())
+
+    def facts(self) -> dict[str, Any]:
+        """Per-trial constants that go into every result row, and the round the trial resumes after."""
+        return {**self.constants, "round": self.round}
+
+    # --- the trial's steps (each redone after restoring when a worker fails) ----------------------------
+    def run_round(self) -> dict[str, Any]:
+        """Run the next round; returns its metrics row."""
+        return retrying(lambda: self._round(evaluate=True), self, "training")
+
+    def save_checkpoint(self) -> None:
+        """Write the whole trial state (the trial calls this after the round's row is on disk)."""
+        retrying(lambda: self.checkpoint.save(self.snapshot()), self, "checkpointing")
+
+    # --- state --------------------------------------------------------------------------------------
+    def snapshot(self) -> dict[str, Any]:
+        return {"round": self.round, "global": self.global_state, "server": self.server_state,
+                "clients": self.pool.client_states(), "cumulative_bytes": self.cumulative_bytes,
+                "elapsed": self.elapsed, "trial": self.cfg.trial_name}
+
+    def restore(self, state: dict[str, Any] | None) -> None:
+        """Continue from a checkpoint's state, or from the start when there is none; every worker gets the
+        states of its home clients."""
+        if state is None:
+            self.round, self.cumulative_bytes, self.elapsed = 0, 0, 0.0
+            self.global_state = {n: t.clone() for n, t in self.initial_global.items()}
+            self.server_state = self.algorithm.init_server_state(self.global_state)
+        else:
+            self.round, self.cumulative_bytes, self.elapsed = state["round"], state["cumulative_bytes"], state["elapsed"]
+            self.global_state, self.server_state = state["global"], state["server"]
+        self.pool.load_client_states({} if state is None else state["clients"])
+
+    def replay_round(self) -> None:
+        """Redo the next round as it ran before (recovery): same clients, same updates, no evaluation."""
+        self._round(evaluate=False)
+
+    # --- one round ----------------------------------------------------------------------------------
+    def _round(self, evaluate: bool) -> dict[str, Any]:
+        started = time.perf_counter()
+        cfg, index = self.cfg, self.round + 1
+        lr = cfg.train.lr * cfg.train.lr_decay ** (index - 1)
+        sampled = sample_clients(cfg.seed, index, cfg.data.num_clients, cfg.data.clients_per_round)
+        total, peak_memory = self._train(index, sampled, lr)
+        self.global_state = self.algorithm.server_update(self.global_state, self.server_state, total.mean(),
+                                                         len(sampled), cfg.data.num_clients)
+        self.round = index
+        down, up = len(sampled) * self.bytes_down, len(sampled) * self.bytes_up
+        self.cumulative_bytes += down + up
+        row: dict[str, Any] = {
+            "round": index, "lr": lr, "train_loss": total.mean_loss, "clients": len(sampled),
+            "bytes_down": down, "bytes_up": up, "bytes_round": down + up, "cumulative_bytes": self.cumulative_bytes,
+            "test_accuracy": float("nan"), "test_loss": float("nan"), "worker_peak_mib": peak_memory}
+        if evaluate and (index % cfg.train.eval_every == 0 or index == cfg.train.rounds):
+            row.update(self.evaluate())
+        row["round_seconds"] = time.perf_counter() - started
+        self.elapsed += row["round_seconds"]
+        row["elapsed_seconds"] = self.elapsed
+        return row
+
+    def _train(self, index: int, sampled: list[int], lr: float) -> tuple[WeightedSum, float]:
+        """Train the sampled clients on the workers; returns the sum of their updates and the busiest
+        worker's peak memory."""
+        payload = ray.put(to_wire(self.algorithm.broadcast(self.global_state, self.server_state)))
+        plan = plan_round(sampled, self.costs, self.pool.holders, len(self.pool))
+        arrivals, handed = self.pool.move_states(plan) if self.stateful else ({}, [])
+        calls = {i: self.pool.workers[i].train.remote(index, clients, payload, lr, *arrivals.get(i, []))
+                 for i, clients in enumerate(plan) if clients}
+        total, peak_memory = WeightedSum(), 0.0
+        for partial, worker_peak in self.pool.as_ready(calls):
+            total.merge(partial)  # as workers finish: the sum does not depend on the order
+            peak_memory = max(peak_memory, worker_peak)
+        self.pool.check_handovers(handed)
+        self.pool.record_plan(plan)
+        return total, peak_memory
+
+    def evaluate(self) -> dict[str, float]:
+        """Global test accuracy, or per-client accuracy on each client's own data (personalized methods)."""
+        weights = ray.put(to_wire(self.global_state))
+        workers = self.pool.workers
+        if self.cfg.personalized:
+            calls = {i: w.evaluate_personal.remote(weights, self.pool.held_by(i, self.cfg.data.num_clients))
+                     for i, w in enumerate(workers)}
+        else:
+            calls = {i: w.evaluate_global.remote(weights) for i, w in enumerate(workers)}
+        merged: dict[int, tuple[float, int, int]] = {}
+        for part in self.pool.gather(calls):
+            merged.update(part)
+        loss = sum(merged[k][0] for k in sorted(merged))
+        correct = sum(v[1] for v in merged.values())
+        count = sum(v[2] for v in merged.values())
+        return {"test_accuracy": correct / max(count, 1), "test_loss": loss / max(count, 1)}

@@ -1,0 +1,90 @@
+"""One trial run round by round: the Driver and its workers reserved together, rows handed to sinks.
+
+The trial process (a Ray Tune trainable, or any Ray driver script) creates the Driver in the trial's
+placement group (runner/engine/layout.py), hands each round's row to every sink (a Parquet file, a W&B
+run, Tune's report: each one small :class:`RoundSink`), then asks the Driver to checkpoint: a checkpoint
+never runs ahead of the rows. Between checkpoints the Driver starts the next round before the sinks
+write, so writing overlaps training. Started again with the same config, a trial resumes from its
+checkpoint: the sinks are told the round it resumes after, and the rounds after it are redone identically.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Mapping, Sequence
+
+import ray
+from ray.util.placement_group import placement_group, remove_placement_group
+from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
+
+from runner.config import TrialConfig
+from runner.engine.checkpoint import trial_dir
+from runner.engine.driver import Driver
+from runner.engine.layout import DRIVER_BUNDLE, STRATEGY, TrialLayout
+
+RESERVE_TIMEOUT_S = 120
+
+
+class RoundSink:
+    """Somewhere a trial's rows go. A sink does one thing with them; the defaults do nothing."""
+
+    def open(self, resumed_after: int, constants: Mapping[str, Any]) -> None:
+        """Before the first row; ``resumed_after`` is the round the trial continues after (0: a fresh start)."""
+
+    def write(self, row: Mapping[str, Any]) -> None:
+        """One round's row: the flat config, the trial's constants and the round's metrics."""
+
+    def close(self, completed: bool) -> None:
+        """After the last round (``completed``), or when the trial stops on an error."""
+
+
+def run_rounds(cfg: TrialConfig, sinks: Sequence[RoundSink]) -> None:
+    """Run (or resume) one trial to its last round, handing every row to every sink in order."""
+    driver, owned_pg = _start_driver(cfg)
+    opened: list[RoundSink] = []
+    completed = False
+    try:
+        facts = ray.get(driver.facts.remote())
+        start = facts.pop("round")
+        constants = {**cfg.flat(), "trial": cfg.trial_name, **facts}
+        for sink in sinks:
+            sink.open(start, constants)
+            opened.append(sink)
+        every, last = cfg.logging.checkpoint_every, cfg.train.rounds
+        running = driver.run_round.remote() if start < last else None
+        while running is not None:
+            metrics = ray.get(running)
+            index = metrics["round"]
+            checkpoint = bool(every) and (index % every == 0 or index == last)
+            running = driver.run_round.remote() if index < last and not checkpoint else None  # overlaps the writes
+            row = {**constants, **metrics}
+            for sink in sinks:
+                sink.write(row)
+            if checkpoint:  # only after every sink has the row: a checkpoint never runs ahead of the rows
+                ray.get(driver.save_checkpoint.remote())
+                running = driver.run_round.remote() if index < last else None
+        completed = True
+    finally:
+        for sink in opened:
+            sink.close(completed)
+        ray.kill(driver)
+        if owned_pg is not None:
+            remove_placement_group(owned_pg)
+
+
+def _start_driver(cfg: TrialConfig) -> tuple[Any, Any]:
+    """Create the Driver in the trial's placement group: Tune's, or one reserved here (returned to be freed)."""
+    pg, owned = ray.util.get_current_placement_group(), None
+    if pg is None:
+        bundles = TrialLayout.of(cfg.resources).bundles()
+        pg = owned = placement_group(bundles, strategy=STRATEGY)
+        ready, _ = ray.wait([pg.ready()], timeout=RESERVE_TIMEOUT_S)
+        if not ready:
+            remove_placement_group(pg)
+            raise RuntimeError(
+                f"trial {cfg.trial_name}: the cluster cannot reserve {bundles} "
+                f"(available: {ray.available_resources()}); lower resources.* or add nodes")
+    driver = ray.remote(Driver).options(
+        num_cpus=cfg.resources.driver_cpus, max_restarts=0,
+        scheduling_strategy=PlacementGroupSchedulingStrategy(pg, placement_group_bundle_index=DRIVER_BUNDLE),
+    ).remote(cfg, str(trial_dir(cfg) / "checkpoint.pt"))
+    return driver, owned

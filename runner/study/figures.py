@@ -1,0 +1,333 @@
+"""The paper's figures and tables from a sweep's rounds Parquet (``python -m runner.plot`` draws them).
+
+- Figure 3: test accuracy vs cumulative transferred GB (down + up), a panel per (dataset, split), a line
+  per model (and per algorithm or other setting where those vary inside the panel).
+- Figure 4: final accuracy vs parameter ratio, a line per (dataset, split) for the factorised models,
+  the original model as a dashed horizontal reference in the same colour.
+- ``tables.md``: final accuracy, parameter ratio and total GB per (dataset, split) x (model, algorithm)
+  — the layout of Tables 2 and 3 — plus one row per trial group with every number.
+
+"Final accuracy" is the mean test accuracy over the last 5 evaluated rounds of a trial, then averaged
+over seeds; trials that differ only in ``seed`` form one group (one line, one table cell).
+A figure whose data is missing is skipped with the reason printed, never drawn half-empty.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
+
+from runner.algorithms import REGISTRY  # noqa: E402
+from runner.config import config_columns  # noqa: E402
+from runner.study.results import load_rounds  # noqa: E402
+
+FINAL_ROUNDS = 5          # final accuracy = mean over this many last evaluated rounds
+BYTES_PER_GB = 1e9
+FIGURE3_FILE = "fig3_accuracy_vs_gb.png"
+FIGURE4_FILE = "fig4_accuracy_vs_param_ratio.png"
+TABLES_FILE = "tables.md"
+PANEL = ["data.dataset", "split"]
+MODEL = ["model.arch", "model.parameterization", "model.gamma", "model.ratio", "model.tanh"]
+METHOD = ["algorithm.name", "upload.quantize_levels"]  # shown together as one label: fedavg, fedavg+q16, ...
+SPLIT_ORDER = ("iid", "dirichlet", "pathological", "natural")
+PARAMETERIZATION_ORDER = {"original": 0, "lowrank": 1, "fedpara": 2, "pfedpara": 3}
+MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*") * 4
+REFERENCE_STYLES = ("--", ":", "-.", (0, (5, 1, 1, 1))) * 8
+log = logging.getLogger(__name__)
+FINAL_LABEL = f"final test accuracy (%), mean of the last {FINAL_ROUNDS} evaluated rounds"
+
+
+def plot_results(results_dir: str | Path, out_dir: str | Path | None = None) -> list[Path]:
+    """Write Figure 3, Figure 4 and tables.md for one sweep's results; returns the files written."""
+    results_dir = Path(results_dir)
+    out = Path(out_dir) if out_dir is not None else results_dir / "figures"
+    try:
+        rounds = load_rounds(results_dir)
+    except FileNotFoundError as error:
+        log.warning("plot: skipped, %s", error)
+        return []
+    out.mkdir(parents=True, exist_ok=True)
+    written: list[Path] = []
+    for make, name in ((figure3, FIGURE3_FILE), (figure4, FIGURE4_FILE)):
+        figure = make(rounds)
+        if figure is not None:
+            figure.savefig(out / name, dpi=120, bbox_inches="tight")
+            plt.close(figure)
+            written.append(out / name)
+    tables = tables_markdown(rounds)
+    if tables is not None:
+        (out / TABLES_FILE).write_text(tables)
+        written.append(out / TABLES_FILE)
+    return written
+
+
+def figure3(rounds: pd.DataFrame) -> Figure | None:
+    """Test accuracy vs cumulative transferred GB; one panel per (dataset, split)."""
+    evaluated = _with_labels(rounds)
+    evaluated = evaluated[evaluated["test_accuracy"].notna()]
+    if evaluated.empty:
+        log.warning("plot: Figure 3 skipped, no round has a test accuracy")
+        return None
+    series = _series_columns(evaluated)
+    panels = _sorted_panels(evaluated)
+    datasets = list(dict.fromkeys(panel[0] for panel, _ in panels))
+    splits = sorted({panel[1] for panel, _ in panels}, key=_split_rank)
+    figure, axes = plt.subplots(len(datasets), len(splits), figsize=(5.2 * len(splits), 4.2 * len(datasets)),
+                                squeeze=False, layout="constrained")
+    labels = [_series_label(line.iloc[0], series) for _, line in _ordered_groups(evaluated, series)]
+    colours = {label: f"C{i % 10}" for i, label in enumerate(dict.fromkeys(labels))}  # same model, same colour
+    used = set()
+    for (panel, rows) in panels:
+        ax = axes[datasets.index(panel[0])][splits.index(panel[1])]
+        used.add(id(ax))
+        for _, line in _ordered_groups(rows, series):
+            curve = line.groupby("round").agg(accuracy=("test_accuracy", "mean"), cumulative=("cumulative_bytes", "mean"))
+            label = _series_label(line.iloc[0], series)
+            ax.plot(curve["cumulative"] / BYTES_PER_GB, 100 * curve["accuracy"], marker="." if len(curve) < 30 else None,
+                    color=colours[label], label=label)
+        ax.set_title(" ".join(panel))
+        ax.set_xlabel("transferred (GB, download + upload, cumulative)")
+        ax.set_ylabel("test accuracy (%)")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize="small")
+    for ax in axes.flat:
+        if id(ax) not in used:
+            ax.set_visible(False)
+    figure.suptitle("Figure 3: accuracy vs communication")
+    return figure
+
+
+def figure4(rounds: pd.DataFrame) -> Figure | None:
+    """Final accuracy vs parameter ratio for factorised models, the original model as a reference."""
+    summary = summarize(rounds)
+    if summary is None:
+        log.warning("plot: Figure 4 skipped, no round has a test accuracy")
+        return None
+    factorised = summary[summary["model.parameterization"] != "original"]
+    if factorised.empty:
+        log.warning("plot: Figure 4 skipped, no factorised (lowrank/fedpara/pfedpara) model among the trials")
+        return None
+    originals = summary[summary["model.parameterization"] == "original"]
+    if originals.empty:
+        log.warning("plot: Figure 4 drawn without the original-model reference line: no original-model trial")
+    # Lines split further only on settings that vary inside one (dataset, split), other than the knob itself.
+    extra = [c for c in _series_columns(factorised) if c not in ("model.gamma", "model.ratio")]
+    colours = {panel: f"C{i}" for i, (panel, _) in enumerate(_sorted_panels(summary))}
+
+    figure, ax = plt.subplots(figsize=(7.5, 5), layout="constrained")
+    for panel, in_panel in _sorted_panels(factorised):
+        # Same colour for a (dataset, split); a different marker for each other setting inside it.
+        for marker, (_, line) in zip(MARKERS, _ordered_groups(in_panel, extra)):
+            line = line.sort_values("param_ratio")
+            label = " ".join(panel) + "".join(f" · {_value_text(line.iloc[0], c)}" for c in extra)
+            ax.plot(100 * line["param_ratio"], 100 * line["final_accuracy"], marker=marker,
+                    color=colours[panel], label=label)
+    reference_extra = [c for c in _series_columns(originals) if not c.startswith("model.")] if len(originals) else []
+    for panel, in_panel in _sorted_panels(originals):
+        for style, (_, line) in zip(REFERENCE_STYLES, _ordered_groups(in_panel, reference_extra)):
+            label = " ".join(panel) + "".join(f" · {_value_text(line.iloc[0], c)}" for c in reference_extra)
+            ax.axhline(100 * line["final_accuracy"].mean(), linestyle=style, linewidth=1,
+                       color=colours[panel], label=f"{label} · original")
+    ax.set_xlabel("parameters (% of the original model)")
+    ax.set_ylabel(FINAL_LABEL)
+    ax.set_title("Figure 4: accuracy vs parameter ratio")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize="small")
+    return figure
+
+
+def summarize(rounds: pd.DataFrame) -> pd.DataFrame | None:
+    """One row per trial group (trials equal but for ``seed``) with its final numbers."""
+    rounds = _with_labels(rounds)
+    evaluated = rounds[rounds["test_accuracy"].notna()]
+    if evaluated.empty:
+        return None
+    identity = _identity_columns(rounds)
+    per_trial = []
+    for trial, rows in rounds.groupby("trial", sort=True):
+        rows = rows.sort_values("round")
+        accuracies = rows.loc[rows["test_accuracy"].notna(), "test_accuracy"]
+        last = rows.iloc[-1]
+        per_trial.append({
+            **{c: last[c] for c in identity + ["split", "model", "method"]},
+            "trial": trial,
+            "final_accuracy": accuracies.tail(FINAL_ROUNDS).mean() if len(accuracies) else math.nan,
+            "param_ratio": last["param_ratio"],
+            "total_gb": last["cumulative_bytes"] / BYTES_PER_GB,
+            "rounds": int(last["round"]),
+        })
+    trials = pd.DataFrame(per_trial)
+    keys = [c for c in identity if c != "seed"] + ["split", "model", "method"]
+    grouped = trials.groupby(keys, dropna=False, sort=False)
+    summary = grouped.agg(final_accuracy=("final_accuracy", "mean"), final_accuracy_std=("final_accuracy", "std"),
+                          param_ratio=("param_ratio", "mean"), total_gb=("total_gb", "mean"),
+                          rounds=("rounds", "min"), seeds=("trial", "count")).reset_index()
+    return summary
+
+
+def tables_markdown(rounds: pd.DataFrame) -> str | None:
+    """Tables 2/3 as markdown: accuracy and GB per (dataset, split) x (model, algorithm), then every group."""
+    summary = summarize(rounds)
+    if summary is None:
+        log.warning("plot: tables skipped, no round has a test accuracy")
+        return None
+    sweeps = ", ".join(sorted(str(s) for s in rounds["sweep"].dropna().unique())) or "results"
+    panels = [panel for panel, _ in _sorted_panels(summary)]
+    extra = [c for c in _series_columns(summary) if c not in MODEL + METHOD]
+    row_keys = ["model", "method", *extra]
+    rows = list(_ordered_groups(summary, row_keys))
+
+    def row_head(first: pd.Series) -> list[str]:
+        return [first["model"], first["method"], *(_value_text(first, c) for c in extra)]
+
+    head = ["model", "algorithm", *extra]
+    text = [f"# {sweeps}: final accuracy, parameters and communication", "",
+            f"Final accuracy: mean test accuracy over the last {FINAL_ROUNDS} evaluated rounds of each trial, "
+            "averaged over seeds. Params: the model's size as a % of the original model's. "
+            "Total GB: bytes sent down and up over all rounds, in 10^9 bytes.", "",
+            "## Final test accuracy (%) by (dataset, split): Tables 2 and 3", ""]
+    text += _markdown_table(
+        [*head, "params (%)", *(" ".join(p) for p in panels)],
+        [[*row_head(group.iloc[0]), _range_text(100 * group["param_ratio"], "{:.1f}"),
+          *(_cell(group, p, "final_accuracy", 100, "{:.2f}") for p in panels)] for _, group in rows])
+    text += ["", "## Total transferred (GB) by (dataset, split)", ""]
+    text += _markdown_table(
+        [*head, *(" ".join(p) for p in panels)],
+        [[*row_head(group.iloc[0]), *(_cell(group, p, "total_gb", 1, "{:.3g}") for p in panels)] for _, group in rows])
+    text += ["", "## Every trial group", ""]
+    every = []
+    for panel, in_panel in _sorted_panels(summary):
+        for _, group in _ordered_groups(in_panel, row_keys):
+            for _, r in group.iterrows():
+                std = r["final_accuracy_std"]
+                every.append([*panel, *row_head(r), f"{100 * r['param_ratio']:.1f}",
+                              f"{100 * r['final_accuracy']:.2f}", "" if pd.isna(std) else f"{100 * std:.2f}",
+                              f"{r['total_gb']:.3g}", str(r["rounds"]), str(r["seeds"])])
+    text += _markdown_table(["dataset", "split", *head, "params (%)", "final acc (%)", "std (%)", "total GB",
+                             "rounds", "seeds"], every)
+    return "\n".join(text) + "\n"
+
+
+def _with_labels(rounds: pd.DataFrame) -> pd.DataFrame:
+    """Add the readable ``split`` and ``model`` labels every figure and table groups by."""
+    rounds = rounds.copy()
+    rounds["split"] = [_split_label(r) for r in rounds[["data.partition", "data.alpha",
+                                                        "data.classes_per_client"]].itertuples(index=False)]
+    rounds["model"] = [_model_label(*r) for r in rounds[["model.arch", "model.parameterization", "model.gamma",
+                                                         "model.ratio"]].itertuples(index=False)]
+    rounds["method"] = [_method_label(*r) for r in rounds[METHOD].itertuples(index=False)]
+    return rounds
+
+
+def _split_label(row: Any) -> str:
+    partition, alpha, classes = row
+    if partition == "dirichlet":
+        return f"dirichlet(α={alpha:g})"
+    if partition == "pathological":
+        return f"pathological({int(classes)} classes)"
+    return str(partition)
+
+
+def _model_label(arch: str, parameterization: str, gamma: float | None, ratio: float | None) -> str:
+    label = f"{arch} {parameterization}"
+    if parameterization != "original":
+        if gamma is not None and not pd.isna(gamma):
+            label += f" γ={gamma:g}"
+        elif ratio is not None and not pd.isna(ratio):
+            label += f" ρ={ratio:g}"
+    return label
+
+
+def _method_label(algorithm: str, quantize_levels: float | None) -> str:
+    """The algorithm, and how its upload is quantized: ``fedavg+q16`` is FedPAQ."""
+    if quantize_levels is None or pd.isna(quantize_levels):
+        return str(algorithm)
+    return f"{algorithm}+q{int(quantize_levels)}"
+
+
+def _identity_columns(frame: pd.DataFrame) -> list[str]:
+    """Config columns that make trials different experiments (not where or how they ran)."""
+    return [c for c in config_columns() if c in frame.columns
+            and not c.startswith(("logging.", "resources.")) and c not in ("name", "sweep")]
+
+
+def _series_columns(frame: pd.DataFrame) -> list[str]:
+    """Identity columns (but seed) that vary inside at least one (dataset, split) panel."""
+    candidates = [c for c in _identity_columns(frame) if c not in ("seed", "data.dataset", "data.partition")]
+    varying = set()
+    for _, rows in frame.groupby(PANEL, sort=False):
+        varying.update(c for c in candidates if rows[c].astype(str).nunique() > 1)
+    return [c for c in candidates if c in varying]
+
+
+def _series_label(first: pd.Series, series: list[str]) -> str:
+    extra = [c for c in series if c not in MODEL + METHOD]
+    if any(c in METHOD for c in series):
+        extra.insert(0, "method")
+    return first["model"] + "".join(f" · {_value_text(first, c)}" for c in extra)
+
+
+def _value_text(row: pd.Series, column: str) -> str:
+    value = row[column]
+    if column in ("algorithm.name", "method"):
+        return str(value)
+    if column == "model.parameterization":
+        return str(value)
+    shown = "-" if value is None or (isinstance(value, float) and math.isnan(value)) else (
+        f"{value:g}" if isinstance(value, float) else str(value))
+    return f"{column.split('.')[-1]}={shown}"
+
+
+def _sort_key(row: pd.Series) -> tuple:
+    def number(value: Any) -> float:
+        return -1.0 if value is None or pd.isna(value) else float(value)
+
+    algorithm, levels = row.get("algorithm.name"), row.get("upload.quantize_levels")
+    return (str(row.get("model.arch", "")), PARAMETERIZATION_ORDER.get(row.get("model.parameterization"), 9),
+            number(row.get("model.gamma")), number(row.get("model.ratio")),
+            list(REGISTRY).index(algorithm) if algorithm in REGISTRY else 99, number(levels))
+
+
+def _ordered_groups(frame: pd.DataFrame, keys: list[str]) -> list[tuple[Any, pd.DataFrame]]:
+    """Group rows by ``keys`` (NaN is a value) in a stable, readable order: by model, then algorithm."""
+    if not keys:
+        return [((), frame)]
+    groups = list(frame.groupby(keys, dropna=False, sort=False))
+    return sorted(groups, key=lambda item: (_sort_key(item[1].iloc[0]), str(item[0])))
+
+
+def _sorted_panels(frame: pd.DataFrame) -> list[tuple[tuple[str, str], pd.DataFrame]]:
+    """(dataset, split) panels: datasets alphabetically, then IID, Dirichlet, pathological, natural."""
+    groups = frame.groupby(PANEL, sort=False)
+    return sorted(((tuple(str(v) for v in key), rows) for key, rows in groups),
+                  key=lambda item: (item[0][0], *_split_rank(item[0][1])))
+
+
+def _split_rank(split: str) -> tuple[int, str]:
+    kind = split.split("(")[0]
+    return (SPLIT_ORDER.index(kind) if kind in SPLIT_ORDER else len(SPLIT_ORDER), split)
+
+
+def _cell(group: pd.DataFrame, panel: tuple[str, str], column: str, scale: float, fmt: str) -> str:
+    rows = group[(group["data.dataset"] == panel[0]) & (group["split"] == panel[1])]
+    return "–" if rows.empty else fmt.format(scale * rows[column].mean())
+
+
+def _range_text(values: pd.Series, fmt: str) -> str:
+    low, high = float(np.nanmin(values)), float(np.nanmax(values))
+    return fmt.format(low) if fmt.format(low) == fmt.format(high) else f"{fmt.format(low)}–{fmt.format(high)}"
+
+
+def _markdown_table(header: list[str], rows: list[list[str]]) -> list[str]:
+    return ["| " + " | ".join(header) + " |", "|" + "---|" * len(header),
+            *("| " + " | ".join(row) + " |" for row in rows)]

@@ -1,0 +1,57 @@
+"""One trial as a study runs it: its data checked, its rows written to Parquet and W&B (and Tune).
+
+:func:`run_trial` is what a sweep's Tune trainable and the tests call; it checks that the dataset is
+on disk before any actor starts, records the config beside the checkpoint, and runs the engine with
+the standard sinks (runner/study/results.py, runner/study/wandb_run.py).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Any, Callable, Mapping
+
+import pandas as pd
+
+from partitions import check_available
+from runner.config import TrialConfig
+from runner.engine.checkpoint import trial_dir
+from runner.engine.trial import RoundSink, run_rounds
+from runner.study.results import RoundsTable, rounds_path
+from runner.study.wandb_run import WandbRun
+
+METRICS_REPORTED = ("round", "test_accuracy", "test_loss", "train_loss", "cumulative_bytes", "round_seconds")
+
+
+class Report(RoundSink):
+    """Hands a few metrics of every row to a callback (Ray Tune's ``tune.report``, a test's probe)."""
+
+    def __init__(self, report: Callable[[dict[str, Any]], None]) -> None:
+        self.report = report
+
+    def write(self, row: Mapping[str, Any]) -> None:
+        self.report({k: row[k] for k in METRICS_REPORTED})
+
+
+def run_trial(cfg: TrialConfig, *, report: Callable[[dict[str, Any]], None] | None = None) -> pd.DataFrame:
+    """Run (or resume) one trial to its last round; returns all of its rows."""
+    d = cfg.data
+    check_available(d.dataset, os.path.expanduser(d.root), download=d.download)
+    directory = trial_dir(cfg)
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2))
+    table = RoundsTable(rounds_path(directory.parent.parent, cfg.trial_name))
+    sinks: list[RoundSink] = [table, WandbRun(cfg)]
+    if report is not None:
+        sinks.append(Report(report))
+    run_rounds(cfg, sinks)
+    return table.frame()
+
+
+def tune_trainable(params: dict[str, Any]) -> None:
+    """Ray Tune function trainable: ``params`` holds ``base`` plus the grid's dotted keys and ``variant``."""
+    from ray import tune
+
+    from runner.study.sweep_file import trial_config_from_tune
+
+    run_trial(trial_config_from_tune(params), report=tune.report)

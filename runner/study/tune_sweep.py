@@ -1,0 +1,113 @@
+"""A sweep as a Ray Tune experiment: one trial per config, each in its own placement group.
+
+Tune runs the grid (``param_space`` of runner/study/sweep_file.py) with ``tune_trainable``, reserving for
+every trial the layout of runner/engine/layout.py (the trainable, its Driver, its workers). ``--resume``
+restores the experiment: Tune skips finished trials and restarts unfinished ones, which pick up from their
+own checkpoints under ``<results>/<sweep>/trials/``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+from runner.config import TrialConfig
+from runner.engine.layout import TrialLayout
+from runner.study.sweep_file import (VARIANT_KEY, Sweep, grid_axis_keys, param_space, trial_config_from_tune,
+                                     varying_keys)
+from runner.study.trial import run_trial
+
+log = logging.getLogger(__name__)
+EXPERIMENT_NAME = "tune"  # <results>/<sweep>/tune holds Tune's experiment state
+METRIC_COLUMNS = {"round": "round", "train_loss": "train loss", "test_accuracy": "test acc",
+                  "cumulative_bytes": "bytes"}
+
+
+def tune_trainable(params: dict[str, Any]) -> None:
+    """Ray Tune function trainable: ``params`` holds ``base`` plus the grid's dotted keys and ``variant``."""
+    from ray import tune
+
+    run_trial(trial_config_from_tune(params), report=tune.report)
+
+
+def trial_resources(params: dict[str, Any]) -> Any:
+    """Tune's per-trial resource request: the trial's own layout (trials of one sweep may differ in
+    ``resources.*``, e.g. num_workers per variant)."""
+    return TrialLayout.of(trial_config_from_tune(params).resources).placement_group_factory()
+
+def run_tune(sweep: Sweep, trials: list[TrialConfig], results_dir: Path, *, address: str | None,
+             max_concurrent: int | None, max_failures: int, resume: bool) -> list[str]:
+    """Run (or resume) the sweep under Tune; returns one line per errored trial."""
+    # Tune ignores a custom progress reporter unless its newer console output is switched off.
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+    import ray
+    from ray import tune
+
+    if address:
+        ray.init(address=address)
+    else:
+        ray.init()  # an embedded local Ray with this machine's CPUs and GPUs
+    trainable = tune.with_resources(tune_trainable, trial_resources)
+    experiment = results_dir / EXPERIMENT_NAME
+    if resume and tune.Tuner.can_restore(str(experiment)):
+        log.info("resuming %s: finished trials are kept, unfinished and errored ones continue", experiment)
+        tuner = tune.Tuner.restore(str(experiment), trainable=trainable,
+                                   resume_unfinished=True, resume_errored=True)
+    else:
+        if resume:
+            log.info("nothing to resume at %s; starting the sweep", experiment)
+        elif experiment.exists():
+            log.info("note: %s holds an earlier run; trials still resume from their own checkpoints "
+                     "(pass --resume to continue that Tune run instead)", experiment)
+        tuner = tune.Tuner(
+            trainable,
+            param_space=param_space(sweep, results_root=results_dir.parent),
+            tune_config=tune.TuneConfig(max_concurrent_trials=max_concurrent, trial_name_creator=tune_trial_name,
+                                        trial_dirname_creator=tune_trial_name),
+            run_config=tune.RunConfig(
+                name=EXPERIMENT_NAME,
+                storage_path=str(results_dir),
+                failure_config=tune.FailureConfig(max_failures=max_failures),
+                progress_reporter=progress_reporter(sweep, trials),
+            ),
+        )
+    grid = tuner.fit()
+    return [f"{result.path}: {_last_line(result.error)}" for result in grid if result.error is not None]
+
+
+def tune_trial_name(trial: Any) -> str:
+    """Tune shows and stores each trial under our trial name (``<results>/<sweep>/tune/<trial name>``)."""
+    return trial_config_from_tune(trial.config).trial_name
+
+
+def progress_reporter(sweep: Sweep, trials: list[TrialConfig]) -> Any:
+    """Trial status, the keys that vary, round and test accuracy — one row per trial."""
+    from ray import tune
+
+    return tune.CLIReporter(parameter_columns=_tune_columns(sweep, trials), metric_columns=METRIC_COLUMNS,
+                            max_progress_rows=50, max_column_length=24)
+
+
+def _tune_columns(sweep: Sweep, trials: list[TrialConfig]) -> dict[str, str]:
+    """Where each varying key sits in a Tune trial config: grid keys at the top, variant keys under
+    ``variant/`` (Tune's CLIReporter looks nested keys up with "/")."""
+    grid_paths = grid_axis_keys(sweep)
+    return {grid_paths.get(key, f"{VARIANT_KEY}/{key}"): name for key, name in short_names(varying_keys(trials)).items()}
+
+
+def short_names(keys: list[str]) -> dict[str, str]:
+    """``model.gamma`` -> ``gamma``, ``algorithm.name`` -> ``algorithm``; the full key where two would clash."""
+    def short(key: str) -> str:
+        section, _, field = key.rpartition(".")
+        return section if field == "name" and section else field
+
+    counts = Counter(short(key) for key in keys)
+    return {key: short(key) if counts[short(key)] == 1 else key for key in keys}
+
+
+def _last_line(error: BaseException) -> str:
+    lines = str(error).strip().splitlines()
+    return lines[-1] if lines else type(error).__name__
