@@ -26,7 +26,7 @@ import torch.nn.functional as F
 
 from partitions import load_dataset, partition_clients
 from runner.engine.augment import random_crop_flip
-from runner.engine.client_worker import model_for
+from runner.engine.model import trial_model
 from runner.config import TrialConfig
 from runner.engine.seeding import sample_clients
 
@@ -58,7 +58,7 @@ def plain_loop(cfg: TrialConfig, device: torch.device) -> list[float]:
     mean = torch.tensor(data.mean, device=device).view(1, -1, 1, 1)
     std = torch.tensor(data.std, device=device).view(1, -1, 1, 1)
     x_train, y_train = data.x_train.to(device), data.y_train.to(device)
-    model = model_for(cfg, data.num_classes, data.input_shape).to(device)
+    model = trial_model(cfg).to(device)
     global_state = {k: v.clone() for k, v in model.state_dict().items()}
     times = []
     for r in range(1, t.rounds + 1):
