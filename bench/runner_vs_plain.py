@@ -43,7 +43,7 @@ def config(arch: str, parameterization: str, gamma: float | None, rounds: int, w
         "data": {"dataset": "synthetic", "partition": "iid", "num_clients": 100, "clients_per_round": 16},
         "model": {"arch": arch, "parameterization": parameterization, "gamma": gamma},
         "train": {"rounds": rounds, "local_epochs": 1, "batch_size": 32, "lr": 0.05, "eval_every": 10_000},
-        "resources": {"num_workers": workers, "cpus_per_worker": round(1.8 / workers, 2), "driver_cpus": 0.2,
+        "resources": {"num_workers": workers, "cpus_per_worker": round(1.7 / workers, 2), "driver_cpus": 0.2,
                       "gpus_per_worker": gpus_per_worker},
         "logging": {"results_dir": results, "checkpoint_every": 0, "wandb": "disabled"},
     })
