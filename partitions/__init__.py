@@ -15,10 +15,10 @@ from partitions.torchvision_sets import check_cifar, check_mnist, load_cifar, lo
 
 def _known(name: str) -> None:
     if name not in DATASETS:
-        raise ValueError(f"data.dataset: unknown dataset {name!r} (choose from {', '.join(DATASETS)})")
+        raise ValueError(f"unknown dataset {name!r} (choose from {', '.join(DATASETS)})")
 
 
-DOWNLOADABLE = ("cifar10", "cifar100", "mnist")  # torchvision fetches these when data.download is set
+DOWNLOADABLE = ("cifar10", "cifar100", "mnist")  # torchvision fetches these when loaded with download=True
 
 
 def check_available(name: str, root: str | Path, download: bool = False) -> None:

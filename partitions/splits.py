@@ -56,7 +56,7 @@ def dirichlet_split(labels: np.ndarray, num_clients: int, alpha: float, seed: in
         if min(len(p) for p in parts) >= floor:
             return parts
     raise ValueError(f"dirichlet_split: no draw with alpha={alpha} gave every one of {num_clients} clients "
-                     f"{floor} samples in {DIRICHLET_ATTEMPTS} tries; raise data.alpha or lower data.num_clients")
+                     f"{floor} samples in {DIRICHLET_ATTEMPTS} tries; use a larger alpha or fewer clients")
 
 
 def pathological_split(labels: np.ndarray, num_clients: int, classes_per_client: int, seed: int) -> list[np.ndarray]:
@@ -84,7 +84,8 @@ def natural_split(users: np.ndarray, num_clients: int, seed: int) -> tuple[list[
     """One client per natural user (a seeded subset when fewer clients are asked for); returns the user ids too."""
     ids = np.unique(users)
     if num_clients > len(ids):
-        raise ValueError(f"data.num_clients={num_clients} but the dataset has only {len(ids)} natural users")
+        raise ValueError(f"natural_split: {num_clients} clients asked for, but the dataset has only {len(ids)} "
+                         "natural users")
     chosen = np.sort(np.random.default_rng(seed).choice(ids, size=num_clients, replace=False))
     return [np.flatnonzero(users == u) for u in chosen], chosen
 
@@ -108,7 +109,7 @@ def partition_clients(dataset: FederatedDataset, scheme: str, num_clients: int, 
     labels = dataset.y_train.numpy()
     if scheme == "natural":
         if dataset.train_users is None:
-            raise ValueError(f"data.partition: {dataset.name} has no natural users")
+            raise ValueError(f"partition_clients: {dataset.name} has no natural users")
         train, chosen = natural_split(dataset.train_users, num_clients, seed)
         return ClientPartition(train, [np.flatnonzero(dataset.test_users == u) for u in chosen])
     if scheme == "iid":
@@ -118,6 +119,6 @@ def partition_clients(dataset: FederatedDataset, scheme: str, num_clients: int, 
     elif scheme == "pathological":
         train = pathological_split(labels, num_clients, classes_per_client, seed)
     else:
-        raise ValueError(f"data.partition: unknown scheme {scheme!r} (choose from {', '.join(SCHEMES)})")
+        raise ValueError(f"partition_clients: unknown scheme {scheme!r} (choose from {', '.join(SCHEMES)})")
     test = _matching_test([labels[t] for t in train], dataset.y_test.numpy(), dataset.num_classes, seed)
     return ClientPartition(train, test)

@@ -29,8 +29,8 @@ MNIST_FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-image
 
 def _missing(name: str, expected: Path) -> DatasetNotFoundError:
     return DatasetNotFoundError(
-        f"{name}: not found at {expected}. Set data.download: true to fetch it with torchvision where the "
-        f"network allows, or copy torchvision's {name} files there (data.root is {expected.parent})")
+        f"{name}: not found at {expected}. Load it with download=True to fetch it with torchvision where the "
+        f"network allows, or copy torchvision's {name} files there (the root is {expected.parent})")
 
 
 def check_cifar(name: str, root: str | Path) -> None:

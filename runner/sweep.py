@@ -108,15 +108,18 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def data_problems(trials: list[TrialConfig]) -> list[tuple[str, str, FileNotFoundError | None]]:
     """(dataset, root, what is missing or None) for each distinct dataset the trials read."""
-    import partitions
+    from runner.study.trial import check_dataset
 
     problems = []
-    for dataset, root, download in sorted({(t.data.dataset, t.data.root, t.data.download) for t in trials}):
+    for data in sorted({t.data for t in trials}, key=lambda d: (d.dataset, d.root, d.download)):
+        key = (data.dataset, data.root)
+        if any(p[:2] == key for p in problems):
+            continue
         try:
-            partitions.check_available(dataset, os.path.expanduser(root), download=download)
-            problems.append((dataset, root, None))
+            check_dataset(data)
+            problems.append((*key, None))
         except FileNotFoundError as error:
-            problems.append((dataset, root, error))
+            problems.append((*key, error))
     return problems
 
 

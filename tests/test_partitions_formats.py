@@ -135,5 +135,5 @@ def test_download_does_not_excuse_a_dataset_nothing_can_fetch(tmp_path, name):
 
 
 def test_unknown_dataset_is_named():
-    with pytest.raises(ValueError, match="data.dataset: unknown dataset 'imagenet'"):
+    with pytest.raises(ValueError, match="unknown dataset 'imagenet'"):
         load_dataset("imagenet", "/nowhere")

@@ -45,7 +45,7 @@ def test_dirichlet_covers_everything_and_skew_grows_as_alpha_falls():
 
 
 def test_dirichlet_gives_up_with_a_clear_error():
-    with pytest.raises(ValueError, match="raise data.alpha"):
+    with pytest.raises(ValueError, match="use a larger alpha or fewer clients"):
         dirichlet_split(np.zeros(40, int), 20, 0.001, seed=0, min_size=1)
 
 

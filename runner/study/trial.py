@@ -13,8 +13,8 @@ from typing import Any, Callable, Mapping
 
 import pandas as pd
 
-from partitions import check_available
-from runner.config import TrialConfig
+import partitions
+from runner.config import DataConfig, TrialConfig
 from runner.engine.checkpoint import trial_dir
 from runner.engine.trial import RoundSink, run_rounds
 from runner.study.results import RoundsTable, rounds_path
@@ -33,10 +33,19 @@ class Report(RoundSink):
         self.report({k: row[k] for k in METRICS_REPORTED})
 
 
+def check_dataset(data: DataConfig) -> None:
+    """Fail before any actor starts when a trial's dataset is not on disk, saying which settings to change."""
+    try:
+        partitions.check_available(data.dataset, os.path.expanduser(data.root), download=data.download)
+    except partitions.DatasetNotFoundError as error:
+        raise partitions.DatasetNotFoundError(
+            f"{error} (in the config: data.root is where datasets live; data.download: true fetches "
+            f"{', '.join(partitions.DOWNLOADABLE)})") from None
+
+
 def run_trial(cfg: TrialConfig, *, report: Callable[[dict[str, Any]], None] | None = None) -> pd.DataFrame:
     """Run (or resume) one trial to its last round; returns all of its rows."""
-    d = cfg.data
-    check_available(d.dataset, os.path.expanduser(d.root), download=d.download)
+    check_dataset(cfg.data)
     directory = trial_dir(cfg)
     directory.mkdir(parents=True, exist_ok=True)
     (directory / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2))
