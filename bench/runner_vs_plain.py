@@ -5,7 +5,7 @@ epoch, batch 32, augmentation on, FedAvg. The plain loop is what a researcher wo
 script (torch using every core through intra-op threads); the runner spreads clients over worker
 actors with one thread each. Prints a table of median and best seconds per round; the first round of
 each is warm-up and not counted, and the two loops take turns (--repeats) so that a shared machine's
-drift does not favour either. (On the 2-vCPU CI machine a whole run of the plain loop is sometimes up
+drift does not favor either. (On the 2-vCPU CI machine a whole run of the plain loop is sometimes up
 to 2x slower, even without Ray: its two threads then share one core. The best round shows the
 comparison free of that.)
 

@@ -2,7 +2,7 @@
 
 Two conv blocks (3×3 conv 32 and 64, GroupNorm(2), ReLU, 2×2 max-pool), a 512-wide linear layer and the
 head. The convs and the 512-wide layer (almost all of the parameters) are built by the chosen
-parameterisation; the head stays original, as in VGG16, ResNet-18 and the LSTM.
+parameterization; the head stays original, as in VGG16, ResNet-18 and the LSTM.
 """
 
 from __future__ import annotations

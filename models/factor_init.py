@@ -1,7 +1,7 @@
-"""Initial scales for factorised weights, so every parameterisation starts at Kaiming's variance.
+"""Initial scales for factorized weights, so every parameterization starts at Kaiming's variance.
 
-Why this needs thought (PAPER.md §1, the authors' note): a factorised weight is a *product* of random
-tensors, and its scale is the product of theirs times the number of summed terms. Initialising each factor
+Why this needs thought (PAPER.md §1, the authors' note): a factorized weight is a *product* of random
+tensors, and its scale is the product of theirs times the number of summed terms. Initializing each factor
 with its own Kaiming std would give a composed weight whose scale depends on r and on the layer's size, and
 FedPara's Hadamard product of two such products explodes or vanishes further.
 

@@ -1,7 +1,7 @@
 """Layers whose dense weight is composed from factors on every forward pass.
 
-A parameterisation (FedPara, low-rank, pFedPara) only decides *how many* factor sets a layer has, how they
-combine and how they are initialised. Everything else a drop-in replacement for ``nn.Linear`` /
+A parameterization (FedPara, low-rank, pFedPara) only decides *how many* factor sets a layer has, how they
+combine and how they are initialized. Everything else a drop-in replacement for ``nn.Linear`` /
 ``nn.Conv2d`` needs (the call signature, bias, stride/padding/dilation, ``extra_repr``) lives here once.
 
 One *factor set* is one low-rank product, its tensors named by a suffix (``"1"`` gives ``x1``, ``y1``):
@@ -25,10 +25,10 @@ _PairArg = int | tuple[int, int]
 
 
 class FactorizedLayer(nn.Module):
-    """Shared machinery: factor registration, the bias, and the hooks a parameterisation fills in
+    """Shared machinery: factor registration, the bias, and the hooks a parameterization fills in
     (``factor_sets``, :meth:`composed_weight`, :meth:`reset_factors`)."""
 
-    factor_sets: tuple[str, ...] = ()  # suffixes of this parameterisation's factor sets
+    factor_sets: tuple[str, ...] = ()  # suffixes of this parameterization's factor sets
     local_factor_names: tuple[str, ...] = ()  # factors that never leave the client (pFedPara's W2)
     factor_letters: tuple[str, ...] = ()  # per factor set: ("x", "y") or ("t", "x", "y")
 
@@ -85,7 +85,7 @@ class FactorizedLayer(nn.Module):
 
 
 class FactorizedLinear(FactorizedLayer):
-    """Base of the factorised linear layers; same call signature and output as ``nn.Linear``."""
+    """Base of the factorized linear layers; same call signature and output as ``nn.Linear``."""
 
     factor_letters = ("x", "y")
 
@@ -119,7 +119,7 @@ class FactorizedLinear(FactorizedLayer):
 
 
 class FactorizedConv2d(FactorizedLayer):
-    """Base of the factorised convolutions; same call signature and output as ``nn.Conv2d`` (groups=1)."""
+    """Base of the factorized convolutions; same call signature and output as ``nn.Conv2d`` (groups=1)."""
 
     factor_letters = ("t", "x", "y")
 
@@ -164,7 +164,7 @@ class FactorizedConv2d(FactorizedLayer):
 
 
 def dense_weight(layer: nn.Module) -> Tensor:
-    """The dense weight of an original or factorised layer (the LSTM composes it once per sequence)."""
+    """The dense weight of an original or factorized layer (the LSTM composes it once per sequence)."""
     if isinstance(layer, FactorizedLayer):
         return layer.composed_weight()
     return layer.weight

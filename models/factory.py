@@ -1,4 +1,4 @@
-"""``build_model``: an architecture name and a parameterisation name in, a model mapping x → logits out."""
+"""``build_model``: an architecture name and a parameterization name in, a model mapping x → logits out."""
 
 from __future__ import annotations
 
@@ -20,8 +20,8 @@ def build_model(arch: str, parameterization: str, *, num_classes: int, input_sha
     """Build ``arch`` with its weight layers in ``parameterization``; the classifier is ``model.head``.
 
     ``input_shape`` is (C, H, W) for image models and (L,) for ``"lstm"`` (whose vocabulary is
-    ``num_classes``). A factorised model needs exactly one of ``gamma`` / ``ratio``; ``"original"`` ignores
-    them. Which layers are factorised is each architecture's choice (see its module docstring).
+    ``num_classes``). A factorized model needs exactly one of ``gamma`` / ``ratio``; ``"original"`` ignores
+    them. Which layers are factorized is each architecture's choice (see its module docstring).
     """
     if arch not in ARCHITECTURES:
         raise ValueError(f"arch must be one of {ARCHITECTURES}, got {arch!r}")

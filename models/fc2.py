@@ -1,6 +1,6 @@
-"""FC-2, the two-layer perceptron of the personalisation experiments (MNIST / FEMNIST; PAPER.md §2).
+"""FC-2, the two-layer perceptron of the personalization experiments (MNIST / FEMNIST; PAPER.md §2).
 
-Both linear layers, the head included, are built by the chosen parameterisation: the paper compares the
+Both linear layers, the head included, are built by the chosen parameterization: the paper compares the
 original, FedPara and pFedPara forms of the whole model.
 """
 

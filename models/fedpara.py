@@ -4,7 +4,7 @@
 rank up to r² (both conv unfoldings too) for ``2r(m+n)`` parameters (linear) or ``2(r²k² + r(O+I))`` (conv),
 where a plain low-rank product with that budget is stuck at rank ≤ 2r.
 
-Initialisation: ``var(W1 ⊙ W2) = var(W1)·var(W2)``, so each ``W_i`` gets variance ``√(2 / fan_in)`` and the
+Initialization: ``var(W1 ⊙ W2) = var(W1)·var(W2)``, so each ``W_i`` gets variance ``√(2 / fan_in)`` and the
 composed weight starts at Kaiming's ``2 / fan_in`` whatever r is. Each ``W_i`` then has std ``(2 / fan_in)^¼``:
 0.14 for a 512-channel 3×3 conv, where tanh is nearly the identity, up to 0.52 for the 3-channel stem,
 where the tanh option shrinks the starting scale a little.
@@ -22,7 +22,7 @@ from models.factorized import FactorizedConv2d, FactorizedLayer, FactorizedLinea
 
 
 class _HadamardOfTwoProducts(FactorizedLayer):
-    """FedPara's composition and initialisation, shared by the linear and the conv layer."""
+    """FedPara's composition and initialization, shared by the linear and the conv layer."""
 
     factor_sets = ("1", "2")
 

@@ -2,7 +2,7 @@
 
 Linear: ``W = X·Yᵀ`` (rank ≤ r, ``r(m+n)`` parameters). Convolution: Tucker-2 ``W = T ×₁ X ×₂ Y``
 (``r²k² + r(O+I)`` parameters). ``models.rank.lowrank_rank_for_budget`` picks r so the count matches
-FedPara's at the same γ without exceeding it. Initialised so ``var(W)`` is Kaiming's ``2 / fan_in``.
+FedPara's at the same γ without exceeding it. Initialized so ``var(W)`` is Kaiming's ``2 / fan_in``.
 With ``tanh=True`` the product passes through tanh (``W = tanh(X·Yᵀ)``), mirroring FedPara's option.
 """
 
@@ -16,7 +16,7 @@ from models.factorized import FactorizedConv2d, FactorizedLayer, FactorizedLinea
 
 
 class _SingleProduct(FactorizedLayer):
-    """The low-rank composition and initialisation, shared by the linear and the conv layer."""
+    """The low-rank composition and initialization, shared by the linear and the conv layer."""
 
     factor_sets = ("",)
 

@@ -2,7 +2,7 @@
 
 ``nn.LSTM`` hides its gate matrices inside one fused kernel, so the cell is written out here: each layer's
 input-to-hidden (4H × in) and hidden-to-hidden (4H × H) matrices are ordinary layers built by the chosen
-parameterisation (FedPara / low-rank / pFedPara on the gates). The embedding and the head stay original.
+parameterization (FedPara / low-rank / pFedPara on the gates). The embedding and the head stay original.
 The hidden-to-hidden weight is composed once per sequence, not once per step. Gate layers start at
 variance 1/fan_in (gain 1: they feed sigmoid and tanh, not ReLU); the input layer carries the single bias.
 """

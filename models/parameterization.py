@@ -1,11 +1,11 @@
-"""The one place that turns (parameterisation, γ or ρ) into a concrete layer.
+"""The one place that turns (parameterization, γ or ρ) into a concrete layer.
 
 Architectures never name a layer class: they ask a :class:`Parameterization` for "a linear layer 512→512" or
 "a 3×3 conv 64→128" and get the original, low-rank, FedPara or pFedPara version with the rank the rule in
 ``models.rank`` gives for that shape. A layer an architecture keeps dense asks :data:`ORIGINAL`.
 
-Original layers are re-initialised Kaiming-normal (``std = gain/√fan_in``) with zero bias — the variance the
-factorised layers' composed weights start at — so every parameterisation starts from the same scale.
+Original layers are re-initialized Kaiming-normal (``std = gain/√fan_in``) with zero bias — the variance the
+factorized layers' composed weights start at — so every parameterization starts from the same scale.
 (PyTorch's default ``kaiming_uniform_(a=√5)`` would start originals at a 6× smaller variance.)
 """
 
@@ -33,7 +33,7 @@ _CONV = {"lowrank": LowRankConv2d, "fedpara": FedParaConv2d, "pfedpara": PFedPar
 class Parameterization:
     """How a model's weight layers are built; the same γ (or ρ) for every layer, as in the paper.
 
-    ``kind`` is one of :data:`PARAMETERIZATIONS`. A factorised kind needs exactly one of ``gamma`` (the
+    ``kind`` is one of :data:`PARAMETERIZATIONS`. A factorized kind needs exactly one of ``gamma`` (the
     paper's γ ∈ [0, 1] between the full-rank minimum and the original's size) or ``ratio`` (a target
     parameter ratio ρ ∈ (0, 1] per layer). ``original`` ignores both.
     """
@@ -57,7 +57,7 @@ class Parameterization:
             raise ValueError(f"ratio must be in (0, 1], got {self.ratio}")
 
     def inner_rank(self, out_dim: int, in_dim: int, kernel_size: int | None) -> int:
-        """The rank this parameterisation gives a layer (``kernel_size=None`` for a linear layer).
+        """The rank this parameterization gives a layer (``kernel_size=None`` for a linear layer).
 
         FedPara and pFedPara use the rule directly. The low-rank baseline takes the largest rank whose
         count does not exceed FedPara's at the same knob (equal budget, never more).
@@ -75,7 +75,7 @@ class Parameterization:
 
     def linear(self, in_features: int, out_features: int, bias: bool = True, *,
                init_gain: float = RELU_GAIN) -> nn.Module:
-        """``nn.Linear(in_features, out_features)`` in this parameterisation."""
+        """``nn.Linear(in_features, out_features)`` in this parameterization."""
         if self.kind == "original":
             return _kaiming(nn.Linear(in_features, out_features, bias), in_features, init_gain)
         return _LINEAR[self.kind](in_features, out_features, bias, tanh=self.tanh, init_gain=init_gain,
@@ -83,7 +83,7 @@ class Parameterization:
 
     def conv2d(self, in_channels: int, out_channels: int, kernel_size: int, stride: int = 1,
                padding: int = 0, bias: bool = True) -> nn.Module:
-        """``nn.Conv2d(in_channels, out_channels, kernel_size, stride, padding)`` in this parameterisation."""
+        """``nn.Conv2d(in_channels, out_channels, kernel_size, stride, padding)`` in this parameterization."""
         if self.kind == "original":
             conv = nn.Conv2d(in_channels, out_channels, kernel_size, stride, padding, bias=bias)
             return _kaiming(conv, in_channels * kernel_size * kernel_size, RELU_GAIN)

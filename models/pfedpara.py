@@ -3,10 +3,10 @@
 W1's factors are sent to and averaged by the server; W2's (``local_factor_names``) never leave the client.
 The ``+ 1`` makes W1 alone a usable shared weight, and W2 a per-client multiplicative correction of it.
 
-Initialisation (our choice): ``var(W) = var(W1)·(var(W2) + 1)``. W2 gets FedPara's inner variance
+Initialization (our choice): ``var(W) = var(W1)·(var(W2) + 1)``. W2 gets FedPara's inner variance
 ``v2 = √(2 / fan_in)`` (std 0.14 for a 512-channel 3×3 conv, 0.52 for the 3-channel stem), so ``W2 + 1``
 starts around 1: every client starts from the shared weight, modulated a little. W1 gets
-``(2 / fan_in) / (1 + v2)``, so the composed weight starts at Kaiming's variance. Initialising both sets
+``(2 / fan_in) / (1 + v2)``, so the composed weight starts at Kaiming's variance. Initializing both sets
 like FedPara's (as the authors' code does) would give ``var(W) ≈ √(2 / fan_in)``: ``(fan_in / 2)^¼`` times
 Kaiming's std, 2–7× for this package's layers.
 """
@@ -23,7 +23,7 @@ from models.factorized import FactorizedConv2d, FactorizedLayer, FactorizedLinea
 
 
 class _GlobalTimesLocalPlusOne(FactorizedLayer):
-    """pFedPara's composition and initialisation, shared by the linear and the conv layer."""
+    """pFedPara's composition and initialization, shared by the linear and the conv layer."""
 
     factor_sets = ("1", "2")
 

@@ -1,4 +1,4 @@
-"""The rank rule: how wide each factorised layer's inner rank is, and what it costs in parameters.
+"""The rank rule: how wide each factorized layer's inner rank is, and what it costs in parameters.
 
 Every number the rest of the package needs about ranks comes from here, as pure integer arithmetic,
 so the rule can be checked without building a model (PAPER.md §1).

@@ -2,7 +2,7 @@
 
     python -m models.report [--gamma 0.1 0.5 0.9] [--arch vgg16 lstm] [--parameterization fedpara]
 
-One row per architecture × parameterisation × γ: the inner ranks its factorised layers got (min..max), its
+One row per architecture × parameterization × γ: the inner ranks its factorized layers got (min..max), its
 parameter count, the ratio to the original model, and the megabytes (10⁶ bytes, 32-bit floats) of one
 transfer of its global part (pFedPara's W2 factors stay on the client). Models are built on the meta
 device, so the table takes a few seconds (mostly importing torch).

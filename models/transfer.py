@@ -19,7 +19,7 @@ FLOAT_BYTES = 4
 
 
 def local_parameter_names(model: nn.Module) -> set[str]:
-    """State entries the parameterisation keeps on the client: pFedPara's W2 factors (empty otherwise).
+    """State entries the parameterization keeps on the client: pFedPara's W2 factors (empty otherwise).
 
     Read from each layer's ``local_factor_names`` class attribute, so a new layer type declares its own.
     """

@@ -3,7 +3,7 @@
 Every function is deterministic for a seed and returns one index array per client. The non-natural
 splits assign every training sample to exactly one client. Each client also gets its own held-out test
 samples: its natural user's test data, or else test samples dealt to match the client's training label
-mix, so a personalised model is scored on the distribution it was trained for.
+mix, so a personalized model is scored on the distribution it was trained for.
 """
 
 from __future__ import annotations

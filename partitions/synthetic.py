@@ -2,7 +2,7 @@
 
 Images: each class has a smooth random prototype (low-frequency noise upsampled to 32×32); a sample is
 its prototype, randomly shifted by a few pixels, scaled in contrast and covered in pixel noise; all
-prototypes have the same mean colour, so a model must learn spatial patterns.
+prototypes have the same mean color, so a model must learn spatial patterns.
 
 Text: a character corpus from per-user Markov chains over LEAF's Shakespeare vocabulary. All users share
 a vocabulary of words; each user has its own word-transition preferences (its "style"), which makes the
@@ -24,7 +24,7 @@ NUM_CLASSES, TRAIN, TEST, SIDE, NOISE = 10, 5000, 1000, 32, 0.45
 def synthetic_images(seed: int = 0, train: int = TRAIN, test: int = TEST) -> FederatedDataset:
     g = torch.Generator().manual_seed(10_007 + seed)
     prototypes = F.interpolate(torch.rand(NUM_CLASSES, 3, 6, 6, generator=g), size=SIDE + 8, mode="bicubic")
-    prototypes = prototypes - prototypes.mean(dim=(2, 3), keepdim=True) + 0.5  # classes share a mean colour
+    prototypes = prototypes - prototypes.mean(dim=(2, 3), keepdim=True) + 0.5  # classes share a mean color
 
     def draw(n: int) -> tuple[torch.Tensor, torch.Tensor]:
         y = torch.randint(0, NUM_CLASSES, (n,), generator=g)

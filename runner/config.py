@@ -301,7 +301,7 @@ def _validate(c: TrialConfig) -> None:
         _require(0.0 < m.ratio <= 1.0, "model.ratio", f"must be in (0, 1], got {m.ratio}")
     if m.parameterization != "original":
         _require((m.gamma is None) != (m.ratio is None), "model.gamma",
-                 "set exactly one of model.gamma and model.ratio for a factorised model")
+                 "set exactly one of model.gamma and model.ratio for a factorized model")
 
     _require(t.rounds >= 1, "train.rounds", f"must be >= 1, got {t.rounds}")
     _require(t.local_epochs >= 1, "train.local_epochs", f"must be >= 1, got {t.local_epochs}")

@@ -28,7 +28,7 @@ from models.parameterization import ORIGINAL
 # (num_classes, input_shape) per architecture: CIFAR for the conv nets, MNIST for fc2/cnn, a short text.
 WORKLOAD = {"vgg16": (10, (3, 32, 32)), "resnet18": (100, (3, 32, 32)), "fc2": (10, (1, 28, 28)),
             "cnn": (10, (1, 28, 28)), "lstm": (80, (10,))}
-FACTORISED = ("lowrank", "fedpara", "pfedpara")
+FACTORIZED = ("lowrank", "fedpara", "pfedpara")
 
 
 def build(arch: str, parameterization: str, **knob) -> nn.Module:
@@ -45,7 +45,7 @@ def example_input(arch: str, batch: int = 2) -> torch.Tensor:
     return torch.randn(batch, *input_shape)
 
 
-def factorised_layers(model: nn.Module):
+def factorized_layers(model: nn.Module):
     for name, module in model.named_modules():
         if isinstance(module, FactorizedLinear):
             yield name, module, (module.out_features, module.in_features, None)
@@ -61,10 +61,10 @@ def test_every_model_maps_inputs_to_logits(arch, parameterization):
     logits = model(example_input(arch))
     assert logits.shape == (2, WORKLOAD[arch][0]) and torch.isfinite(logits).all()
     assert isinstance(model.head, nn.Module) and head_parameter_names(model) >= {"head.bias"}
-    assert (parameterization == "original") == (not list(factorised_layers(model)))
+    assert (parameterization == "original") == (not list(factorized_layers(model)))
 
 
-def test_which_layers_are_factorised():
+def test_which_layers_are_factorized():
     vgg = build("vgg16", "fedpara")
     assert sum(isinstance(m, FactorizedConv2d) for m in vgg.modules()) == 13  # every conv
     assert not any(isinstance(m, FactorizedLinear) for m in vgg.modules())  # classifier and head stay dense
@@ -81,10 +81,10 @@ def test_which_layers_are_factorised():
 
 
 @pytest.mark.parametrize("arch", ARCHITECTURES)
-@pytest.mark.parametrize("parameterization", FACTORISED)
+@pytest.mark.parametrize("parameterization", FACTORIZED)
 def test_gamma_one_never_exceeds_the_original(arch, parameterization):
     model = build(arch, parameterization, gamma=1.0)
-    for name, layer, (out_dim, in_dim, k) in factorised_layers(model):
+    for name, layer, (out_dim, in_dim, k) in factorized_layers(model):
         factor_count = sum(p.numel() for n, p in layer.named_parameters() if n != "bias")
         assert factor_count <= original_params(out_dim, in_dim, k), name
     assert count_parameters(model) <= original_parameter_count(arch, *WORKLOAD[arch])
@@ -92,14 +92,14 @@ def test_gamma_one_never_exceeds_the_original(arch, parameterization):
 
 @pytest.mark.parametrize("arch", ARCHITECTURES)
 def test_gamma_zero_gives_the_full_rank_minimum(arch):
-    for name, layer, (out_dim, in_dim, k) in factorised_layers(build(arch, "fedpara", gamma=0.0)):
+    for name, layer, (out_dim, in_dim, k) in factorized_layers(build(arch, "fedpara", gamma=0.0)):
         assert r_min(out_dim, in_dim) <= r_max(out_dim, in_dim, k), name  # no layer needs the tiny-layer clamp
         assert layer.rank == r_min(out_dim, in_dim), name
 
 
 def test_vgg16_fedpara_at_gamma_0_1_keeps_about_ten_percent():
     original = original_parameter_count("vgg16", 10, (3, 32, 32))
-    ratios = {p: count_parameters(build("vgg16", p, gamma=0.1)) / original for p in FACTORISED}
+    ratios = {p: count_parameters(build("vgg16", p, gamma=0.1)) / original for p in FACTORIZED}
     print(f"VGG16 CIFAR-10 at γ=0.1: {ratios} of {original:,} (paper: VGG16_FedPara 10.1 %)")
     assert original == 15_253_578
     assert 0.100 < ratios["fedpara"] < 0.102
@@ -115,7 +115,7 @@ def test_lstm_fedpara_at_gamma_0_keeps_about_nineteen_percent():
 
 def test_ratio_knob_sets_each_layer_to_the_requested_fraction():
     model = build("resnet18", "fedpara", ratio=0.3)
-    for name, layer, (out_dim, in_dim, k) in factorised_layers(model):
+    for name, layer, (out_dim, in_dim, k) in factorized_layers(model):
         factor_count = sum(p.numel() for n, p in layer.named_parameters() if n != "bias")
         if layer.rank > r_min(out_dim, in_dim):
             assert 0.3 <= factor_count / original_params(out_dim, in_dim, k) < 0.33, name
@@ -126,7 +126,7 @@ def test_local_names_are_exactly_the_w2_factors(arch):
     model = build(arch, "pfedpara")
     state = model.state_dict()
     local = local_parameter_names(model)
-    expected = {f"{name}.{letter}2" for name, layer, (_, _, k) in factorised_layers(model)
+    expected = {f"{name}.{letter}2" for name, layer, (_, _, k) in factorized_layers(model)
                 for letter in (("t", "x", "y") if k else ("x", "y"))}
     assert local == expected and local <= set(state)
     for other in ("original", "lowrank", "fedpara"):
@@ -186,7 +186,7 @@ def test_lstm_layer_matches_torch_lstm():
     torch.testing.assert_close(ours(x), reference(x)[0])
 
 
-def test_gradients_reach_every_parameter_of_a_factorised_lstm():
+def test_gradients_reach_every_parameter_of_a_factorized_lstm():
     model = build("lstm", "pfedpara")
     nn.functional.cross_entropy(model(example_input("lstm")), torch.tensor([1, 2])).backward()
     for name, p in model.named_parameters():

@@ -79,7 +79,7 @@ def test_personal_test_data_is_disjoint_and_matches_the_clients_labels():
         assert len(test) > 0 and set(y_test[test]) <= set(y_train[train])
 
 
-def test_synthetic_images_are_learnable_but_not_by_mean_colour():
+def test_synthetic_images_are_learnable_but_not_by_mean_color():
     ds = load_dataset("synthetic", "unused")
     assert ds.x_train.shape == (5000, 3, 32, 32) and ds.x_train.dtype == torch.uint8
     mean, std = torch.tensor(ds.mean).view(1, 3, 1, 1), torch.tensor(ds.std).view(1, 3, 1, 1)
@@ -97,8 +97,8 @@ def test_synthetic_images_are_learnable_but_not_by_mean_colour():
             opt.step()
     with torch.no_grad():
         accuracy = (model(x_test).argmax(1) == ds.y_test).float().mean().item()
-    colour = x_train.mean(dim=(2, 3))  # a nearest-centroid classifier on mean colour alone
-    centroids = torch.stack([colour[ds.y_train[:3000] == c].mean(0) for c in range(10)])
-    colour_accuracy = (torch.cdist(x_test.mean(dim=(2, 3)), centroids).argmin(1) == ds.y_test).float().mean().item()
-    print(f"synthetic: small CNN {accuracy:.3f}, mean-colour centroid {colour_accuracy:.3f}")
-    assert accuracy > 0.6 and accuracy > colour_accuracy + 0.2
+    color = x_train.mean(dim=(2, 3))  # a nearest-centroid classifier on mean color alone
+    centroids = torch.stack([color[ds.y_train[:3000] == c].mean(0) for c in range(10)])
+    color_accuracy = (torch.cdist(x_test.mean(dim=(2, 3)), centroids).argmin(1) == ds.y_test).float().mean().item()
+    print(f"synthetic: small CNN {accuracy:.3f}, mean-color centroid {color_accuracy:.3f}")
+    assert accuracy > 0.6 and accuracy > color_accuracy + 0.2

@@ -189,7 +189,7 @@ def test_figures_are_skipped_with_a_reason(tmp_path, caplog):
     only_original = tmp_path / "original"
     write_trial(only_original, "cifar10", "iid", None)
     assert plot.figure4(plot.load_rounds(only_original)) is None
-    assert "no factorised" in caplog.text
+    assert "no factorized" in caplog.text
     caplog.clear()
 
     no_reference = tmp_path / "fedpara_only"

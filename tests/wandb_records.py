@@ -2,7 +2,7 @@
 
 The file is a LevelDB-style log: a 7-byte header (":W&B", magic, version), then 32 KiB blocks of
 records, each with a 7-byte header (crc32, length, type: full/first/middle/last) and a chunk of a
-serialised ``wandb_internal_pb2.Record``.
+serialized ``wandb_internal_pb2.Record``.
 """
 
 from __future__ import annotations

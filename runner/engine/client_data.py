@@ -1,6 +1,6 @@
 """A client's samples as tensors on the worker's device, and the batches a round trains on.
 
-Images stay uint8 until a batch is drawn; the batch is converted, augmented and normalised in a few
+Images stay uint8 until a batch is drawn; the batch is converted, augmented and normalized in a few
 tensor ops. Shuffling and augmentation use the generator they are given, so a client's round is the
 same on any worker.
 """
@@ -18,7 +18,7 @@ from runner.engine.augment import random_crop_flip
 
 @dataclass
 class Preprocess:
-    """How raw stored samples become model inputs (per-channel normalisation, optional augmentation)."""
+    """How raw stored samples become model inputs (per-channel normalization, optional augmentation)."""
 
     kind: str  # "image" or "text"
     mean: Tensor | None = None  # [1, C, 1, 1] on the device
@@ -45,7 +45,7 @@ class Preprocess:
 
 @dataclass
 class ClientData:
-    """One client's training samples (and its own held-out samples for personalised evaluation)."""
+    """One client's training samples (and its own held-out samples for personalized evaluation)."""
 
     x: Tensor
     y: Tensor

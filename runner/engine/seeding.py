@@ -12,7 +12,7 @@ def derived_seed(*parts: int) -> int:
 
 
 def client_generator(seed: int, round_index: int, client: int, device: torch.device) -> torch.Generator:
-    """The generator a client uses for shuffling, augmentation and quantisation in one round."""
+    """The generator a client uses for shuffling, augmentation and quantization in one round."""
     generator = torch.Generator(device=device)
     generator.manual_seed(derived_seed(seed, round_index, client))
     return generator

@@ -2,8 +2,8 @@
 
 - Figure 3: test accuracy vs cumulative transferred GB (down + up), a panel per (dataset, split), a line
   per model (and per algorithm or other setting where those vary inside the panel).
-- Figure 4: final accuracy vs parameter ratio, a line per (dataset, split) for the factorised models,
-  the original model as a dashed horizontal reference in the same colour.
+- Figure 4: final accuracy vs parameter ratio, a line per (dataset, split) for the factorized models,
+  the original model as a dashed horizontal reference in the same color.
 - ``tables.md``: final accuracy, parameter ratio and total GB per (dataset, split) x (model, algorithm)
   — the layout of Tables 2 and 3 — plus one row per trial group with every number.
 
@@ -85,7 +85,7 @@ def figure3(rounds: pd.DataFrame) -> Figure | None:
     figure, axes = plt.subplots(len(datasets), len(splits), figsize=(5.2 * len(splits), 4.2 * len(datasets)),
                                 squeeze=False, layout="constrained")
     labels = [_series_label(line.iloc[0], series) for _, line in _ordered_groups(evaluated, series)]
-    colours = {label: f"C{i % 10}" for i, label in enumerate(dict.fromkeys(labels))}  # same model, same colour
+    colors = {label: f"C{i % 10}" for i, label in enumerate(dict.fromkeys(labels))}  # same model, same color
     used = set()
     for (panel, rows) in panels:
         ax = axes[datasets.index(panel[0])][splits.index(panel[1])]
@@ -94,7 +94,7 @@ def figure3(rounds: pd.DataFrame) -> Figure | None:
             curve = line.groupby("round").agg(accuracy=("test_accuracy", "mean"), cumulative=("cumulative_bytes", "mean"))
             label = _series_label(line.iloc[0], series)
             ax.plot(curve["cumulative"] / BYTES_PER_GB, 100 * curve["accuracy"], marker="." if len(curve) < 30 else None,
-                    color=colours[label], label=label)
+                    color=colors[label], label=label)
         ax.set_title(" ".join(panel))
         ax.set_xlabel("transferred (GB, download + upload, cumulative)")
         ax.set_ylabel("test accuracy (%)")
@@ -108,36 +108,36 @@ def figure3(rounds: pd.DataFrame) -> Figure | None:
 
 
 def figure4(rounds: pd.DataFrame) -> Figure | None:
-    """Final accuracy vs parameter ratio for factorised models, the original model as a reference."""
+    """Final accuracy vs parameter ratio for factorized models, the original model as a reference."""
     summary = summarize(rounds)
     if summary is None:
         log.warning("plot: Figure 4 skipped, no round has a test accuracy")
         return None
-    factorised = summary[summary["model.parameterization"] != "original"]
-    if factorised.empty:
-        log.warning("plot: Figure 4 skipped, no factorised (lowrank/fedpara/pfedpara) model among the trials")
+    factorized = summary[summary["model.parameterization"] != "original"]
+    if factorized.empty:
+        log.warning("plot: Figure 4 skipped, no factorized (lowrank/fedpara/pfedpara) model among the trials")
         return None
     originals = summary[summary["model.parameterization"] == "original"]
     if originals.empty:
         log.warning("plot: Figure 4 drawn without the original-model reference line: no original-model trial")
     # Lines split further only on settings that vary inside one (dataset, split), other than the knob itself.
-    extra = [c for c in _series_columns(factorised) if c not in ("model.gamma", "model.ratio")]
-    colours = {panel: f"C{i}" for i, (panel, _) in enumerate(_sorted_panels(summary))}
+    extra = [c for c in _series_columns(factorized) if c not in ("model.gamma", "model.ratio")]
+    colors = {panel: f"C{i}" for i, (panel, _) in enumerate(_sorted_panels(summary))}
 
     figure, ax = plt.subplots(figsize=(7.5, 5), layout="constrained")
-    for panel, in_panel in _sorted_panels(factorised):
-        # Same colour for a (dataset, split); a different marker for each other setting inside it.
+    for panel, in_panel in _sorted_panels(factorized):
+        # Same color for a (dataset, split); a different marker for each other setting inside it.
         for marker, (_, line) in zip(MARKERS, _ordered_groups(in_panel, extra)):
             line = line.sort_values("param_ratio")
             label = " ".join(panel) + "".join(f" · {_value_text(line.iloc[0], c)}" for c in extra)
             ax.plot(100 * line["param_ratio"], 100 * line["final_accuracy"], marker=marker,
-                    color=colours[panel], label=label)
+                    color=colors[panel], label=label)
     reference_extra = [c for c in _series_columns(originals) if not c.startswith("model.")] if len(originals) else []
     for panel, in_panel in _sorted_panels(originals):
         for style, (_, line) in zip(REFERENCE_STYLES, _ordered_groups(in_panel, reference_extra)):
             label = " ".join(panel) + "".join(f" · {_value_text(line.iloc[0], c)}" for c in reference_extra)
             ax.axhline(100 * line["final_accuracy"].mean(), linestyle=style, linewidth=1,
-                       color=colours[panel], label=f"{label} · original")
+                       color=colors[panel], label=f"{label} · original")
     ax.set_xlabel("parameters (% of the original model)")
     ax.set_ylabel(FINAL_LABEL)
     ax.set_title("Figure 4: accuracy vs parameter ratio")
