@@ -16,6 +16,7 @@ comparison free of that.)
 from __future__ import annotations
 
 import argparse
+import itertools
 import os
 import statistics
 import tempfile
@@ -25,9 +26,9 @@ import torch
 import torch.nn.functional as F
 
 from partitions import load_dataset, partition_clients
+from runner.config import TrialConfig
 from runner.engine.augment import random_crop_flip
 from runner.engine.model import trial_model
-from runner.config import TrialConfig
 from runner.engine.seeding import sample_clients
 
 WORKLOADS = {
@@ -93,7 +94,7 @@ def runner_loop(cfg: TrialConfig) -> tuple[list[float], float]:
     reported: list[float] = []
     rows = run_trial(cfg, report=lambda metrics: reported.append(time.perf_counter()))
     quiesce()
-    return [b - a for a, b in zip(reported, reported[1:])], float(rows["worker_peak_mib"].max())
+    return [b - a for a, b in itertools.pairwise(reported)], float(rows["worker_peak_mib"].max())
 
 
 def quiesce(timeout_s: float = 30.0) -> None:
@@ -114,7 +115,8 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--models", nargs="+", default=["cnn", "fc2", "vgg16"], choices=sorted(WORKLOADS))
     parser.add_argument("--gpus-per-worker", type=float, default=0.0,
-                        help="e.g. 0.25 with --workers 4: four workers share one GPU (the plain loop then runs on it too)")
+                        help="e.g. 0.25 with --workers 4: four workers share one GPU "
+                             "(the plain loop then runs on it too)")
     args = parser.parse_args()
 
     import ray
@@ -145,7 +147,8 @@ def main() -> None:
     print("|---|---|---|---|---|---|---|")
     for name, plain_time, runner_time, plain_best, runner_best, peak in rows:
         print(f"| {name} | {plain_time:.3f} | {runner_time:.3f} | {runner_time / plain_time:.2f} | "
-              f"{plain_best:.3f}, {runner_best:.3f}, {runner_best / plain_best:.2f} | {16 / runner_time:.1f} | {peak:.0f} |")
+              f"{plain_best:.3f}, {runner_best:.3f}, {runner_best / plain_best:.2f} | {16 / runner_time:.1f} | "
+              f"{peak:.0f} |")
 
 
 if __name__ == "__main__":

@@ -4,8 +4,8 @@
 ``models.transfer`` what a model costs to ship, and ``python -m models.report`` prints both per model.
 """
 
-from models.factory import ARCHITECTURES, build_model
 from models.factorized import FactorizedConv2d, FactorizedLayer, FactorizedLinear, dense_weight
+from models.factory import ARCHITECTURES, build_model
 from models.fedpara import FedParaConv2d, FedParaLinear
 from models.lowrank import LowRankConv2d, LowRankLinear
 from models.parameterization import ORIGINAL, PARAMETERIZATIONS, Parameterization
@@ -23,19 +23,42 @@ from models.rank import (
 )
 from models.transfer import (
     count_parameters,
+    float_bytes,
     head_parameter_names,
     local_parameter_names,
     original_parameter_count,
-    float_bytes,
     quantized_bytes,
 )
 
 __all__ = [
-    "ARCHITECTURES", "PARAMETERIZATIONS", "ORIGINAL", "Parameterization", "build_model",
-    "FactorizedLayer", "FactorizedLinear", "FactorizedConv2d", "dense_weight",
-    "FedParaLinear", "FedParaConv2d", "LowRankLinear", "LowRankConv2d", "PFedParaLinear", "PFedParaConv2d",
-    "r_min", "r_max", "rank_from_gamma", "rank_from_ratio", "lowrank_rank_for_budget",
-    "original_params", "fedpara_params", "pfedpara_params", "lowrank_params",
-    "local_parameter_names", "head_parameter_names", "count_parameters", "original_parameter_count",
-    "float_bytes", "quantized_bytes",
+    "ARCHITECTURES",
+    "ORIGINAL",
+    "PARAMETERIZATIONS",
+    "FactorizedConv2d",
+    "FactorizedLayer",
+    "FactorizedLinear",
+    "FedParaConv2d",
+    "FedParaLinear",
+    "LowRankConv2d",
+    "LowRankLinear",
+    "PFedParaConv2d",
+    "PFedParaLinear",
+    "Parameterization",
+    "build_model",
+    "count_parameters",
+    "dense_weight",
+    "fedpara_params",
+    "float_bytes",
+    "head_parameter_names",
+    "local_parameter_names",
+    "lowrank_params",
+    "lowrank_rank_for_budget",
+    "original_parameter_count",
+    "original_params",
+    "pfedpara_params",
+    "quantized_bytes",
+    "r_max",
+    "r_min",
+    "rank_from_gamma",
+    "rank_from_ratio",
 ]

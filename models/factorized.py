@@ -31,6 +31,10 @@ class FactorizedLayer(nn.Module):
     factor_sets: tuple[str, ...] = ()  # suffixes of this parameterization's factor sets
     local_factor_names: tuple[str, ...] = ()  # factors that never leave the client (pFedPara's W2)
     factor_letters: tuple[str, ...] = ()  # per factor set: ("x", "y") or ("t", "x", "y")
+    bias: Tensor | None
+    rank: int
+    tanh: bool
+    init_gain: float
 
     def _register_factors(self, rank: int, out_dim: int, bias: bool, factory: dict) -> None:
         if rank < 1:
@@ -132,7 +136,7 @@ class FactorizedConv2d(FactorizedLayer):
             raise ValueError(f"{type(self).__name__} supports groups=1 only, got groups={groups}")
         self.in_channels, self.out_channels = in_channels, out_channels
         self.kernel_size, self.stride, self.dilation = _pair(kernel_size), _pair(stride), _pair(dilation)
-        self.padding = padding if isinstance(padding, str) else _pair(padding)
+        self.padding: str | tuple[int, int] = padding if isinstance(padding, str) else _pair(padding)
         self.groups = 1
         self.tanh, self.init_gain = tanh, init_gain
         self._register_factors(rank, out_channels, bias, {"device": device, "dtype": dtype})
@@ -167,8 +171,10 @@ def dense_weight(layer: nn.Module) -> Tensor:
     """The dense weight of an original or factorized layer (the LSTM composes it once per sequence)."""
     if isinstance(layer, FactorizedLayer):
         return layer.composed_weight()
-    return layer.weight
+    weight = layer.weight
+    assert isinstance(weight, Tensor)
+    return weight
 
 
 def _pair(value: _PairArg) -> tuple[int, int]:
-    return (value, value) if isinstance(value, int) else tuple(value)
+    return (value, value) if isinstance(value, int) else (value[0], value[1])

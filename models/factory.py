@@ -38,12 +38,13 @@ def build_model(arch: str, parameterization: str, *, num_classes: int, input_sha
         gamma = ratio = None
     layers = Parameterization(parameterization, gamma=gamma, ratio=ratio, tanh=tanh)
 
-    if arch == "vgg16":
-        return VGG16(num_classes, input_shape, convs=layers)
-    if arch == "resnet18":
-        return ResNet18(num_classes, input_shape, convs=layers)
     if arch == "lstm":
         return CharLSTM(num_classes, gates=layers)
     if arch == "fc2":
         return FC2(num_classes, input_shape, layers)
-    return SmallCNN(num_classes, input_shape, layers)
+    image = (input_shape[0], input_shape[1], input_shape[2])
+    if arch == "vgg16":
+        return VGG16(num_classes, image, convs=layers)
+    if arch == "resnet18":
+        return ResNet18(num_classes, image, convs=layers)
+    return SmallCNN(num_classes, image, layers)

@@ -67,6 +67,7 @@ class Parameterization:
         if self.gamma is not None:
             fedpara_rank = rank_rule.rank_from_gamma(self.gamma, out_dim, in_dim, kernel_size)
         else:
+            assert self.ratio is not None  # __post_init__: a factorized kind has gamma or ratio
             fedpara_rank = rank_rule.rank_from_ratio(self.ratio, out_dim, in_dim, kernel_size)
         if self.kind != "lowrank":
             return fedpara_rank

@@ -19,7 +19,7 @@ from torch import nn
 from models.factorized import FactorizedLayer
 from models.factory import ARCHITECTURES, build_model
 from models.parameterization import PARAMETERIZATIONS
-from models.transfer import count_parameters, local_parameter_names, float_bytes, original_parameter_count
+from models.transfer import count_parameters, float_bytes, local_parameter_names, original_parameter_count
 
 # The dataset each architecture is reported for: (dataset, num_classes, input_shape).
 WORKLOADS = {
@@ -37,7 +37,7 @@ HEADER = ("arch", "data", "parameterization", "gamma", "inner ranks", "parameter
 def report_rows(archs: Iterable[str], parameterizations: Iterable[str],
                 gammas: Sequence[float]) -> list[tuple[str, ...]]:
     """The table's rows, as strings."""
-    rows = []
+    rows: list[tuple[str, ...]] = []
     for arch in archs:
         dataset, num_classes, input_shape = WORKLOADS[arch]
         original = original_parameter_count(arch, num_classes, input_shape)

@@ -24,7 +24,7 @@ class VGG16(nn.Module):
         channels, height, width = input_shape
         layers: list[nn.Module] = []
         for step in VGG16_PLAN:
-            if step == "M":
+            if isinstance(step, str):  # "M"
                 layers.append(nn.MaxPool2d(2))
                 height, width = height // 2, width // 2
             else:

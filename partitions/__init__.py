@@ -7,8 +7,15 @@ from pathlib import Path
 from partitions.cinic import check_cinic, load_cinic
 from partitions.dataset import DATASETS, DatasetInfo, DatasetNotFoundError, FederatedDataset
 from partitions.leaf import check_leaf, load_femnist, load_shakespeare
-from partitions.splits import (SCHEMES, ClientPartition, dirichlet_split, iid_split, natural_split,
-                               partition_clients, pathological_split)
+from partitions.splits import (
+    SCHEMES,
+    ClientPartition,
+    dirichlet_split,
+    iid_split,
+    natural_split,
+    partition_clients,
+    pathological_split,
+)
 from partitions.synthetic import synthetic_images, synthetic_text
 from partitions.torchvision_sets import check_cifar, check_mnist, load_cifar, load_mnist
 
@@ -54,6 +61,19 @@ def load_dataset(name: str, root: str | Path, *, download: bool = False, seed: i
     return load_femnist(root) if name == "femnist" else load_shakespeare(root)
 
 
-__all__ = ["DATASETS", "DOWNLOADABLE", "DatasetInfo", "DatasetNotFoundError", "FederatedDataset", "SCHEMES", "ClientPartition",
-           "check_available", "load_dataset", "partition_clients", "iid_split", "dirichlet_split",
-           "pathological_split", "natural_split"]
+__all__ = [
+    "DATASETS",
+    "DOWNLOADABLE",
+    "SCHEMES",
+    "ClientPartition",
+    "DatasetInfo",
+    "DatasetNotFoundError",
+    "FederatedDataset",
+    "check_available",
+    "dirichlet_split",
+    "iid_split",
+    "load_dataset",
+    "natural_split",
+    "partition_clients",
+    "pathological_split",
+]

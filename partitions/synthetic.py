@@ -53,7 +53,7 @@ def synthetic_text(seed: int = 0, users: int = 30, chars_per_user: int = 3000, w
     for user in range(users):
         style = rng.dirichlet(np.full(len(words), 0.3), size=len(words))
         transitions = 0.5 * shared + 0.5 * style
-        word, text = int(rng.integers(len(words))), []
+        word, text = int(rng.integers(len(words))), list[str]()
         while sum(len(t) + 1 for t in text) < chars_per_user + window + 1:
             token = words[word]
             text.append(token.capitalize() if rng.random() < 0.1 else token)

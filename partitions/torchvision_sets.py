@@ -9,6 +9,7 @@ on small files) and MNIST's idx files through torchvision's own MNIST class.
 from __future__ import annotations
 
 import pickle
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -16,13 +17,30 @@ import torch
 
 from partitions.dataset import DatasetNotFoundError, FederatedDataset
 
+
+@dataclass(frozen=True)
+class CifarLayout:
+    """Where torchvision puts a CIFAR dataset's pickled batches, and what is in them."""
+
+    folder: str
+    train: tuple[str, ...]
+    test: tuple[str, ...]
+    labels: str  # the label key inside a batch
+    classes: int
+    torchvision_class: str
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+
+    @property
+    def files(self) -> tuple[str, ...]:
+        return self.train + self.test
+
+
 CIFAR = {
-    "cifar10": {"folder": "cifar-10-batches-py", "train": [f"data_batch_{i}" for i in range(1, 6)],
-                "test": ["test_batch"], "labels": "labels", "classes": 10, "tv": "CIFAR10",
-                "mean": (0.4914, 0.4822, 0.4465), "std": (0.2470, 0.2435, 0.2616)},
-    "cifar100": {"folder": "cifar-100-python", "train": ["train"], "test": ["test"], "labels": "fine_labels",
-                 "classes": 100, "tv": "CIFAR100",
-                 "mean": (0.5071, 0.4865, 0.4409), "std": (0.2673, 0.2564, 0.2762)},
+    "cifar10": CifarLayout("cifar-10-batches-py", tuple(f"data_batch_{i}" for i in range(1, 6)), ("test_batch",),
+                           "labels", 10, "CIFAR10", (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)),
+    "cifar100": CifarLayout("cifar-100-python", ("train",), ("test",), "fine_labels", 100, "CIFAR100",
+                            (0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762)),
 }
 MNIST_FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
 
@@ -34,8 +52,8 @@ def _missing(name: str, expected: Path) -> DatasetNotFoundError:
 
 
 def check_cifar(name: str, root: str | Path) -> None:
-    spec, folder = CIFAR[name], Path(root) / CIFAR[name]["folder"]
-    if not all((folder / f).exists() for f in spec["train"] + spec["test"]):
+    folder = Path(root) / CIFAR[name].folder
+    if not all((folder / f).exists() for f in CIFAR[name].files):
         raise _missing(name, folder)
 
 
@@ -49,12 +67,13 @@ def download(name: str, root: str | Path) -> None:
     """Fetch the official archives with torchvision (checksums verified)."""
     import torchvision
 
-    cls = torchvision.datasets.MNIST if name == "mnist" else getattr(torchvision.datasets, CIFAR[name]["tv"])
+    cls = torchvision.datasets.MNIST if name == "mnist" else getattr(torchvision.datasets,
+                                                                        CIFAR[name].torchvision_class)
     for train in (True, False):
         cls(str(root), train=train, download=True)
 
 
-def _read_cifar_batches(folder: Path, files: list[str], label_key: str) -> tuple[torch.Tensor, torch.Tensor]:
+def _read_cifar_batches(folder: Path, files: tuple[str, ...], label_key: str) -> tuple[torch.Tensor, torch.Tensor]:
     images, labels = [], []
     for file in files:
         with open(folder / file, "rb") as handle:
@@ -68,10 +87,11 @@ def load_cifar(name: str, root: str | Path, download_missing: bool = False) -> F
     if download_missing:
         download(name, root)
     check_cifar(name, root)
-    spec, folder = CIFAR[name], Path(root) / CIFAR[name]["folder"]
-    x_train, y_train = _read_cifar_batches(folder, spec["train"], spec["labels"])
-    x_test, y_test = _read_cifar_batches(folder, spec["test"], spec["labels"])
-    return FederatedDataset(name, "image", x_train, y_train, x_test, y_test, spec["classes"], spec["mean"], spec["std"])
+    spec = CIFAR[name]
+    folder = Path(root) / spec.folder
+    x_train, y_train = _read_cifar_batches(folder, spec.train, spec.labels)
+    x_test, y_test = _read_cifar_batches(folder, spec.test, spec.labels)
+    return FederatedDataset(name, "image", x_train, y_train, x_test, y_test, spec.classes, spec.mean, spec.std)
 
 
 def load_mnist(root: str | Path, download_missing: bool = False) -> FederatedDataset:

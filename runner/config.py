@@ -13,8 +13,9 @@ import hashlib
 import json
 import types
 import typing
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field, fields
-from typing import Any, Iterator, Mapping
+from typing import Any
 
 from models import ARCHITECTURES, PARAMETERIZATIONS
 from partitions import DATASETS, SCHEMES
@@ -121,7 +122,7 @@ class TrialConfig:
     sweep: str = ""
 
     @classmethod
-    def from_dict(cls, raw: Mapping[str, Any]) -> "TrialConfig":
+    def from_dict(cls, raw: Mapping[str, Any]) -> TrialConfig:
         """Build and validate a config; unknown or ill-typed fields raise :class:`ConfigError`."""
         config = _build(cls, raw, prefix="")
         _validate(config)
@@ -202,7 +203,7 @@ def _build(cls: type, raw: Mapping[str, Any], prefix: str) -> Any:
         if f.name not in raw:
             continue
         hint, value, dotted = hints[f.name], raw[f.name], f"{prefix}{f.name}"
-        if dataclasses.is_dataclass(hint):
+        if isinstance(hint, type) and dataclasses.is_dataclass(hint):
             values[f.name] = _build(hint, value, f"{dotted}.")
         else:
             values[f.name] = _coerce(hint, value, dotted)

@@ -10,29 +10,26 @@ restarts unfinished ones, which pick up from their own checkpoints under ``<resu
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import textwrap
 from collections import Counter
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from runner.config import ConfigError, TrialConfig
 from runner.console import show_library_logs
 from runner.engine.layout import Bundle, TrialLayout
-from runner.study.tune_sweep import EXPERIMENT_NAME, short_names
 from runner.study.sweep_file import (
-    VARIANT_KEY,
     Sweep,
     SweepError,
     apply_overrides,
     expand,
     load_sweep,
-    param_space,
     parse_overrides,
-    trial_config_from_tune,
     varying_keys,
 )
+from runner.study.tune_sweep import EXPERIMENT_NAME, short_names
 
 DEFAULT_SWEEP = Path("sweeps/quickstart.yaml")
 DEFAULT_RESULTS = Path("results")
@@ -110,7 +107,7 @@ def data_problems(trials: list[TrialConfig]) -> list[tuple[str, str, FileNotFoun
     """(dataset, root, what is missing or None) for each distinct dataset the trials read."""
     from runner.study.trial import check_dataset
 
-    problems = []
+    problems: list[tuple[str, str, FileNotFoundError | None]] = []
     for data in sorted({t.data for t in trials}, key=lambda d: (d.dataset, d.root, d.download)):
         key = (data.dataset, data.root)
         if any(p[:2] == key for p in problems):

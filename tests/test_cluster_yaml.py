@@ -37,7 +37,7 @@ def test_head_is_cpu_and_workers_are_an_autoscaling_gpu_pool():
     head = types[config["head_node_type"]]
     assert head["resources"].get("GPU", 0) == 0 and head["resources"]["CPU"] >= 2
     assert head["max_workers"] == 0  # Ray's fill-in: the head type is never scaled
-    [(name, worker)] = [(n, t) for n, t in types.items() if n != config["head_node_type"]]
+    [worker] = [t for n, t in types.items() if n != config["head_node_type"]]
     assert worker["resources"]["GPU"] >= 1 and worker["resources"]["CPU"] >= 4
     assert worker["node_config"]["InstanceType"].startswith(("g5.", "p3."))
     assert (worker["min_workers"], worker["max_workers"]) == (0, 8) and config["max_workers"] == 8

@@ -13,14 +13,14 @@ from models import (
     FactorizedLinear,
     build_model,
     count_parameters,
+    float_bytes,
     head_parameter_names,
     local_parameter_names,
     original_parameter_count,
     original_params,
+    quantized_bytes,
     r_max,
     r_min,
-    float_bytes,
-    quantized_bytes,
 )
 from models.lstm import LSTMLayer
 from models.parameterization import ORIGINAL

@@ -7,7 +7,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from partitions import (dirichlet_split, iid_split, load_dataset, partition_clients, pathological_split)
+from partitions import dirichlet_split, iid_split, load_dataset, partition_clients, pathological_split
 
 LABELS = np.repeat(np.arange(10), 600)  # 6000 samples, 10 balanced classes
 

@@ -79,7 +79,8 @@ def test_scaffold_control_variate_follows_option_two():
     algo.server_update(weights, server_state, update, 4, 10)
     assert all(torch.allclose(server_state[n], 0.4 * update["control"][n]) for n in weights)
     assert algo.bytes_down([10, 5]) == algo.bytes_up([10, 5], Upload()) == 2 * 4 * 15
-    assert algo.bytes_up([10, 5], Upload(quantize_levels=16)) == 2 * (math.ceil((32 + 60) / 8) + math.ceil((32 + 30) / 8))
+    quantized = math.ceil((32 + 60) / 8) + math.ceil((32 + 30) / 8)  # 10 and 5 elements at 6 bits, a norm each
+    assert algo.bytes_up([10, 5], Upload(quantize_levels=16)) == 2 * quantized
 
 
 def test_feddyn_server_and_client_corrections():
@@ -196,7 +197,7 @@ def test_weighted_sum_is_independent_of_grouping_and_order():
         assert torch.equal(one.mean()[kind][name], two.mean()[kind][name])
         assert torch.equal(one.mean()[kind][name], three.mean()[kind][name])
     assert one.mean_loss == two.mean_loss == three.mean_loss == pytest.approx(
-        sum(n * l for _, n, l in updates) / 84)
+        sum(n * loss for _, n, loss in updates) / 84)
     naive = [sum((updates[k][1] * updates[k][0]["delta"]["w"].double() for k in order), torch.zeros(2000))
              for order in ([0, 1, 2, 3, 4, 5], [5, 3, 1, 4, 2, 0])]
     assert not torch.equal(naive[0], naive[1])  # the case is hard: plain float64 sums depend on order

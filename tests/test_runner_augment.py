@@ -10,7 +10,7 @@ from runner.engine.augment import random_crop_flip
 
 def windows(image: torch.Tensor, padding: int) -> dict[tuple[int, int, bool], torch.Tensor]:
     """Every crop the augmentation may produce from one image: (dy, dx, flipped) -> crop."""
-    c, h, w = image.shape
+    _, h, w = image.shape
     padded = F.pad(image, (padding,) * 4)
     out = {}
     for dy in range(2 * padding + 1):

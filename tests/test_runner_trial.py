@@ -8,16 +8,14 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-
 import wandb_records
 
 from models import head_parameter_names, local_parameter_names
-from partitions import DATASETS
-from runner.engine.model import trial_model
 from runner.config import TrialConfig
+from runner.engine.model import trial_model
 from runner.engine.planning import plan_round
-from runner.study.results import load_rounds
 from runner.engine.seeding import sample_clients
+from runner.study.results import load_rounds
 from runner.study.trial import run_trial
 
 pytestmark = pytest.mark.usefixtures("ray_session")

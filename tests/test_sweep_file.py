@@ -6,19 +6,19 @@ CLI is exercised through ``--dry-run`` and with ``ray.init``/``Tuner`` replaced 
 
 from __future__ import annotations
 
-import sys
 import types
 from pathlib import Path
+from typing import ClassVar
 
 import pytest
 import yaml
-from ray.tune.utils import unflattened_lookup
 from ray.tune.search.variant_generator import generate_variants
+from ray.tune.utils import unflattened_lookup
 
 from runner import sweep as sweep_cli
+from runner.config import TrialConfig
 from runner.engine.layout import TrialLayout
 from runner.study import tune_sweep
-from runner.config import TrialConfig
 from runner.study.sweep_file import (
     Sweep,
     SweepError,
@@ -138,7 +138,8 @@ def test_paper_specific_settings_of_the_other_sweeps():
     (lambda d: d.update(grids={"seed": [0]}), "unknown top-level key 'grids' (did you mean 'grid'?)"),
     (lambda d: d["grid"].update(seed=0), "grid: seed: expected a list of values"),
     (lambda d: d["grid"].update(seed=[]), "grid: seed: the list is empty"),
-    (lambda d: d["grid"].update({"model.gama": [0.1]}), "'model.gama' is not a config field (did you mean 'model.gamma'?)"),
+    (lambda d: d["grid"].update({"model.gama": [0.1]}),
+     "'model.gama' is not a config field (did you mean 'model.gamma'?)"),
     (lambda d: d["grid"].update(model=[{"gamma": 0.1}]), "'model' is not a config field (a section"),
     (lambda d: d["base"]["train"].update(epochs=3), "base: 'train.epochs' is not a config field"),
     (lambda d: d["variants"][0].update({"seed": 3}), "variants[0]: seed is also a grid key"),
@@ -159,7 +160,8 @@ def test_bad_sweep_files_fail_with_the_path_and_the_key(tmp_path, edit, message)
 
 def test_a_bad_value_names_the_trial_it_is_in(tmp_path):
     path = write(tmp_path, SMALL.replace("model.gamma: [0.1, 0.9]", "model.gamma: [0.1, 0.9], train.lr: -1"))
-    with pytest.raises(SweepError, match=r"train\.lr: must be > 0.*\(in the trial with seed=0, model\.parameterization="):
+    expected = r"train\.lr: must be > 0.*\(in the trial with seed=0, model\.parameterization="
+    with pytest.raises(SweepError, match=expected):
         load_sweep(path)
 
 
@@ -300,7 +302,7 @@ def test_cli_fails_before_ray_on_bad_input_or_missing_data(tmp_path, capsys, no_
 class RecordingTuner:
     """Stands in for tune.Tuner: records how the CLI builds, restores and fits the experiment."""
 
-    calls: list[tuple[str, dict]] = []
+    calls: ClassVar[list[tuple[str, dict]]] = []
     restorable = False
 
     def __init__(self, trainable, **kwargs):
@@ -349,7 +351,8 @@ def test_run_builds_one_tuner_per_sweep_or_restores_it(tmp_path, capsys, monkeyp
         assert built["tune_config"].max_concurrent_trials == 2
         assert built["tune_config"].trial_name_creator is tune_sweep.tune_trial_name
         first = next(config for _, config in generate_variants(built["param_space"]))
-        assert tune_sweep.tune_trial_name(types.SimpleNamespace(config=first)) == trial_config_from_tune(first).trial_name
+        name = tune_sweep.tune_trial_name(types.SimpleNamespace(config=first))
+        assert name == trial_config_from_tune(first).trial_name
         run = built["run_config"]
         assert (run.name, run.storage_path) == ("tune", str(tmp_path.resolve() / "quickstart"))
         assert isinstance(run.progress_reporter, tune.CLIReporter)

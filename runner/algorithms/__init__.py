@@ -20,5 +20,15 @@ REGISTRY: dict[str, type[Algorithm]] = {
     cls.name: cls for cls in (FedAvg, FedProx, Scaffold, FedDyn, FedAdam, FedPer, PFedPara, LocalOnly)
 }
 
-__all__ = ["Algorithm", "LocalResult", "LocalTraining", "NoSettings", "REGISTRY", "Upload", "broken_rules",
-           "local_sgd", "quantize", "setting"]
+__all__ = [
+    "REGISTRY",
+    "Algorithm",
+    "LocalResult",
+    "LocalTraining",
+    "NoSettings",
+    "Upload",
+    "broken_rules",
+    "local_sgd",
+    "quantize",
+    "setting",
+]

@@ -14,7 +14,8 @@ mean to :meth:`Algorithm.server_update`.
 
 from __future__ import annotations
 
-from typing import Any, ClassVar, Iterable, Iterator
+from collections.abc import Iterable, Iterator
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor, nn
@@ -89,13 +90,14 @@ def global_start(job: LocalTraining, payload: dict[str, State]) -> State:
     return {n: payload["weights"][n] for n in job.global_names}
 
 
-def with_gradients(params: dict[str, nn.Parameter], names: Iterable[str]) -> Iterator[tuple[str, nn.Parameter]]:
-    """(name, parameter) for each of ``names`` that is a parameter with a gradient this step (buffers and
-    unused parameters have none): what a gradient correction adjusts."""
+def with_gradients(params: dict[str, nn.Parameter],
+                   names: Iterable[str]) -> Iterator[tuple[str, nn.Parameter, Tensor]]:
+    """(name, parameter, its gradient) for each of ``names`` that is a parameter with a gradient this step
+    (buffers and unused parameters have none): what a gradient correction adjusts."""
     for n in names:
         p = params.get(n)
         if p is not None and p.grad is not None:
-            yield n, p
+            yield n, p, p.grad
 
 
 def zeros_like_state(state: State) -> State:

@@ -35,8 +35,8 @@ class FedDyn(Algorithm):
 
         def dynamic_regularizer(params):
             with torch.no_grad():
-                for n, p in with_gradients(params, job.global_names):
-                    p.grad.sub_(client_state[n]).add_(p - start[n], alpha=alpha)
+                for n, p, grad in with_gradients(params, job.global_names):
+                    grad.sub_(client_state[n]).add_(p - start[n], alpha=alpha)
 
         result = local_sgd(job, dynamic_regularizer)
         delta = model_delta(job, start)

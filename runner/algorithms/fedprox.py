@@ -23,7 +23,7 @@ class FedProx(Algorithm):
 
         def add_proximal_gradient(params):
             with torch.no_grad():
-                for n, p in with_gradients(params, names):
-                    p.grad.add_(p - start[n], alpha=mu)
+                for n, p, grad in with_gradients(params, names):
+                    grad.add_(p - start[n], alpha=mu)
 
         return add_proximal_gradient

@@ -35,8 +35,8 @@ class Scaffold(Algorithm):
 
         def correct_drift(params):
             with torch.no_grad():
-                for n, p in with_gradients(params, drift):
-                    p.grad.add_(drift[n])
+                for n, _, grad in with_gradients(params, drift):
+                    grad.add_(drift[n])
 
         result = local_sgd(job, correct_drift)
         delta = model_delta(job, start)

@@ -7,8 +7,9 @@ each field's rule once, naming the field; a key that the named algorithm does no
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 
 def setting(default: Any, check: Callable[[Any], bool], rule: str) -> Any:

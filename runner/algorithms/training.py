@@ -6,8 +6,8 @@ before each step), so what the loop knows (the mean loss, how many steps it took
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Callable, Iterator
 
 import torch
 import torch.nn.functional as F

@@ -15,8 +15,8 @@ is one block. Nothing is allocated per client after the first.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Iterator
 
 import torch
 from torch import Tensor
@@ -44,7 +44,8 @@ class WeightedSum:
         self.losses.append(weight * loss)
         flats = [t.detach().reshape(-1) for tensors in update.values() for t in tensors.values()]
         if self.hi is None:
-            self.layout = tuple((kind, name, t.shape) for kind, tensors in update.items() for name, t in tensors.items())
+            self.layout = tuple((kind, name, t.shape) for kind, tensors in update.items()
+                                for name, t in tensors.items())
             device = flats[0].device if flats else torch.device("cpu")
             self.hi = torch.empty(sum(t.numel() for t in flats), dtype=torch.float64, device=device)
             start = 0
@@ -56,17 +57,20 @@ class WeightedSum:
         else:
             self._accumulate(flats, weight)
 
-    def merge(self, other: "WeightedSum") -> None:
+    def merge(self, other: WeightedSum) -> None:
         """Add another partial sum (its hi is added with TwoSum, its lo plainly: lo carries no further error)."""
         self.weight += other.weight
         self.losses.extend(other.losses)
-        if self.hi is None:
+        if other.hi is None or other.lo is None:  # a sum of no clients
+            return
+        if self.hi is None or self.lo is None:
             self.layout, self.hi, self.lo = other.layout, other.hi.clone(), other.lo.clone()
         else:
             self._accumulate([other.hi], 1.0)
             self.lo.add_(other.lo)
 
     def mean(self) -> Update:
+        assert self.hi is not None and self.lo is not None, "the mean of no clients"
         flat = ((self.hi + self.lo) / self.weight).float()
         out: Update = {}
         start = 0
@@ -83,6 +87,7 @@ class WeightedSum:
     # --- the compensated addition ---------------------------------------------------------------
     def _accumulate(self, sources: list[Tensor], weight: float) -> None:
         """hi + lo += weight · (the concatenated flat ``sources``), exactly up to lo's own rounding."""
+        assert self.hi is not None and self.lo is not None
         size = self.hi.numel()
         block = CPU_BLOCK if self.hi.device.type == "cpu" else size
         if not self._scratch:

@@ -7,8 +7,8 @@ same on any worker.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Iterator
 
 import torch
 from torch import Tensor
@@ -27,7 +27,7 @@ class Preprocess:
 
     @classmethod
     def for_dataset(cls, kind: str, mean: tuple[float, ...], std: tuple[float, ...], augment: bool,
-                    device: torch.device) -> "Preprocess":
+                    device: torch.device) -> Preprocess:
         if kind != "image":
             return cls(kind)
         shape = (1, len(mean), 1, 1)
@@ -37,6 +37,7 @@ class Preprocess:
     def __call__(self, x: Tensor, generator: torch.Generator | None = None) -> Tensor:
         if self.kind != "image":
             return x.long()
+        assert self.mean is not None and self.std is not None  # for_dataset sets them for images
         x = x.float().div_(255.0)
         if self.augment and generator is not None:
             x = random_crop_flip(x, generator)
@@ -56,7 +57,8 @@ class ClientData:
     def num_samples(self) -> int:
         return len(self.y)
 
-    def epoch(self, batch_size: int, preprocess: Preprocess, generator: torch.Generator) -> Iterator[tuple[Tensor, Tensor]]:
+    def epoch(self, batch_size: int, preprocess: Preprocess,
+              generator: torch.Generator) -> Iterator[tuple[Tensor, Tensor]]:
         """One pass over the client's data in a fresh random order."""
         order = torch.randperm(len(self.y), generator=generator, device=self.y.device)
         for start in range(0, len(order), batch_size):

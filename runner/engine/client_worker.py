@@ -11,6 +11,7 @@ into one weighted sum.
 
 from __future__ import annotations
 
+import functools
 import os
 import resource
 import uuid
@@ -124,7 +125,8 @@ class ClientWorker:
             data, state = self.clients[k], self._state_of(k)
             generator = client_generator(self.cfg.seed, round_index, k, self.device)
             self.model.load_state_dict({**payload["weights"], **state["params"]}, strict=True)
-            job = LocalTraining(self.model, lambda: data.epoch(t.batch_size, self.train_preprocess, generator),
+            batches = functools.partial(data.epoch, t.batch_size, self.train_preprocess, generator)
+            job = LocalTraining(self.model, batches,
                                 t.local_epochs, lr, t.momentum, t.weight_decay, self.global_names, generator)
             update, loss = self.algorithm.train_client(job, payload, state["algo"])
             update = self.cfg.upload.apply(update, generator)

@@ -87,7 +87,8 @@ class Driver:
             self.global_state = {n: t.clone() for n, t in self.initial_global.items()}
             self.server_state = self.algorithm.init_server_state(self.global_state)
         else:
-            self.round, self.cumulative_bytes, self.elapsed = state["round"], state["cumulative_bytes"], state["elapsed"]
+            self.round, self.elapsed = state["round"], state["elapsed"]
+            self.cumulative_bytes = state["cumulative_bytes"]
             self.global_state, self.server_state = state["global"], state["server"]
         self.pool.load_client_states({} if state is None else state["clients"])
 

@@ -30,7 +30,7 @@ class TrialLayout:
     num_workers: int
 
     @classmethod
-    def of(cls, resources: ResourcesConfig) -> "TrialLayout":
+    def of(cls, resources: ResourcesConfig) -> TrialLayout:
         return cls(resources.driver_cpus, resources.cpus_per_worker, resources.gpus_per_worker, resources.num_workers)
 
     @property

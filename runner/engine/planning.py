@@ -2,7 +2,8 @@
 
 A round lasts as long as its busiest worker. If each client always trained where it started, sampling
 16 of 100 clients would give the busier of two workers 9.4 clients on average (10 or more in 41 % of
-rounds) against a fair 8, and non-IID splits make clients' sizes differ by orders of magnitude. So each round the driver plans the work: clients
+rounds) against a fair 8, and non-IID splits make clients' sizes differ by orders of magnitude. So each
+round the driver plans the work: clients
 in decreasing order of cost, each kept on the worker that holds its state while that worker stays
 within its fair share, else given to the least-loaded worker (longest-processing-time-first). A
 client that moves takes its persistent state along; every worker holds every client's data.
@@ -13,7 +14,7 @@ aggregation is exact whatever the grouping.
 from __future__ import annotations
 
 import math
-from typing import Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 
 def home_worker(client: int, num_workers: int) -> int:

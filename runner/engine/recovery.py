@@ -9,7 +9,8 @@ retry loop, used for every Driver step that calls the workers.
 from __future__ import annotations
 
 import logging
-from typing import Any, Callable, Protocol, TypeVar
+from collections.abc import Callable
+from typing import Any, Protocol, TypeVar
 
 from ray.exceptions import ActorUnavailableError, RayActorError
 

@@ -10,7 +10,8 @@ checkpoint: the sinks are told the round it resumes after, and the rounds after 
 
 from __future__ import annotations
 
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import ray
 from ray.util.placement_group import placement_group, remove_placement_group

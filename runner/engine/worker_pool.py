@@ -10,7 +10,8 @@ then restores the trial from its checkpoint).
 from __future__ import annotations
 
 import time
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 import ray
 from ray.exceptions import ActorUnavailableError
@@ -33,7 +34,7 @@ class WorkerPool:
     def __init__(self, cfg: TrialConfig, placement_group: Any) -> None:
         r = cfg.resources
         actor = ray.remote(ClientWorker)
-        self.workers = [
+        self.workers: list[Any] = [  # actor handles
             actor.options(num_cpus=r.cpus_per_worker, num_gpus=r.gpus_per_worker, max_restarts=WORKER_RESTARTS,
                           max_task_retries=0, name=f"{cfg.trial_name}/worker-{i}",
                           **_in_bundle(placement_group, TrialLayout.worker_bundle(i)))

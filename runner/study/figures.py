@@ -22,14 +22,14 @@ from typing import Any
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-from matplotlib.figure import Figure  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
 
-from runner.algorithms import REGISTRY  # noqa: E402
-from runner.config import config_columns  # noqa: E402
-from runner.study.results import load_rounds  # noqa: E402
+from runner.algorithms import REGISTRY
+from runner.config import config_columns
+from runner.study.results import load_rounds
 
 FINAL_ROUNDS = 5          # final accuracy = mean over this many last evaluated rounds
 BYTES_PER_GB = 1e9
@@ -91,9 +91,11 @@ def figure3(rounds: pd.DataFrame) -> Figure | None:
         ax = axes[datasets.index(panel[0])][splits.index(panel[1])]
         used.add(id(ax))
         for _, line in _ordered_groups(rows, series):
-            curve = line.groupby("round").agg(accuracy=("test_accuracy", "mean"), cumulative=("cumulative_bytes", "mean"))
+            curve = line.groupby("round").agg(accuracy=("test_accuracy", "mean"),
+                                              cumulative=("cumulative_bytes", "mean"))
             label = _series_label(line.iloc[0], series)
-            ax.plot(curve["cumulative"] / BYTES_PER_GB, 100 * curve["accuracy"], marker="." if len(curve) < 30 else None,
+            ax.plot(curve["cumulative"] / BYTES_PER_GB, 100 * curve["accuracy"],
+                    marker="." if len(curve) < 30 else None,
                     color=colors[label], label=label)
         ax.set_title(" ".join(panel))
         ax.set_xlabel("transferred (GB, download + upload, cumulative)")
@@ -159,7 +161,7 @@ def summarize(rounds: pd.DataFrame) -> pd.DataFrame | None:
         accuracies = rows.loc[rows["test_accuracy"].notna(), "test_accuracy"]
         last = rows.iloc[-1]
         per_trial.append({
-            **{c: last[c] for c in identity + ["split", "model", "method"]},
+            **{c: last[c] for c in [*identity, "split", "model", "method"]},
             "trial": trial,
             "final_accuracy": accuracies.tail(FINAL_ROUNDS).mean() if len(accuracies) else math.nan,
             "param_ratio": last["param_ratio"],
@@ -264,7 +266,7 @@ def _identity_columns(frame: pd.DataFrame) -> list[str]:
 def _series_columns(frame: pd.DataFrame) -> list[str]:
     """Identity columns (but seed) that vary inside at least one (dataset, split) panel."""
     candidates = [c for c in _identity_columns(frame) if c not in ("seed", "data.dataset", "data.partition")]
-    varying = set()
+    varying: set[str] = set()
     for _, rows in frame.groupby(PANEL, sort=False):
         varying.update(c for c in candidates if rows[c].astype(str).nunique() > 1)
     return [c for c in candidates if c in varying]
@@ -293,7 +295,7 @@ def _sort_key(row: pd.Series) -> tuple:
         return -1.0 if value is None or pd.isna(value) else float(value)
 
     algorithm, levels = row.get("algorithm.name"), row.get("upload.quantize_levels")
-    return (str(row.get("model.arch", "")), PARAMETERIZATION_ORDER.get(row.get("model.parameterization"), 9),
+    return (str(row.get("model.arch", "")), PARAMETERIZATION_ORDER.get(str(row.get("model.parameterization")), 9),
             number(row.get("model.gamma")), number(row.get("model.ratio")),
             list(REGISTRY).index(algorithm) if algorithm in REGISTRY else 99, number(levels))
 
@@ -309,7 +311,7 @@ def _ordered_groups(frame: pd.DataFrame, keys: list[str]) -> list[tuple[Any, pd.
 def _sorted_panels(frame: pd.DataFrame) -> list[tuple[tuple[str, str], pd.DataFrame]]:
     """(dataset, split) panels: datasets alphabetically, then IID, Dirichlet, pathological, natural."""
     groups = frame.groupby(PANEL, sort=False)
-    return sorted(((tuple(str(v) for v in key), rows) for key, rows in groups),
+    return sorted((((str(key[0]), str(key[1])), rows) for key, rows in groups),
                   key=lambda item: (item[0][0], *_split_rank(item[0][1])))
 
 

@@ -22,9 +22,10 @@ from __future__ import annotations
 import difflib
 import itertools
 import re
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any
 
 import yaml
 
@@ -171,8 +172,8 @@ def expand_variants(sweep: Sweep) -> list[dict[str, Any]]:
         expanded.extend(dict(zip(keys, combo)) for combo in itertools.product(*choices))
     keys = list(dict.fromkeys(key for variant in sweep.variants for key in variant))
     inherited = {**TrialConfig().flat(), **flatten(sweep.base)}
-    return [{key: variant[key] if key in variant else inherited[key] for key in keys if key in variant or key in inherited}
-            for variant in expanded]
+    return [{key: variant[key] if key in variant else inherited[key]
+             for key in keys if key in variant or key in inherited} for variant in expanded]
 
 
 def resolved_base(sweep: Sweep, results_root: str | Path = "results") -> dict[str, Any]:
@@ -222,7 +223,7 @@ def expand(sweep: Sweep, overrides: Mapping[str, Any] | None = None, *,
     """
     sweep = apply_overrides(sweep, overrides or {})
     base = resolved_base(sweep, results_root)
-    variants = expand_variants(sweep) or [None]
+    variants: list[dict[str, Any] | None] = [*expand_variants(sweep)] or [None]
     trials: list[TrialConfig] = []
     seen: dict[str, dict[str, Any]] = {}
     for point in grid_points(sweep):

@@ -16,8 +16,14 @@ from typing import Any
 
 from runner.config import TrialConfig
 from runner.engine.layout import TrialLayout
-from runner.study.sweep_file import (VARIANT_KEY, Sweep, grid_axis_keys, param_space, trial_config_from_tune,
-                                     varying_keys)
+from runner.study.sweep_file import (
+    VARIANT_KEY,
+    Sweep,
+    grid_axis_keys,
+    param_space,
+    trial_config_from_tune,
+    varying_keys,
+)
 from runner.study.trial import run_trial
 
 log = logging.getLogger(__name__)
@@ -75,7 +81,8 @@ def run_tune(sweep: Sweep, trials: list[TrialConfig], results_dir: Path, *, addr
             ),
         )
     grid = tuner.fit()
-    return [f"{result.path}: {_last_line(result.error)}" for result in grid if result.error is not None]
+    results = [grid[i] for i in range(len(grid))]
+    return [f"{result.path}: {_last_line(result.error)}" for result in results if result.error is not None]
 
 
 def tune_trial_name(trial: Any) -> str:
@@ -95,7 +102,8 @@ def _tune_columns(sweep: Sweep, trials: list[TrialConfig]) -> dict[str, str]:
     """Where each varying key sits in a Tune trial config: grid keys at the top, variant keys under
     ``variant/`` (Tune's CLIReporter looks nested keys up with "/")."""
     grid_paths = grid_axis_keys(sweep)
-    return {grid_paths.get(key, f"{VARIANT_KEY}/{key}"): name for key, name in short_names(varying_keys(trials)).items()}
+    names = short_names(varying_keys(trials))
+    return {grid_paths.get(key, f"{VARIANT_KEY}/{key}"): name for key, name in names.items()}
 
 
 def short_names(keys: list[str]) -> dict[str, str]:
