@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
-from pathlib import Path
 
 from runner.console import show_library_logs
 from runner.study.figures import plot_results
@@ -14,8 +13,9 @@ from runner.study.figures import plot_results
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m runner.plot",
                                      description="Figures 3 and 4 and tables.md from a sweep's results directory.")
-    parser.add_argument("results_dir", type=Path, help="a sweep's results directory, e.g. results/fig4")
-    parser.add_argument("--out", type=Path, default=None, help="where to write (default: RESULTS_DIR/figures)")
+    parser.add_argument("results_dir", help="a sweep's results directory or URI, e.g. results/fig4 or "
+                                            "s3://bucket/fedpara/fig4")
+    parser.add_argument("--out", default=None, help="where to write, a path or a URI (default: RESULTS_DIR/figures)")
     args = parser.parse_args(argv)
     show_library_logs()
     written = plot_results(args.results_dir, args.out)

@@ -20,6 +20,7 @@ from typing import Any
 from runner.config import ConfigError, TrialConfig
 from runner.console import show_library_logs
 from runner.engine.layout import Bundle, TrialLayout
+from runner.engine.storage import Location, is_uri, join
 from runner.study.sweep_file import (
     Sweep,
     SweepError,
@@ -51,8 +52,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                         help="override a config field for every trial, e.g. train.rounds=2 (YAML value)")
     parser.add_argument("--address", default=None,
                         help="Ray cluster to join ('auto' on a `ray up` head node); default: a local Ray")
-    parser.add_argument("--results", type=Path, default=DEFAULT_RESULTS,
-                        help=f"results root; the sweep writes to <results>/<sweep name> (default: {DEFAULT_RESULTS})")
+    parser.add_argument("--results", default=str(DEFAULT_RESULTS),
+                        help="results root, a path or a URI such as s3://bucket/prefix; the sweep writes to "
+                             f"<results>/<sweep name> (default: {DEFAULT_RESULTS})")
     parser.add_argument("--max-concurrent", type=int, default=None, metavar="N",
                         help="run at most N trials at once (default: as many as the cluster fits)")
     parser.add_argument("--max-failures", type=int, default=0, metavar="N",
@@ -72,7 +74,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     show_library_logs()
-    results_root = args.results.expanduser().resolve()
+    results_root = args.results if is_uri(args.results) else str(Path(args.results).expanduser().resolve())
     try:
         sweep = apply_overrides(load_sweep(args.sweep_file), parse_overrides(args.overrides))
         trials = expand(sweep, results_root=results_root)
@@ -88,13 +90,16 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     from runner.study.tune_sweep import run_tune
 
-    results_dir = results_root / sweep.name
+    results_dir = join(results_root, sweep.name)
     print(f"sweep {sweep.name}: {len(trials)} trials -> {results_dir}")
+    if args.address and not is_uri(results_root):
+        print(f"note: {results_root} is a path on this node; trials on other nodes write to their own disks unless it "
+              "is a shared file system (use --results s3://<bucket>/<prefix>, see README 'On a cluster')")
     errored = run_tune(sweep, trials, results_dir, address=args.address, max_concurrent=args.max_concurrent,
                        max_failures=args.max_failures, resume=args.resume)
     for line in errored:
         print(f"trial failed: {line}", file=sys.stderr)
-    figures: list[Path] = []
+    figures: list[Location] = []
     if not args.no_plot:
         from runner.study.figures import plot_results
 
@@ -151,7 +156,7 @@ def format_trial_table(sweep: Sweep, trials: list[TrialConfig], layouts: list[Tr
             f"total if every trial ran at once: {cpu_all:g} CPU, {gpu_all:g} GPU "
             f"(largest trial: {biggest.totals()['CPU']:g} CPU, {biggest.totals()['GPU']:g} GPU, "
             f"{len(biggest.bundles())} bundles, PACKed onto as few nodes as fit)",
-            f"results: {Path(trials[0].logging.results_dir)}"]
+            f"results: {trials[0].logging.results_dir}"]
     return "\n".join(text)
 
 
@@ -174,17 +179,21 @@ def format_bundles(bundles: list[Bundle]) -> str:
     return " | ".join(p for p in parts if p)
 
 
-def format_summary(sweep: Sweep, results_dir: Path, figures: list[Path], args: argparse.Namespace) -> str:
-    wandb_dir = results_dir / "wandb"
+def format_summary(sweep: Sweep, results_dir: str, figures: list[Location], args: argparse.Namespace) -> str:
+    from runner.study.wandb_run import local_dir
+
+    wandb_dir = local_dir(results_dir, sweep.name) / "wandb"
+    on_this_node = "" if Location(results_dir).local_path is not None else " on each node that ran a trial"
+    rounds = join(results_dir, "rounds")
     lines = [
         "",
-        f"results  {results_dir / 'rounds'}/*.parquet   (pandas: pd.read_parquet('{results_dir / 'rounds'}'))",
-        f"figures  {results_dir / 'figures'}" + ("" if figures else "   (none written; run python -m runner.plot "
-                                                   f"{results_dir})"),
+        f"results  {rounds}/*.parquet   (pandas: pd.read_parquet('{rounds}'))",
+        f"figures  {join(results_dir, 'figures')}" + ("" if figures else "   (none written; run python -m runner.plot "
+                                                       f"{results_dir})"),
         *(f"         {path}" for path in figures),
-        f"W&B      {wandb_dir}   (group {sweep.name})",
+        f"W&B      {wandb_dir}{on_this_node}   (group {sweep.name})",
         f"         upload offline runs with:  wandb sync {wandb_dir}/offline-run-*",
-        f"Tune     {results_dir / EXPERIMENT_NAME}   (continue with: python -m runner.sweep {args.sweep_file} "
+        f"Tune     {join(results_dir, EXPERIMENT_NAME)}   (continue with: python -m runner.sweep {args.sweep_file} "
         f"{' '.join(args.overrides)}{' ' if args.overrides else ''}--results {args.results} --resume)",
     ]
     return "\n".join(lines)

@@ -13,14 +13,12 @@ from pathlib import Path
 
 import matplotlib.pyplot as plt
 import numpy as np
-import pyarrow as pa
-import pyarrow.parquet as pq
 import pytest
 
 from runner import plot as plot_cli
 from runner.config import TrialConfig
 from runner.study import figures as plot
-from runner.study.results import SCHEMA, rounds_path
+from runner.study.results import parquet_bytes, rounds_path
 
 ROUNDS = 12
 EVAL_EVERY = 2
@@ -64,9 +62,7 @@ def write_trial(results_dir: Path, dataset: str, partition: str, gamma: float | 
                      "test_accuracy": acc, "test_loss": 1.0 if evaluated else math.nan,
                      "bytes_down": down, "bytes_up": up, "bytes_round": down + up,
                      "cumulative_bytes": r * (down + up), "round_seconds": 1.0, "elapsed_seconds": float(r)})
-    path = rounds_path(results_dir, cfg.trial_name)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    pq.write_table(pa.Table.from_pylist(rows, schema=SCHEMA), path)
+    rounds_path(results_dir, cfg.trial_name).write_bytes(parquet_bytes(rows))
     return cfg.trial_name
 
 
@@ -182,7 +178,8 @@ def test_plot_results_writes_every_file(figure_results, tmp_path, capsys):
     written = plot.plot_results(figure_results, out)
     assert [p.name for p in written] == [plot.FIGURE3_FILE, plot.FIGURE4_FILE, plot.TABLES_FILE]
     for path in written[:2]:
-        assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and path.stat().st_size > 10_000
+        image = path.read_bytes()
+        assert image[:8] == b"\x89PNG\r\n\x1a\n" and len(image) > 10_000
     assert plot_cli.main([str(figure_results), "--out", str(tmp_path / "cli")]) == 0
     assert str(tmp_path / "cli" / plot.TABLES_FILE) in capsys.readouterr().out
 
@@ -205,3 +202,4 @@ def test_figures_are_skipped_with_a_reason(tmp_path, caplog):
     assert plot.figure3(unevaluated) is None and plot.tables_markdown(unevaluated) is None
     assert "no round has a test accuracy" in caplog.text
     assert plot.plot_results(tmp_path / "empty") == []
+

@@ -14,9 +14,10 @@ A figure whose data is missing is skipped with the reason printed, never drawn h
 
 from __future__ import annotations
 
+import io
 import logging
 import math
-from pathlib import Path
+import os
 from typing import Any
 
 import matplotlib
@@ -29,10 +30,12 @@ from matplotlib.figure import Figure
 
 from runner.algorithms import REGISTRY
 from runner.config import config_columns
+from runner.engine.storage import Location
 from runner.study.results import load_rounds
 
 FINAL_ROUNDS = 5          # final accuracy = mean over this many last evaluated rounds
 BYTES_PER_GB = 1e9
+
 FIGURE3_FILE = "fig3_accuracy_vs_gb.png"
 FIGURE4_FILE = "fig4_accuracy_vs_param_ratio.png"
 TABLES_FILE = "tables.md"
@@ -47,26 +50,27 @@ log = logging.getLogger(__name__)
 FINAL_LABEL = f"final test accuracy (%), mean of the last {FINAL_ROUNDS} evaluated rounds"
 
 
-def plot_results(results_dir: str | Path, out_dir: str | Path | None = None) -> list[Path]:
-    """Write Figure 3, Figure 4 and tables.md for one sweep's results; returns the files written."""
-    results_dir = Path(results_dir)
-    out = Path(out_dir) if out_dir is not None else results_dir / "figures"
+def plot_results(results_dir: str | os.PathLike[str] | Location,
+                 out_dir: str | os.PathLike[str] | Location | None = None) -> list[Location]:
+    """Write Figure 3, Figure 4 and tables.md for one sweep's results (a path or a URI); returns the files."""
+    out = Location(out_dir) if out_dir is not None else Location(results_dir) / "figures"
     try:
         rounds = load_rounds(results_dir)
     except FileNotFoundError as error:
         log.warning("plot: skipped, %s", error)
         return []
-    out.mkdir(parents=True, exist_ok=True)
-    written: list[Path] = []
+    written: list[Location] = []
     for make, name in ((figure3, FIGURE3_FILE), (figure4, FIGURE4_FILE)):
         figure = make(rounds)
         if figure is not None:
-            figure.savefig(out / name, dpi=120, bbox_inches="tight")
+            image = io.BytesIO()
+            figure.savefig(image, format="png", dpi=120, bbox_inches="tight")
             plt.close(figure)
+            (out / name).write_bytes(image.getvalue())
             written.append(out / name)
     tables = tables_markdown(rounds)
     if tables is not None:
-        (out / TABLES_FILE).write_text(tables)
+        (out / TABLES_FILE).write_bytes(tables.encode())
         written.append(out / TABLES_FILE)
     return written
 

@@ -2,8 +2,9 @@
 
 Every trial's file has the same explicit schema (derived from the config dataclasses plus the metric
 columns), so a sweep's files read as one table: ``pd.read_parquet(<results_dir>/rounds)``. The file is
-rewritten whole after each round through a temporary file and ``os.replace``: a crash leaves the
-previous complete file, never a truncated one.
+rewritten whole after each round (runner/engine/storage.py: a hidden temporary name and a rename, or one
+put on an object store): a reader, during a sweep or after a crash, sees each trial's last complete file
+once, never a truncated one or a second copy.
 """
 
 from __future__ import annotations
@@ -12,7 +13,6 @@ import os
 import types
 import typing
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any
 
 import pandas as pd
@@ -20,6 +20,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from runner.config import config_columns
+from runner.engine.storage import Location
 from runner.engine.trial import RoundSink
 
 METRIC_COLUMNS: dict[str, pa.DataType] = {
@@ -45,11 +46,11 @@ SCHEMA = pa.schema([*((name, _arrow_type(hint)) for name, hint in config_columns
 class RoundsTable(RoundSink):
     """The rows of one trial, kept in memory and mirrored to its Parquet file after every append."""
 
-    def __init__(self, path: Path) -> None:
-        self.path = path
+    def __init__(self, path: Location | str | os.PathLike[str]) -> None:
+        self.path = Location(path)
         self.rows: list[dict[str, Any]] = []
-        if path.exists():
-            self.rows = pq.read_table(path).to_pylist()
+        if self.path.exists():
+            self.rows = _read(self.path).to_pylist()
 
     @property
     def last_round(self) -> int:
@@ -80,19 +81,29 @@ class RoundsTable(RoundSink):
         return pa.Table.from_pylist(self.rows, schema=SCHEMA).to_pandas()
 
     def _write(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_name(self.path.name + ".tmp")
-        pq.write_table(pa.Table.from_pylist(self.rows, schema=SCHEMA), tmp)
-        os.replace(tmp, self.path)
+        self.path.write_bytes(parquet_bytes(self.rows))
 
 
-def rounds_path(results_dir: Path, trial_name: str) -> Path:
-    return results_dir / "rounds" / f"{trial_name}.parquet"
+def parquet_bytes(rows: list[dict[str, Any]]) -> bytes:
+    """Rows as one Parquet file with the results schema, serialized in memory."""
+    sink = pa.BufferOutputStream()
+    pq.write_table(pa.Table.from_pylist(rows, schema=SCHEMA), sink)
+    return sink.getvalue().to_pybytes()
 
 
-def load_rounds(results_dir: str | Path) -> pd.DataFrame:
-    """Every trial's rows under a sweep's results directory, as one table."""
-    files = sorted((Path(results_dir) / "rounds").glob("*.parquet"))
+def _read(path: Location) -> pa.Table:
+    return pq.read_table(pa.BufferReader(path.read_bytes()), schema=SCHEMA)
+
+
+def rounds_path(results_dir: Location | str | os.PathLike[str], trial_name: str) -> Location:
+    return Location(results_dir) / "rounds" / f"{trial_name}.parquet"
+
+
+def load_rounds(results_dir: Location | str | os.PathLike[str]) -> pd.DataFrame:
+    """Every trial's rows under a sweep's results directory (a path or a URI), as one table; temporary
+    files of writes in progress or cut short are not rows."""
+    directory = Location(results_dir) / "rounds"
+    files = directory.files(".parquet")
     if not files:
-        raise FileNotFoundError(f"no results under {Path(results_dir) / 'rounds'}: run a sweep or trial first")
-    return pa.concat_tables([pq.read_table(f, schema=SCHEMA) for f in files]).to_pandas()
+        raise FileNotFoundError(f"no results under {directory}: run a sweep or trial first")
+    return pa.concat_tables([_read(f) for f in files]).to_pandas()

@@ -30,6 +30,7 @@ from typing import Any
 import yaml
 
 from runner.config import ConfigError, TrialConfig, config_columns, flat_items, flatten, unflatten
+from runner.engine.storage import join
 
 TOP_LEVEL_KEYS = ("name", "description", "base", "grid", "variants")
 BASE_KEY = "base"        # Tune config key holding the resolved base (a constant, not searched)
@@ -179,7 +180,7 @@ def expand_variants(sweep: Sweep) -> list[dict[str, Any]]:
 def resolved_base(sweep: Sweep, results_root: str | Path = "results") -> dict[str, Any]:
     """The base every trial starts from: the file's base plus the runner-owned fields."""
     flat = flatten(sweep.base)
-    flat["logging.results_dir"] = str(Path(results_root) / sweep.name)
+    flat["logging.results_dir"] = join(results_root, sweep.name)  # a path or a URI (runner/engine/storage.py)
     flat["sweep"] = sweep.name
     return unflatten(flat)
 
@@ -203,7 +204,7 @@ def merge_trial(base: Mapping[str, Any], params: Mapping[str, Any]) -> dict[str,
 
 
 def trial_config_from_tune(params: Mapping[str, Any]) -> TrialConfig:
-    """What ``runner.study.trial.tune_trainable`` needs: the validated config of one Tune trial."""
+    """What ``runner.study.tune_sweep.tune_trainable`` needs: the validated config of one Tune trial."""
     return TrialConfig.from_dict(merge_trial(params[BASE_KEY], params))
 
 

@@ -47,10 +47,8 @@ def check_dataset(data: DataConfig) -> None:
 def run_trial(cfg: TrialConfig, *, report: Callable[[dict[str, Any]], None] | None = None) -> pd.DataFrame:
     """Run (or resume) one trial to its last round; returns all of its rows."""
     check_dataset(cfg.data)
-    directory = trial_dir(cfg)
-    directory.mkdir(parents=True, exist_ok=True)
-    (directory / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2))
-    table = RoundsTable(rounds_path(directory.parent.parent, cfg.trial_name))
+    (trial_dir(cfg) / "config.json").write_bytes(json.dumps(cfg.to_dict(), indent=2).encode())
+    table = RoundsTable(rounds_path(cfg.logging.results_dir, cfg.trial_name))
     sinks: list[RoundSink] = [table, WandbRun(cfg)]
     if report is not None:
         sinks.append(Report(report))

@@ -3,7 +3,8 @@
 Tune runs the grid (``param_space`` of runner/study/sweep_file.py) with ``tune_trainable``, reserving for
 every trial the layout of runner/engine/layout.py (the trainable, its Driver, its workers). ``--resume``
 restores the experiment: Tune skips finished trials and restarts unfinished ones, which pick up from their
-own checkpoints under ``<results>/<sweep>/trials/``.
+own checkpoints under ``<results>/<sweep>/trials/``. ``<results>`` may be a URI (``s3://bucket/prefix``): Tune
+keeps its experiment state there too (``storage_path``), and no node needs a shared file system.
 """
 
 from __future__ import annotations
@@ -11,11 +12,11 @@ from __future__ import annotations
 import logging
 import os
 from collections import Counter
-from pathlib import Path
 from typing import Any
 
 from runner.config import TrialConfig
 from runner.engine.layout import TrialLayout
+from runner.engine.storage import Location
 from runner.study.sweep_file import (
     VARIANT_KEY,
     Sweep,
@@ -44,7 +45,7 @@ def trial_resources(params: dict[str, Any]) -> Any:
     ``resources.*``, e.g. num_workers per variant)."""
     return TrialLayout.of(trial_config_from_tune(params).resources).placement_group_factory()
 
-def run_tune(sweep: Sweep, trials: list[TrialConfig], results_dir: Path, *, address: str | None,
+def run_tune(sweep: Sweep, trials: list[TrialConfig], results_dir: str | Location, *, address: str | None,
              max_concurrent: int | None, max_failures: int, resume: bool) -> list[str]:
     """Run (or resume) the sweep under Tune; returns one line per errored trial."""
     # Tune ignores a custom progress reporter unless its newer console output is switched off.
@@ -57,6 +58,7 @@ def run_tune(sweep: Sweep, trials: list[TrialConfig], results_dir: Path, *, addr
     else:
         ray.init()  # an embedded local Ray with this machine's CPUs and GPUs
     trainable = tune.with_resources(tune_trainable, trial_resources)
+    results_dir = Location(results_dir)
     experiment = results_dir / EXPERIMENT_NAME
     if resume and tune.Tuner.can_restore(str(experiment)):
         log.info("resuming %s: finished trials are kept, unfinished and errored ones continue", experiment)
@@ -70,12 +72,12 @@ def run_tune(sweep: Sweep, trials: list[TrialConfig], results_dir: Path, *, addr
                      "(pass --resume to continue that Tune run instead)", experiment)
         tuner = tune.Tuner(
             trainable,
-            param_space=param_space(sweep, results_root=results_dir.parent),
+            param_space=param_space(sweep, results_root=str(results_dir.parent)),
             tune_config=tune.TuneConfig(max_concurrent_trials=max_concurrent, trial_name_creator=tune_trial_name,
                                         trial_dirname_creator=tune_trial_name),
             run_config=tune.RunConfig(
                 name=EXPERIMENT_NAME,
-                storage_path=str(results_dir),
+                storage_path=str(results_dir),  # a path or a URI: Tune opens it with pyarrow, as we do
                 failure_config=tune.FailureConfig(max_failures=max_failures),
                 progress_reporter=progress_reporter(sweep, trials),
             ),

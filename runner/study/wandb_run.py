@@ -2,8 +2,9 @@
 
 One run per trial: id derived from the trial name (a resumed trial continues its run), name = trial
 name, group = sweep name, config = the flat trial config. With ``logging.wandb: auto`` the run is
-online when an API key is configured and offline otherwise; offline runs land in
-``<results_dir>/wandb`` and can be uploaded later with ``wandb sync``.
+online when an API key is configured and offline otherwise. Runs live on the local disk of the node that
+ran the trial (W&B needs a local directory): under ``<results>/wandb`` for a local ``--results``, else
+under ``~/fedpara-wandb/<sweep>``; offline runs can be uploaded later with ``wandb sync``.
 """
 
 from __future__ import annotations
@@ -15,7 +16,16 @@ from pathlib import Path
 from typing import Any
 
 from runner.config import TrialConfig
+from runner.engine.storage import Location
 from runner.engine.trial import RoundSink
+
+LOCAL_ROOT = "~/fedpara-wandb"  # where runs go when the results are not on this machine's disk
+
+
+def local_dir(results_dir: str | Location, sweep: str) -> Path:
+    """The directory W&B writes under (runs land in ``<it>/wandb/``) on the node that runs a trial."""
+    local = Location(results_dir).local_path
+    return local if local is not None else Path(LOCAL_ROOT).expanduser() / (sweep or "adhoc")
 
 
 def resolve_mode(requested: str) -> str:
@@ -64,7 +74,7 @@ class WandbRun(RoundSink):
 
     def open(self, resumed_after: int, constants: Mapping[str, Any]) -> None:
         self.constants = set(constants)
-        self.run = open_run(self.cfg, Path(self.cfg.logging.results_dir).expanduser().absolute())
+        self.run = open_run(self.cfg, local_dir(self.cfg.logging.results_dir, self.cfg.sweep))
 
     def write(self, row: Mapping[str, Any]) -> None:
         self.last = row
