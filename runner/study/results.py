@@ -30,6 +30,9 @@ METRIC_COLUMNS: dict[str, pa.DataType] = {
     "bytes_down": pa.int64(), "bytes_up": pa.int64(), "bytes_round": pa.int64(), "cumulative_bytes": pa.int64(),
     "round_seconds": pa.float64(), "elapsed_seconds": pa.float64(),
     "worker_peak_mib": pa.float64(),  # the busiest worker's peak memory so far (CUDA on a GPU, RSS on a CPU)
+    # which code made the row (runner/provenance.py)
+    "code_commit": pa.string(), "code_dirty": pa.bool_(), "runner_version": pa.string(),
+    "torch_version": pa.string(), "ray_version": pa.string(),
 }
 _ARROW = {str: pa.string(), int: pa.int64(), float: pa.float64(), bool: pa.bool_()}
 
@@ -44,10 +47,13 @@ SCHEMA = pa.schema([*((name, _arrow_type(hint)) for name, hint in config_columns
 
 
 class RoundsTable(RoundSink):
-    """The rows of one trial, kept in memory and mirrored to its Parquet file after every append."""
+    """The rows of one trial, kept in memory and mirrored to its Parquet file after every append.
 
-    def __init__(self, path: Location | str | os.PathLike[str]) -> None:
+    ``labels`` are columns every row of this run of the trial carries (its code version)."""
+
+    def __init__(self, path: Location | str | os.PathLike[str], labels: Mapping[str, Any] | None = None) -> None:
         self.path = Location(path)
+        self.labels = dict(labels or {})
         self.rows: list[dict[str, Any]] = []
         if self.path.exists():
             self.rows = _read(self.path).to_pylist()
@@ -74,6 +80,7 @@ class RoundsTable(RoundSink):
             self._write()
 
     def append(self, row: Mapping[str, Any]) -> None:
+        row = {**row, **self.labels}
         self.rows.append({name: row.get(name) for name in SCHEMA.names})
         self._write()
 

@@ -18,6 +18,7 @@ import partitions
 from runner.config import DataConfig, TrialConfig
 from runner.engine.checkpoint import trial_dir
 from runner.engine.trial import RoundSink, run_rounds
+from runner.provenance import CodeVersion, provenance
 from runner.study.results import RoundsTable, rounds_path
 from runner.study.wandb_run import WandbRun
 
@@ -48,7 +49,7 @@ def run_trial(cfg: TrialConfig, *, report: Callable[[dict[str, Any]], None] | No
     """Run (or resume) one trial to its last round; returns all of its rows."""
     check_dataset(cfg.data)
     (trial_dir(cfg) / "config.json").write_bytes(json.dumps(cfg.to_dict(), indent=2).encode())
-    table = RoundsTable(rounds_path(cfg.logging.results_dir, cfg.trial_name))
+    table = RoundsTable(rounds_path(cfg.logging.results_dir, cfg.trial_name), provenance(CodeVersion.of_checkout()))
     sinks: list[RoundSink] = [table, WandbRun(cfg)]
     if report is not None:
         sinks.append(Report(report))
