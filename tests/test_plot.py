@@ -203,3 +203,13 @@ def test_figures_are_skipped_with_a_reason(tmp_path, caplog):
     assert "no round has a test accuracy" in caplog.text
     assert plot.plot_results(tmp_path / "empty") == []
 
+
+def test_final_accuracy_is_the_mean_of_the_last_five_evaluated_rounds():
+    """One definition (runner/study/results.py) for the W&B summary, tables.md and Figure 4."""
+    from runner.study.results import final_accuracy
+
+    nan = math.nan
+    assert final_accuracy([nan, 0.1, nan, 0.2, 0.3, nan, 0.4, 0.5, 0.6]) == pytest.approx(0.4)
+    assert final_accuracy([0.5, nan]) == 0.5
+    assert math.isnan(final_accuracy([nan, nan])) and math.isnan(final_accuracy([]))
+    assert plot.FINAL_LABEL.endswith("mean of the last 5 evaluated rounds")

@@ -7,7 +7,8 @@
 - ``tables.md``: final accuracy, parameter ratio and total GB per (dataset, split) x (model, algorithm)
   — the layout of Tables 2 and 3 — plus one row per trial group with every number.
 
-"Final accuracy" is the mean test accuracy over the last 5 evaluated rounds of a trial, then averaged
+"Final accuracy" is a trial's mean test accuracy over its last 5 evaluated rounds
+(runner/study/results.py ``final_accuracy``, also the W&B summary's ``final_test_accuracy``), then averaged
 over seeds; trials that differ only in ``seed`` form one group (one line, one table cell).
 A figure whose data is missing is skipped with the reason printed, never drawn half-empty.
 """
@@ -31,10 +32,7 @@ from matplotlib.figure import Figure
 from runner.algorithms import REGISTRY
 from runner.config import config_columns
 from runner.engine.storage import Location
-from runner.study.results import load_rounds
-
-FINAL_ROUNDS = 5          # final accuracy = mean over this many last evaluated rounds
-BYTES_PER_GB = 1e9
+from runner.study.results import BYTES_PER_GB, FINAL_ROUNDS, final_accuracy, load_rounds
 
 FIGURE3_FILE = "fig3_accuracy_vs_gb.png"
 FIGURE4_FILE = "fig4_accuracy_vs_param_ratio.png"
@@ -162,12 +160,11 @@ def summarize(rounds: pd.DataFrame) -> pd.DataFrame | None:
     per_trial = []
     for trial, rows in rounds.groupby("trial", sort=True):
         rows = rows.sort_values("round")
-        accuracies = rows.loc[rows["test_accuracy"].notna(), "test_accuracy"]
         last = rows.iloc[-1]
         per_trial.append({
             **{c: last[c] for c in [*identity, "split", "model", "method"]},
             "trial": trial,
-            "final_accuracy": accuracies.tail(FINAL_ROUNDS).mean() if len(accuracies) else math.nan,
+            "final_accuracy": final_accuracy(rows["test_accuracy"]),
             "param_ratio": last["param_ratio"],
             "total_gb": last["cumulative_bytes"] / BYTES_PER_GB,
             "rounds": int(last["round"]),

@@ -1,4 +1,4 @@
-"""One Parquet file per trial, one row per round, written atomically.
+"""One Parquet file per trial, one row per round, written atomically; and what "final accuracy" means.
 
 Every trial's file has the same explicit schema (derived from the config dataclasses plus the metric
 columns), so a sweep's files read as one table: ``pd.read_parquet(<results_dir>/rounds)``. The file is
@@ -9,10 +9,11 @@ once, never a truncated one or a second copy.
 
 from __future__ import annotations
 
+import math
 import os
 import types
 import typing
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import pandas as pd
@@ -34,6 +35,8 @@ METRIC_COLUMNS: dict[str, pa.DataType] = {
     "code_commit": pa.string(), "code_dirty": pa.bool_(), "runner_version": pa.string(),
     "torch_version": pa.string(), "ray_version": pa.string(),
 }
+FINAL_ROUNDS = 5  # a trial's final accuracy: the mean test accuracy over this many last evaluated rounds
+BYTES_PER_GB = 1e9
 _ARROW = {str: pa.string(), int: pa.int64(), float: pa.float64(), bool: pa.bool_()}
 
 
@@ -44,6 +47,24 @@ def _arrow_type(hint: Any) -> pa.DataType:
 
 SCHEMA = pa.schema([*((name, _arrow_type(hint)) for name, hint in config_columns().items()),
                     *METRIC_COLUMNS.items()])
+
+
+def final_accuracy(accuracies: Iterable[float | None]) -> float:
+    """A trial's final accuracy: the mean test accuracy over its last FINAL_ROUNDS evaluated rounds (rounds
+    without an evaluation are skipped); NaN when no round was evaluated. The one definition that the W&B
+    summary, tables.md and Figure 4 use (figures and tables then average it over seeds)."""
+    evaluated = [float(a) for a in accuracies if a is not None and not math.isnan(a)]
+    last = evaluated[-FINAL_ROUNDS:]
+    return sum(last) / len(last) if last else math.nan
+
+
+def final_numbers(rows: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """A finished trial's headline numbers, from its rows in round order (the W&B summary)."""
+    last = rows[-1]
+    return {"final_test_accuracy": final_accuracy(r["test_accuracy"] for r in rows),
+            "param_ratio": last["param_ratio"], "num_parameters": last["num_parameters"],
+            "cumulative_bytes": last["cumulative_bytes"], "total_gb": last["cumulative_bytes"] / BYTES_PER_GB,
+            "rounds": last["round"]}
 
 
 class RoundsTable(RoundSink):
