@@ -21,6 +21,7 @@ from runner.config import ConfigError, TrialConfig
 from runner.console import show_library_logs
 from runner.engine.layout import Bundle, TrialLayout
 from runner.engine.storage import Location, is_uri, join
+from runner.study.sweep_context import SweepContext
 from runner.study.sweep_file import (
     Sweep,
     SweepError,
@@ -91,12 +92,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     from runner.study.tune_sweep import run_tune
 
     results_dir = join(results_root, sweep.name)
+    context = SweepContext.here()  # W&B mode and key, code version: decided once, handed to every trial
     print(f"sweep {sweep.name}: {len(trials)} trials -> {results_dir}")
+    print(f"W&B: {context.wandb.line({t.logging.wandb for t in trials})}")
     if args.address and not is_uri(results_root):
         print(f"note: {results_root} is a path on this node; trials on other nodes write to their own disks unless it "
               "is a shared file system (use --results s3://<bucket>/<prefix>, see README 'On a cluster')")
     errored = run_tune(sweep, trials, results_dir, address=args.address, max_concurrent=args.max_concurrent,
-                       max_failures=args.max_failures, resume=args.resume)
+                       max_failures=args.max_failures, resume=args.resume, context=context)
     for line in errored:
         print(f"trial failed: {line}", file=sys.stderr)
     figures: list[Location] = []
@@ -104,7 +107,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         from runner.study.figures import plot_results
 
         figures = plot_results(results_dir)
-    print(format_summary(sweep, results_dir, figures, args))
+    print(format_summary(sweep, results_dir, figures, args, context))
     return 1 if errored else 0
 
 
@@ -179,11 +182,10 @@ def format_bundles(bundles: list[Bundle]) -> str:
     return " | ".join(p for p in parts if p)
 
 
-def format_summary(sweep: Sweep, results_dir: str, figures: list[Location], args: argparse.Namespace) -> str:
-    from runner.study.wandb_run import local_dir
+def format_summary(sweep: Sweep, results_dir: str, figures: list[Location], args: argparse.Namespace,
+                   context: SweepContext) -> str:
+    from runner.study.wandb_run import where_runs_are
 
-    wandb_dir = local_dir(results_dir, sweep.name) / "wandb"
-    on_this_node = "" if Location(results_dir).local_path is not None else " on each node that ran a trial"
     rounds = join(results_dir, "rounds")
     lines = [
         "",
@@ -191,8 +193,7 @@ def format_summary(sweep: Sweep, results_dir: str, figures: list[Location], args
         f"figures  {join(results_dir, 'figures')}" + ("" if figures else "   (none written; run python -m runner.plot "
                                                        f"{results_dir})"),
         *(f"         {path}" for path in figures),
-        f"W&B      {wandb_dir}{on_this_node}   (group {sweep.name})",
-        f"         upload offline runs with:  wandb sync {wandb_dir}/offline-run-*",
+        *where_runs_are(results_dir, sweep.name, context.wandb),
         f"Tune     {join(results_dir, EXPERIMENT_NAME)}   (continue with: python -m runner.sweep {args.sweep_file} "
         f"{' '.join(args.overrides)}{' ' if args.overrides else ''}--results {args.results} --resume)",
     ]

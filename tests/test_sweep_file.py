@@ -342,11 +342,11 @@ def test_run_builds_one_tuner_per_sweep_or_restores_it(tmp_path, capsys, monkeyp
         assert kinds == ["can_restore", "restore", "fit"]
         restore = RecordingTuner.calls[1][1]
         assert restore["path"] == experiment and restore["resume_unfinished"] and restore["resume_errored"]
-        assert restore["trainable"] is tune_sweep.tune_trainable
+        assert restore["trainable"].__name__ == "tune_trainable"  # with the sweep's context (tune.with_parameters)
     else:
         assert kinds == ["new", "fit"]
         built = RecordingTuner.calls[0][1]
-        assert built["trainable"] is tune_sweep.tune_trainable
+        assert built["trainable"].__name__ == "tune_trainable"  # with the sweep's context (tune.with_parameters)
         assert callable(built["trainable"]._resources)  # per-trial placement groups
         assert built["tune_config"].max_concurrent_trials == 2
         assert built["tune_config"].trial_name_creator is tune_sweep.tune_trial_name

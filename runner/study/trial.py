@@ -2,7 +2,9 @@
 
 :func:`run_trial` is what a sweep's Tune trainable and the tests call; it checks that the dataset is
 on disk before any actor starts, records the config beside the checkpoint, and runs the engine with
-the standard sinks (runner/study/results.py, runner/study/wandb_run.py).
+the standard sinks (runner/study/results.py, runner/study/wandb_run.py). What the sweep decided once
+(W&B mode and key, code version: runner/study/sweep_context.py) comes as ``context``; a trial run on its
+own decides it from its own process.
 """
 
 from __future__ import annotations
@@ -18,8 +20,9 @@ import partitions
 from runner.config import DataConfig, TrialConfig
 from runner.engine.checkpoint import trial_dir
 from runner.engine.trial import RoundSink, run_rounds
-from runner.provenance import CodeVersion, provenance
+from runner.provenance import provenance
 from runner.study.results import RoundsTable, rounds_path
+from runner.study.sweep_context import SweepContext
 from runner.study.wandb_run import WandbRun
 
 METRICS_REPORTED = ("round", "test_accuracy", "test_loss", "train_loss", "cumulative_bytes", "round_seconds")
@@ -45,22 +48,16 @@ def check_dataset(data: DataConfig) -> None:
             f"{', '.join(partitions.DOWNLOADABLE)})") from None
 
 
-def run_trial(cfg: TrialConfig, *, report: Callable[[dict[str, Any]], None] | None = None) -> pd.DataFrame:
+def run_trial(cfg: TrialConfig, *, report: Callable[[dict[str, Any]], None] | None = None,
+              context: SweepContext | None = None) -> pd.DataFrame:
     """Run (or resume) one trial to its last round; returns all of its rows."""
     check_dataset(cfg.data)
+    context = context or SweepContext.here()
+    labels = provenance(context.code)
     (trial_dir(cfg) / "config.json").write_bytes(json.dumps(cfg.to_dict(), indent=2).encode())
-    table = RoundsTable(rounds_path(cfg.logging.results_dir, cfg.trial_name), provenance(CodeVersion.of_checkout()))
-    sinks: list[RoundSink] = [table, WandbRun(cfg)]
+    table = RoundsTable(rounds_path(cfg.logging.results_dir, cfg.trial_name), labels)
+    sinks: list[RoundSink] = [table, WandbRun(cfg, context.wandb, table, labels)]
     if report is not None:
         sinks.append(Report(report))
     run_rounds(cfg, sinks)
     return table.frame()
-
-
-def tune_trainable(params: dict[str, Any]) -> None:
-    """Ray Tune function trainable: ``params`` holds ``base`` plus the grid's dotted keys and ``variant``."""
-    from ray import tune
-
-    from runner.study.sweep_file import trial_config_from_tune
-
-    run_trial(trial_config_from_tune(params), report=tune.report)

@@ -4,7 +4,8 @@ Tune runs the grid (``param_space`` of runner/study/sweep_file.py) with ``tune_t
 every trial the layout of runner/engine/layout.py (the trainable, its Driver, its workers). ``--resume``
 restores the experiment: Tune skips finished trials and restarts unfinished ones, which pick up from their
 own checkpoints under ``<results>/<sweep>/trials/``. ``<results>`` may be a URI (``s3://bucket/prefix``): Tune
-keeps its experiment state there too (``storage_path``), and no node needs a shared file system.
+keeps its experiment state there too (``storage_path``), and no node needs a shared file system. What the
+sweep decided once (runner/study/sweep_context.py) reaches every trial through ``tune.with_parameters``.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from typing import Any
 from runner.config import TrialConfig
 from runner.engine.layout import TrialLayout
 from runner.engine.storage import Location
+from runner.study.sweep_context import SweepContext
 from runner.study.sweep_file import (
     VARIANT_KEY,
     Sweep,
@@ -33,11 +35,12 @@ METRIC_COLUMNS = {"round": "round", "train_loss": "train loss", "test_accuracy":
                   "cumulative_bytes": "bytes"}
 
 
-def tune_trainable(params: dict[str, Any]) -> None:
-    """Ray Tune function trainable: ``params`` holds ``base`` plus the grid's dotted keys and ``variant``."""
+def tune_trainable(params: dict[str, Any], context: SweepContext | None = None) -> None:
+    """Ray Tune function trainable: ``params`` holds ``base`` plus the grid's dotted keys and ``variant``;
+    ``context`` is what the sweep process decided (W&B access, code version)."""
     from ray import tune
 
-    run_trial(trial_config_from_tune(params), report=tune.report)
+    run_trial(trial_config_from_tune(params), report=tune.report, context=context)
 
 
 def trial_resources(params: dict[str, Any]) -> Any:
@@ -46,7 +49,8 @@ def trial_resources(params: dict[str, Any]) -> Any:
     return TrialLayout.of(trial_config_from_tune(params).resources).placement_group_factory()
 
 def run_tune(sweep: Sweep, trials: list[TrialConfig], results_dir: str | Location, *, address: str | None,
-             max_concurrent: int | None, max_failures: int, resume: bool) -> list[str]:
+             max_concurrent: int | None, max_failures: int, resume: bool,
+             context: SweepContext | None = None) -> list[str]:
     """Run (or resume) the sweep under Tune; returns one line per errored trial."""
     # Tune ignores a custom progress reporter unless its newer console output is switched off.
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
@@ -57,7 +61,8 @@ def run_tune(sweep: Sweep, trials: list[TrialConfig], results_dir: str | Locatio
         ray.init(address=address)
     else:
         ray.init()  # an embedded local Ray with this machine's CPUs and GPUs
-    trainable = tune.with_resources(tune_trainable, trial_resources)
+    trainable = tune.with_resources(tune.with_parameters(tune_trainable, context=context or SweepContext.here()),
+                                    trial_resources)
     results_dir = Location(results_dir)
     experiment = results_dir / EXPERIMENT_NAME
     if resume and tune.Tuner.can_restore(str(experiment)):
