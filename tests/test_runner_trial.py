@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+import ray
+import torch
 import wandb_records
 
 from models import head_parameter_names, local_parameter_names
@@ -15,8 +17,12 @@ from runner.config import TrialConfig
 from runner.engine.model import trial_model
 from runner.engine.planning import plan_round
 from runner.engine.seeding import sample_clients
+from runner.provenance import CodeVersion
+from runner.study import figures
 from runner.study.results import load_rounds
+from runner.study.sweep_context import SweepContext
 from runner.study.trial import run_trial
+from runner.study.wandb_access import WandbAccess
 
 pytestmark = pytest.mark.usefixtures("ray_session")
 MACHINE = ["round_seconds", "elapsed_seconds", "worker_peak_mib"]  # where and how fast it ran, not what it learnt
@@ -56,7 +62,8 @@ def global_floats(cfg: TrialConfig) -> int:
 
 def test_trial_writes_parquet_and_an_offline_wandb_run(tmp_path):
     cfg = small(tmp_path, logging={"wandb": "offline"}, sweep="unit")
-    rows = run_trial(cfg)
+    code = CodeVersion("0123abcd", True)  # what the sweep process read, handed to the trial
+    rows = run_trial(cfg, context=SweepContext(WandbAccess("offline", "test"), code))
     assert list(rows["round"]) == [1, 2, 3]
     on_disk = load_rounds(tmp_path)
     pd.testing.assert_frame_equal(on_disk, rows)
@@ -67,19 +74,56 @@ def test_trial_writes_parquet_and_an_offline_wandb_run(tmp_path):
     assert 0 < rows["param_ratio"].iloc[0] < 1
     assert rows["worker_peak_mib"].between(100, 64_000).all()  # a worker process holding torch and the data
     assert json.loads((tmp_path / "trials" / cfg.trial_name / "config.json").read_text())["seed"] == 3
+    versions = {"code_commit": "0123abcd", "code_dirty": True, "torch_version": str(torch.__version__),
+                "ray_version": ray.__version__, "runner_version": rows["runner_version"].iloc[0]}
+    assert rows[list(versions)].drop_duplicates().to_dict("records") == [versions]
 
     run_files = list((tmp_path / "wandb").glob("offline-run-*/run-*.wandb"))
     assert len(run_files) == 1
     logged = wandb_records.history(run_files[0])
-    assert [r["_step"] for r in logged] == [1, 2, 3]
+    assert [r["_step"] for r in logged] == [1, 2, 3] and [r["round"] for r in logged] == [1, 2, 3]
     assert [r["test_accuracy"] for r in logged] == pytest.approx(rows["test_accuracy"].tolist())
     assert [r["cumulative_bytes"] for r in logged] == rows["cumulative_bytes"].tolist()
+    assert [r["cumulative_gb"] for r in logged] == pytest.approx((rows["cumulative_bytes"] / 1e9).tolist())
+    assert [r["by_gb/test_accuracy"] for r in logged] == pytest.approx(rows["test_accuracy"].tolist())
+    declared = wandb_records.metrics(run_files[0])  # accuracy against rounds and against cumulative GB
+    assert (declared["round"], declared["cumulative_gb"]) == ("", "")
+    assert (declared["test_accuracy"], declared["by_gb/test_accuracy"]) == ("round", "cumulative_gb")
+
     summary = wandb_records.summary(run_files[0])
-    assert summary["final_test_accuracy"] == pytest.approx(rows["test_accuracy"].iloc[-1])
+    final = rows["test_accuracy"].tail(5).mean()  # the README's definition: mean of the last 5 evaluated rounds
+    assert summary["final_test_accuracy"] == pytest.approx(final) != pytest.approx(rows["test_accuracy"].iloc[-1])
+    assert figures.summarize(rows)["final_accuracy"].tolist() == pytest.approx([final])  # tables and Figure 4 agree
+    assert summary["param_ratio"] == pytest.approx(rows["param_ratio"].iloc[0])
+    assert summary["total_gb"] == pytest.approx(rows["cumulative_bytes"].iloc[-1] / 1e9)
     config = wandb_records.config(run_files[0])
     assert config["model.gamma"] == 0.5 and config["algorithm.name"] == "fedavg"
+    assert {k: config[k] for k in versions} == versions
     info = wandb_records.run_info(run_files[0])
     assert (info.display_name, info.run_group, info.project) == (cfg.trial_name, "unit", "fedpara")
+
+
+def test_a_resumed_trial_continues_its_wandb_run_from_a_file_uri(tmp_path):
+    """Results under a file:// URI: the checkpoint is read back through it, and the resumed trial logs into
+    the run it started (tests/test_runner_wandb_run.py: a fresh trial never does)."""
+    cfg = small(tmp_path, logging={"results_dir": f"file://{tmp_path}/a", "wandb": "offline"}, sweep="unit")
+
+    def crash_after_round_two(metrics):
+        if metrics["round"] == 2:
+            raise Crash("after round 2's row, before its checkpoint")
+
+    with pytest.raises(Crash):
+        run_trial(cfg, report=crash_after_round_two)
+    resumed = run_trial(cfg)  # from the checkpoint of round 1
+    assert list(resumed["round"]) == [1, 2, 3]
+    assert sorted(p.name for p in (tmp_path / "a" / "trials" / cfg.trial_name).iterdir()) == [
+        "checkpoint.pt", "config.json", "wandb_run_id"]
+    pd.testing.assert_frame_equal(load_rounds(tmp_path / "a"), resumed)
+    runs = sorted((tmp_path / "a" / "wandb").glob("offline-run-*/run-*.wandb"))
+    assert len(runs) == 2 and len({wandb_records.run_info(f).run_id for f in runs}) == 1
+    assert [r["_step"] for r in wandb_records.history(runs[-1])] == [2, 3]
+    assert (tmp_path / "a" / "trials" / cfg.trial_name / "wandb_run_id").read_text() == \
+        wandb_records.run_info(runs[0]).run_id
 
 
 @pytest.mark.parametrize("algorithm, parameterization", [

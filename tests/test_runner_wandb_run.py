@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import pytest
 
@@ -28,3 +29,29 @@ def test_a_trial_s_mode_does_not_leak_into_the_next_trial(tmp_path, monkeypatch,
     assert os.environ.get("WANDB_MODE") == before
     assert resolve_access("auto").mode == (before or "offline")
 
+
+def test_a_fresh_trial_gets_a_fresh_run_and_a_resumed_one_its_own(tmp_path):
+    """The W&B sink alone, as a trial opens it: fresh (no checkpoint) or resuming after round 1."""
+    import shutil
+
+    import wandb_records
+
+    from runner.study.results import RoundsTable, rounds_path
+    from runner.study.wandb_run import WandbRun
+
+    def open_and_close(results: Path, resumed_after: int) -> str:
+        cfg = TrialConfig.from_dict({"logging": {"results_dir": str(results), "wandb": "offline"}, "sweep": "unit",
+                                     "train": {"rounds": 3}, "name": "t"})
+        sink = WandbRun(cfg, WandbAccess("offline", "test"), RoundsTable(rounds_path(results, "t")))
+        sink.open(resumed_after, {})
+        sink.close(completed=False)
+        return (results / "trials" / "t" / "wandb_run_id").read_text()
+
+    first = open_and_close(tmp_path / "a", 0)
+    assert open_and_close(tmp_path / "a", 1) == first  # resumed from its checkpoint: the same run
+    assert open_and_close(tmp_path / "b", 0) != first  # a new --results: a new run
+    shutil.rmtree(tmp_path / "a" / "trials")           # make clean, as far as the trial can tell (its checkpoint
+    again = open_and_close(tmp_path / "a", 0)          # and run id are gone; W&B may still be writing its logs)
+    assert again != first
+    ids = {wandb_records.run_info(f).run_id for f in (tmp_path / "a").glob("wandb/offline-run-*/run-*.wandb")}
+    assert ids == {first, again}

@@ -70,3 +70,9 @@ def summary(path: Path) -> dict:
 
 def run_info(path: Path) -> pb.RunRecord:
     return next(r.run for r in records(path) if r.WhichOneof("record_type") == "run")
+
+
+def metrics(path: Path) -> dict[str, str]:
+    """The run's declared metrics (``define_metric``): name -> its step metric ("" for an axis of its own)."""
+    return {r.metric.name: r.metric.step_metric for r in records(path)
+            if r.WhichOneof("record_type") == "metric" and r.metric.name}

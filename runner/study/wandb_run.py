@@ -1,28 +1,38 @@
 """The trial's W&B run, opened through Ray's W&B integration (``setup_wandb``).
 
-One run per trial: id derived from the trial name (a resumed trial continues its run), name = trial
-name, group = sweep name, config = the flat trial config plus the code version. Whether it is online,
-offline or disabled was decided where the sweep started (runner/study/wandb_access.py). Runs live on the
-local disk of the node that ran the trial (W&B needs a local directory): under ``<results>/wandb`` for a
-local ``--results``, else under ``~/fedpara-wandb/<sweep>``; offline runs can be uploaded later with
-``wandb sync``.
+One run per trial: name = trial name, group = sweep name, config = the flat trial config plus the code
+version. A fresh trial (no checkpoint) gets a fresh run id, stored next to its checkpoint
+(``trials/<trial>/wandb_run_id``); only a trial that resumes from its checkpoint continues that run, so a
+re-run after ``make clean`` or into a new ``--results`` never writes into an old run.
+
+Every round is logged at step = round, with ``round`` and ``cumulative_gb`` declared as the two axes
+(``define_metric``): each per-round metric is drawn against rounds, and ``by_gb/test_accuracy`` against
+cumulative transferred GB. At the end the summary holds the final numbers (runner/study/results.py).
+
+Runs live on the local disk of the node that ran the trial (W&B needs a local directory): under
+``<results>/wandb`` for a local ``--results``, else under ``~/fedpara-wandb/<sweep>``. Offline runs are
+uploaded later with ``wandb sync``.
 """
 
 from __future__ import annotations
 
-import hashlib
 import os
+import uuid
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from runner.config import TrialConfig
+from runner.engine.checkpoint import trial_dir
 from runner.engine.storage import Location
 from runner.engine.trial import RoundSink
-from runner.study.results import RoundsTable
+from runner.study.results import BYTES_PER_GB, RoundsTable, final_numbers
 from runner.study.wandb_access import DEFAULT_HOST, WandbAccess
 
+RUN_ID_FILE = "wandb_run_id"
 LOCAL_ROOT = "~/fedpara-wandb"  # where runs go when the results are not on this machine's disk
+ROUND_AXIS, GB_AXIS = "round", "cumulative_gb"
+BY_GB = ("test_accuracy",)      # also logged as by_gb/<name>, drawn against cumulative GB
 
 
 def local_dir(results_dir: str | Location, sweep: str) -> Path:
@@ -64,8 +74,12 @@ def open_run(cfg: TrialConfig, access: WandbAccess, *, run_id: str, resume: str,
 
 
 class WandbRun(RoundSink):
-    """The trial's W&B run as a sink: every round's metrics at step = round, the final numbers in the summary;
-    ``labels`` (the code version) join the run's config."""
+    """The trial's W&B run as a sink: every round's metrics at step = round, the final numbers in the summary.
+
+    ``table`` holds the trial's rows (all of them, also those before a resume), from which the summary's
+    final numbers are computed the one way tables and figures compute them; ``labels`` (the code version)
+    join the run's config.
+    """
 
     def __init__(self, cfg: TrialConfig, access: WandbAccess, table: RoundsTable,
                  labels: Mapping[str, Any] | None = None) -> None:
@@ -75,27 +89,43 @@ class WandbRun(RoundSink):
         self.labels = dict(labels or {})
         self.run: Any = None
         self.constants: set[str] = set()
-        self.last: Mapping[str, Any] = {}
+        self.defined: set[str] = set()
 
     def open(self, resumed_after: int, constants: Mapping[str, Any]) -> None:
         self.constants = set(constants)
-        run_id = hashlib.sha1(self.cfg.trial_name.encode()).hexdigest()[:16]
-        self.run = open_run(self.cfg, self.access, run_id=run_id, resume="allow",
+        if self.access.mode == "disabled" or resumed_after >= self.cfg.train.rounds:
+            return  # nothing will be logged: a finished trial keeps its run as it is
+        id_file = trial_dir(self.cfg) / RUN_ID_FILE
+        if resumed_after and id_file.exists():
+            run_id, resume = id_file.read_bytes().decode().strip(), "allow"
+        else:  # a fresh trial, or one whose run was never opened: a run of its own
+            run_id, resume = uuid.uuid4().hex[:16], "never"
+            id_file.write_bytes(run_id.encode())
+        self.run = open_run(self.cfg, self.access, run_id=run_id, resume=resume,
                             config={**self.cfg.flat(), **self.labels})
+        if self.run is not None:
+            self.run.define_metric(ROUND_AXIS)
+            self.run.define_metric(GB_AXIS)
+            for name in BY_GB:
+                self.run.define_metric(f"by_gb/{name}", step_metric=GB_AXIS)
 
     def write(self, row: Mapping[str, Any]) -> None:
-        self.last = row
-        if self.run is not None:
-            self.run.log({k: v for k, v in row.items() if k not in self.constants and k not in self.labels
-                          and k != "round"}, step=row["round"])
+        if self.run is None:
+            return
+        metrics = {k: v for k, v in row.items() if k not in self.constants and k not in self.labels}
+        metrics[GB_AXIS] = row["cumulative_bytes"] / BYTES_PER_GB
+        metrics.update({f"by_gb/{name}": row[name] for name in BY_GB})
+        for name in metrics.keys() - self.defined - {ROUND_AXIS, GB_AXIS}:
+            if not name.startswith("by_gb/"):
+                self.run.define_metric(name, step_metric=ROUND_AXIS)
+            self.defined.add(name)
+        self.run.log(metrics, step=row["round"])
 
     def close(self, completed: bool) -> None:
         if self.run is None:
             return
-        if completed and self.last:
-            self.run.summary.update({"final_test_accuracy": self.last["test_accuracy"],
-                                     "param_ratio": self.last["param_ratio"],
-                                     "cumulative_bytes": self.last["cumulative_bytes"]})
+        if completed and self.table.rows:
+            self.run.summary.update(final_numbers(self.table.rows))
         self.run.finish()
 
 
