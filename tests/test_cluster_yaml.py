@@ -62,9 +62,19 @@ def test_setup_installs_this_project_with_the_local_ray_version():
     commands = "\n".join(config["setup_commands"])
     assert "pip install -q -e ~/fedpara-runner" in commands
     assert f'"ray[default,tune]=={ray.__version__}"' in commands  # `ray up` needs matching versions
-    assert "/mnt/fedpara-results" in commands and "ln -s /mnt/fedpara-results ~/fedpara-runner/results" in commands
     assert "docker" not in config
     assert any("boto3" in c for c in config["head_setup_commands"])
+
+
+def test_results_need_no_shared_file_system_and_workers_can_reach_s3():
+    """Results and checkpoints go to S3 (--results s3://...), so `ray up` needs no file system created first;
+    the GPU workers, where trials run, get the S3-capable instance profile Ray creates for the head."""
+    config = validated(load())
+    commands = "\n".join(config["setup_commands"] + config["head_setup_commands"] + config["worker_setup_commands"])
+    assert not any(word in commands for word in ("mount", "nfs", "efs", "fs-0"))
+    worker = config["available_node_types"]["gpu_worker"]["node_config"]
+    assert worker["IamInstanceProfile"] == {"Name": "ray-autoscaler-v1"}
+    assert "--results s3://" in CLUSTER_YAML.read_text() and "iam:PassRole" in CLUSTER_YAML.read_text()
 
 
 @pytest.mark.parametrize("break_it", [
