@@ -189,7 +189,8 @@ def format_summary(sweep: Sweep, results_dir: str, figures: list[Location], args
     rounds = join(results_dir, "rounds")
     lines = [
         "",
-        f"results  {rounds}/*.parquet   (pandas: pd.read_parquet('{rounds}'))",
+        f"results  {rounds}/*.parquet   " + (f"(python: runner.study.results.load_rounds('{results_dir}'))"
+                                               if is_uri(results_dir) else f"(pandas: pd.read_parquet('{rounds}'))"),
         f"figures  {join(results_dir, 'figures')}" + ("" if figures else "   (none written; run python -m runner.plot "
                                                        f"{results_dir})"),
         *(f"         {path}" for path in figures),

@@ -150,3 +150,11 @@ def test_s3_results_rows_checkpoints_and_figures(s3_bucket):
     written = plot_results(results)
     assert {FIGURE3_FILE, TABLES_FILE} <= {w.name for w in written}
     assert "final accuracy" in (Location(results) / "figures" / TABLES_FILE).read_bytes().decode()
+
+
+def test_a_node_that_cannot_write_the_results_says_where_and_why(s3_bucket):
+    with pytest.raises(storage.StorageError, match=r"cannot write s3://no-such-bucket/fedpara/x from node .*"
+                                                   r"bucket does not exist.*the bucket must exist"):
+        Location("s3://no-such-bucket/fedpara/x").write_bytes(b"row")
+    with pytest.raises(FileNotFoundError):
+        Location(f"{s3_bucket}/fedpara/none").read_bytes()

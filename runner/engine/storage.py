@@ -166,9 +166,9 @@ class Location:
             if not self.is_uri:
                 raise
             raise StorageError(
-                f"cannot {what} {self.text} from {_node()}: {error} (every node that runs trials needs "
-                "credentials for this storage: on AWS an instance profile with S3 access, see README "
-                "'On a cluster')") from error
+                f"cannot {what} {self.text} from {_node()}: {error} (every node that runs trials must reach "
+                "this storage: the bucket must exist and the node needs credentials for it, on AWS an instance "
+                "profile with S3 access; see README 'On a cluster')") from error
 
 
 def _replace(fs: pafs.FileSystem, staged: str, path: str) -> None:
