@@ -92,6 +92,7 @@ def test_locations_join_and_normalize_without_touching_storage():
     assert storage.join("s3://bucket/fedpara", "fig4", "rounds") == "s3://bucket/fedpara/fig4/rounds"
     assert storage.join("s3://b/p?endpoint_override=localhost:9000", "x") == "s3://b/p/x?endpoint_override=localhost:9000"
     assert storage.join("results", "fig4") == "results/fig4"  # a local path stays as given
+    assert str(Location("file:///") / "tmp") == "file:///tmp"
     location = Location("gs://bucket/fedpara/") / "fig4"
     assert (str(location), location.name, str(location.parent)) == ("gs://bucket/fedpara/fig4", "fig4",
                                                                      "gs://bucket/fedpara")

@@ -34,7 +34,8 @@ def normalize(where: str | os.PathLike[str]) -> str:
     text = str(where)
     if is_uri(text):
         base, sep, query = text.partition("?")
-        return base.rstrip("/") + sep + query if not base.endswith("://") else text
+        stripped = base.rstrip("/")
+        return (base if stripped.endswith(":") else stripped) + sep + query  # file:/// stays whole
     return str(Path(text).expanduser().absolute())
 
 
@@ -44,7 +45,9 @@ def join(where: str | os.PathLike[str], *parts: str) -> str:
     if not is_uri(text):
         return str(Path(text).joinpath(*parts))
     base, sep, query = text.partition("?")
-    return "/".join([base.rstrip("/"), *parts]) + sep + query
+    stripped = base.rstrip("/")
+    prefix = base if stripped.endswith(":") else stripped + "/"  # file:/// keeps its three slashes
+    return prefix + "/".join(parts) + sep + query
 
 
 def temporary_name(name: str) -> str:
