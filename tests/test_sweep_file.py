@@ -361,3 +361,4 @@ def test_run_builds_one_tuner_per_sweep_or_restores_it(tmp_path, capsys, monkeyp
         assert len(list(generate_variants(space))) == 4
     out = capsys.readouterr().out
     assert f"wandb sync {tmp_path.resolve() / 'quickstart' / 'wandb'}/offline-run-*" in out
+    assert f"note: {tmp_path.resolve()} is a path on this node" in out  # --address with results on local disk
