@@ -42,10 +42,6 @@ def test_a_wandb_login_netrc_entry_makes_runs_online(home):
     assert access.reason == f"API key from {path} for api.wandb.ai"
     assert KEY not in repr(access) and KEY not in access.describe()
 
-    from wandb.sdk.lib.wbauth import read_netrc_auth  # W&B's own reading of the same file agrees
-
-    assert read_netrc_auth(host="https://api.wandb.ai") == access.api_key
-
 
 def test_the_host_is_wandb_base_url_or_the_one_wandb_login_host_saved(home, monkeypatch):
     netrc(home, {"api.wandb.ai": KEY, "wandb.example.com": OTHER_KEY})
@@ -59,9 +55,13 @@ def test_the_host_is_wandb_base_url_or_the_one_wandb_login_host_saved(home, monk
     settings.write_text("[default]\nbase_url = https://wandb.example.com\n")
     assert resolve_access("auto").api_key == OTHER_KEY
 
-    from wandb.sdk.lib.wbauth import read_netrc_auth
 
-    assert read_netrc_auth(host="https://wandb.example.com") == OTHER_KEY
+def test_wandb_itself_reads_the_same_key_from_the_same_file(home, monkeypatch):
+    wbauth = pytest.importorskip("wandb.sdk.lib.wbauth", reason="W&B's netrc reader has this home since 0.2x")
+    netrc(home, {"api.wandb.ai": KEY, "wandb.example.com": OTHER_KEY})
+    assert wbauth.read_netrc_auth(host="https://api.wandb.ai") == resolve_access("auto").api_key == KEY
+    monkeypatch.setenv("WANDB_BASE_URL", "https://wandb.example.com")
+    assert wbauth.read_netrc_auth(host="https://wandb.example.com") == resolve_access("auto").api_key == OTHER_KEY
 
 
 def test_the_environment_wins_and_a_forced_mode_is_honored(home, monkeypatch):
@@ -71,9 +71,9 @@ def test_the_environment_wins_and_a_forced_mode_is_honored(home, monkeypatch):
 
     monkeypatch.setenv("WANDB_MODE", "offline")
     forced = resolve_access("auto")
-    assert (forced.mode, forced.reason, forced.api_key) == ("offline", "WANDB_MODE=offline", None)
+    assert (forced.mode, forced.reason) == ("offline", "WANDB_MODE=offline")
+    assert forced.for_trial("online").mode == "online" and forced.for_trial("online").api_key == OTHER_KEY
     assert resolve_access("disabled").mode == "disabled"
-    assert resolve_access("online").api_key == OTHER_KEY  # a trial that asks for online gets the key anyway
 
 
 def test_no_credentials_means_offline_with_the_reason(home):

@@ -35,7 +35,7 @@ class WandbAccess:
 
     def for_trial(self, requested: str) -> WandbAccess:
         """What a trial whose ``logging.wandb`` is ``requested`` uses: this decision for ``auto``, else the
-        trial's own choice (online with whatever key was found)."""
+        trial's own choice (online with whatever key was found, even where ``auto`` came out offline)."""
         if requested in ("auto", self.mode):
             return self
         return replace(self, mode=requested, reason=f"logging.wandb={requested}")
@@ -61,10 +61,8 @@ def resolve_access(requested: str = "auto") -> WandbAccess:
         return WandbAccess("online", f"logging.wandb=online, {source}", host, key)
     forced = _forced_mode()
     if forced is not None:
-        mode, why = forced
-        if mode == "online":
-            return WandbAccess("online", f"{why}, {source}", host, key)
-        return WandbAccess(mode, why, host)
+        mode, why = forced  # the key, if any, rides along for trials that ask for online themselves
+        return WandbAccess(mode, f"{why}, {source}" if mode == "online" else why, host, key)
     if key:
         return WandbAccess("online", source, host, key)
     return WandbAccess("offline", f"{source}: run `wandb login` or set WANDB_API_KEY to log online; upload offline "
