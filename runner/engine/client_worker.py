@@ -12,10 +12,13 @@ into one weighted sum.
 from __future__ import annotations
 
 import functools
+import logging
 import os
 import resource
 import uuid
+from typing import Any
 
+import ray
 import torch
 import torch.nn.functional as F
 from torch import Tensor
@@ -31,6 +34,7 @@ from runner.engine.planning import home_worker
 from runner.engine.seeding import client_generator
 from runner.engine.wire import from_wire, to_wire
 
+log = logging.getLogger(__name__)
 State = dict[str, Tensor]
 EVAL_BATCH = 500
 
@@ -40,12 +44,31 @@ def test_batches(num_test: int) -> list[range]:
     return [range(s, min(s + EVAL_BATCH, num_test)) for s in range(0, num_test, EVAL_BATCH)]
 
 
+def assigned_gpu_ids() -> list[str]:
+    """The GPU ids Ray gave this process (CUDA_VISIBLE_DEVICES is set to them); none outside Ray."""
+    if not ray.is_initialized():
+        return []
+    return [str(i) for i in ray.get_runtime_context().get_accelerator_ids().get("GPU", [])]
+
+
+def worker_device(gpus_per_worker: float, name: str, gpu_ids: list[str]) -> torch.device:
+    """CUDA when the worker was given a GPU share and CUDA works here; the CPU otherwise, said once."""
+    if gpus_per_worker <= 0:
+        return torch.device("cpu")
+    if torch.cuda.is_available():
+        return torch.device("cuda")  # Ray limits CUDA_VISIBLE_DEVICES to gpu_ids, so this is Ray's GPU
+    log.warning("%s was given %g GPU (Ray's GPU ids %s) but CUDA is not available in this process: "
+                "it trains on the CPU", name, gpus_per_worker, gpu_ids or "none")
+    return torch.device("cpu")
+
+
 class ClientWorker:
     def __init__(self, cfg: TrialConfig, index: int, num_workers: int) -> None:
         reuse_freed_memory()
         torch.set_num_threads(max(1, int(cfg.resources.cpus_per_worker)))
-        use_gpu = cfg.resources.gpus_per_worker > 0 and torch.cuda.is_available()
-        self.device = torch.device("cuda" if use_gpu else "cpu")
+        self.name = f"{cfg.trial_name}/worker-{index}"
+        self.gpu_ids = assigned_gpu_ids()
+        self.device = worker_device(cfg.resources.gpus_per_worker, self.name, self.gpu_ids)
         self.cfg = cfg
         d = cfg.data
         dataset = load_dataset(d.dataset, os.path.expanduser(d.root), download=d.download, seed=cfg.seed)
@@ -74,6 +97,16 @@ class ClientWorker:
         self.initial_local: State = {}
         self.states: dict[int, dict[str, State]] = {}
         self.incarnation = uuid.uuid4().hex  # changes when Ray restarts this actor (and its state is gone)
+
+    def __repr__(self) -> str:
+        """What Ray's state API shows for this actor (``repr_name``): where it runs."""
+        return f"ClientWorker({self.name}, gpu_ids={','.join(self.gpu_ids) or '-'}, device={self.device})"
+
+    def placement(self) -> dict[str, Any]:
+        """Where this worker runs: Ray's node and GPU ids, and the device it trains on."""
+        node = ray.get_runtime_context().get_node_id() if ray.is_initialized() else None
+        return {"node_id": node, "gpu_ids": self.gpu_ids, "device": str(self.device),
+                "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES")}
 
     # --- setup and state ------------------------------------------------------------------------
     def setup(self, initial_local: State, initial_global: State) -> str:
