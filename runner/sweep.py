@@ -2,7 +2,9 @@
 
 Everything that can be checked without Ray is checked first: the sweep file, every trial's config, and
 that each dataset is on disk. ``--dry-run`` stops there and prints the trial grid with the resources each
-trial reserves (runner/engine/layout.py). A real run hands the same trials to Tune
+trial reserves (runner/engine/layout.py), refusing a trial that this machine (or the cluster at ``--address``)
+could never place (runner/study/capacity.py). A real run checks the same right after ``ray.init`` and hands
+the trials to Tune
 (runner/study/tune_sweep.py). ``--resume`` continues an interrupted sweep: Tune skips finished trials and
 restarts unfinished ones, which pick up from their own checkpoints under ``<results>/<sweep>/trials/``.
 """
@@ -83,6 +85,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.dry_run:
             print(format_trial_table(sweep, trials, layouts))
             print(format_data_check(trials))
+            print(dry_run_capacity_check(trials, args.address))
             return 0
         check_data(trials)
     except (SweepError, ConfigError, FileNotFoundError) as error:
@@ -98,8 +101,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.address and not is_uri(results_root):
         print(f"note: {results_root} is a path on this node; trials on other nodes write to their own disks unless it "
               "is a shared file system (use --results s3://<bucket>/<prefix>, see README 'On a cluster')")
-    errored = run_tune(sweep, trials, results_dir, address=args.address, max_concurrent=args.max_concurrent,
-                       max_failures=args.max_failures, resume=args.resume, context=context)
+    try:
+        errored = run_tune(sweep, trials, results_dir, address=args.address, max_concurrent=args.max_concurrent,
+                           max_failures=args.max_failures, resume=args.resume, context=context)
+    except ConfigError as error:  # a trial the cluster can never hold (checked before any actor starts)
+        print(f"error: {error}", file=sys.stderr)
+        return 2
     for line in errored:
         print(f"trial failed: {line}", file=sys.stderr)
     figures: list[Location] = []
@@ -161,6 +168,16 @@ def format_trial_table(sweep: Sweep, trials: list[TrialConfig], layouts: list[Tr
             f"{len(biggest.bundles())} bundles, PACKed onto as few nodes as fit)",
             f"results: {trials[0].logging.results_dir}"]
     return "\n".join(text)
+
+
+def dry_run_capacity_check(trials: list[TrialConfig], address: str | None) -> str:
+    """Check every trial against this machine, or the cluster at ``address`` (connecting, starting nothing);
+    raises ConfigError naming the field when one can never be placed."""
+    from runner.study import capacity
+
+    offered = capacity.cluster_at(address) if address else capacity.this_machine()
+    capacity.check_trials(trials, offered)
+    return f"capacity: every trial fits on {offered.describe()}"
 
 
 def format_data_check(trials: list[TrialConfig]) -> str:

@@ -18,7 +18,8 @@ from ray.tune.utils import unflattened_lookup
 from runner import sweep as sweep_cli
 from runner.config import TrialConfig
 from runner.engine.layout import TrialLayout
-from runner.study import tune_sweep
+from runner.study import capacity, tune_sweep
+from runner.study.capacity import Capacity, NodeShape
 from runner.study.sweep_file import (
     Sweep,
     SweepError,
@@ -268,6 +269,8 @@ def test_dry_run_of_a_gpu_sweep_with_overrides_and_missing_data(capsys, no_ray, 
             raise partitions.DatasetNotFoundError(f"{name}: not under {root}")
 
     monkeypatch.setattr(partitions, "check_available", missing)
+    g5_xlarge = Capacity("this machine", (NodeShape("as Ray detects it", 4, 1),))  # a GPU machine, not this one
+    monkeypatch.setattr(capacity, "this_machine", lambda: g5_xlarge)
     assert sweep_cli.main(["sweeps/fig4.yaml", "train.rounds=3", "--dry-run"]) == 0
     out = capsys.readouterr().out
     assert "fig4 (sweeps/fig4.yaml): 40 trials" in out
@@ -276,6 +279,7 @@ def test_dry_run_of_a_gpu_sweep_with_overrides_and_missing_data(capsys, no_ray, 
     assert "total if every trial ran at once: 144 CPU, 40 GPU" in out
     assert f"cifar100 (~/fedpara-data): MISSING - cifar100: not under {Path('~/fedpara-data').expanduser()}" in out
     assert " rounds " not in out.splitlines()[3]  # overridden everywhere, so it no longer varies
+    assert "capacity: every trial fits on this machine: 1 x (4 CPU, 1 GPU)" in out
 
 
 def test_cli_fails_before_ray_on_bad_input_or_missing_data(tmp_path, capsys, no_ray, monkeypatch):
@@ -330,6 +334,7 @@ def test_run_builds_one_tuner_per_sweep_or_restores_it(tmp_path, capsys, monkeyp
 
     inits = []
     monkeypatch.setattr(ray, "init", lambda **kwargs: inits.append(kwargs))
+    monkeypatch.setattr(tune_sweep, "connected_cluster", lambda address: Capacity("c", (NodeShape("a", 4, 0),)))
     monkeypatch.setattr(tune, "Tuner", RecordingTuner)
     RecordingTuner.calls, RecordingTuner.restorable = [], restorable
     argv = ["sweeps/quickstart.yaml", "--results", str(tmp_path), "--max-concurrent", "2", "--no-plot",

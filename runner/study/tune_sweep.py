@@ -18,6 +18,7 @@ from typing import Any
 from runner.config import TrialConfig
 from runner.engine.layout import TrialLayout
 from runner.engine.storage import Location
+from runner.study.capacity import check_trials, connected_cluster
 from runner.study.sweep_context import SweepContext
 from runner.study.sweep_file import (
     VARIANT_KEY,
@@ -61,6 +62,7 @@ def run_tune(sweep: Sweep, trials: list[TrialConfig], results_dir: str | Locatio
         ray.init(address=address)
     else:
         ray.init()  # an embedded local Ray with this machine's CPUs and GPUs
+    check_trials(trials, connected_cluster(address))  # a trial that can never be placed: refused before it starts
     trainable = tune.with_resources(tune.with_parameters(tune_trainable, context=context or SweepContext.here()),
                                     trial_resources)
     results_dir = Location(results_dir)
