@@ -4,9 +4,9 @@ Everything that can be checked without Ray is checked first: the sweep file, eve
 that each dataset is on disk. ``--dry-run`` stops there and prints the trial grid with the resources each
 trial reserves (runner/engine/layout.py), refusing a trial that this machine (or the cluster at ``--address``)
 could never place (runner/study/capacity.py). A real run checks the same right after ``ray.init`` and hands
-the trials to Tune
-(runner/study/tune_sweep.py). ``--resume`` continues an interrupted sweep: Tune skips finished trials and
-restarts unfinished ones, which pick up from their own checkpoints under ``<results>/<sweep>/trials/``.
+the trials to Tune (runner/study/tune_sweep.py). ``--resume`` continues an interrupted sweep: Tune skips
+finished trials and restarts unfinished ones, which pick up from their own checkpoints under
+``<results>/<sweep>/trials/``.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from runner.config import ConfigError, TrialConfig
 from runner.console import show_library_logs
 from runner.engine.layout import Bundle, TrialLayout
 from runner.engine.storage import Location, is_uri, join
+from runner.study.probe import dry_run_lines
 from runner.study.sweep_context import SweepContext
 from runner.study.sweep_file import (
     Sweep,
@@ -85,6 +86,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.dry_run:
             print(format_trial_table(sweep, trials, layouts))
             print(format_data_check(trials))
+            print("\n".join(dry_run_lines(trials, join(results_root, sweep.name))))  # runner/study/probe.py
             print(dry_run_capacity_check(trials, args.address))
             return 0
         check_data(trials)

@@ -1,0 +1,89 @@
+"""``python -m runner.probe``: measure how many client workers of each model in a sweep fit on one GPU.
+
+For each distinct model of the sweep (architecture, parameterization, dataset, batch size, precision),
+one worker is built on the device at hand and trains a few clients; the peak memory, the client updates
+per second and the largest number of workers per GPU (with a margin) are printed and saved to
+``<results>/<sweep>/probe.json``, where ``python -m runner.sweep --dry-run`` shows them per trial.
+The measuring is in runner/study/probe.py.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from runner.config import ConfigError
+from runner.console import show_library_logs
+from runner.engine.storage import is_uri, join
+from runner.study import probe
+from runner.study.sweep_file import SweepError, apply_overrides, expand, load_sweep, parse_overrides
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m runner.probe",
+        description="Measure each distinct model of a sweep: peak memory, client updates per second, "
+                    "workers per GPU.",
+        epilog="examples:\n"
+               "  python -m runner.probe sweeps/fig4.yaml                        # on a GPU machine\n"
+               "  python -m runner.probe sweeps/quickstart.yaml --gpu-memory 24  # planning from a CPU",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("sweep_file", type=Path, help="sweep file (sweeps/*.yaml)")
+    parser.add_argument("overrides", nargs="*", metavar="key=value",
+                        help="override a config field, e.g. data.root=/data")
+    parser.add_argument("--device", choices=("cpu", "cuda"), default=None,
+                        help="where to measure (default: cuda if available, else cpu)")
+    parser.add_argument("--margin", type=float, default=0.1, help="GPU memory kept free (default: 0.1, i.e. 10 %%)")
+    parser.add_argument("--gpu-memory", type=float, default=None, metavar="GiB",
+                        help="the GPU to plan for (default: the measured GPU's memory)")
+    parser.add_argument("--clients", type=int, default=2, help="clients to time after a warm-up one (default: 2)")
+    parser.add_argument("--results", default="results",
+                        help="results root, a path or a URI; writes <results>/<sweep name>/probe.json "
+                             "(default: results)")
+    args = parser.parse_intermixed_args(argv)
+    if not 0 <= args.margin < 1:
+        parser.error("--margin must be in [0, 1)")
+    if args.clients < 1:
+        parser.error("--clients must be >= 1")
+    return args
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    show_library_logs()
+    results_root = args.results if is_uri(args.results) else str(Path(args.results).expanduser().resolve())
+    try:
+        sweep = apply_overrides(load_sweep(args.sweep_file), parse_overrides(args.overrides))
+        trials = expand(sweep, results_root=results_root)
+    except (SweepError, ConfigError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    device = args.device or _default_device()
+    models = probe.distinct_models(trials)
+    print(f"probe {sweep.name}: {len(models)} distinct models of {len(trials)} trials, on {device}")
+    measured = []
+    for cfg in models:
+        print(f"  {probe.key_text(probe.model_key(cfg), device)} ...", flush=True)
+        m = probe.measure(cfg, device, clients=args.clients, margin=args.margin, gpu_memory_gib=args.gpu_memory)
+        measured.append(m)
+        print(f"    peak {m.peak_mib:.0f} MiB ({'allocator, reserved' if device == 'cuda' else 'resident set'}), "
+              f"{m.growth_mib:.0f} MiB {'allocated' if device == 'cuda' else 'added by the trial'}"
+              + (f", CUDA context {m.context_mib:.0f} MiB" if device == "cuda" else "")
+              + f"; {m.updates_per_second:.3g} client updates/s on {m.device_name}")
+        print(f"    {m.recommendation()}")
+    path = probe.save(join(results_root, sweep.name), measured)
+    print(f"saved {path} (python -m runner.sweep {args.sweep_file} --dry-run shows it per trial)")
+    return 0
+
+
+def _default_device() -> str:
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+if __name__ == "__main__":
+    sys.exit(main())
