@@ -1,6 +1,8 @@
 """CIFAR-10, CIFAR-100 and MNIST in torchvision's on-disk layout, loaded once into uint8 tensors.
 
-Downloading goes through torchvision (``download=True``), which also verifies the archives' checksums.
+Downloading goes through torchvision (``download=True``), which also verifies the archives' checksums. The
+workers of a cluster node load the same dataset at the same time, so one process downloads while the others
+wait on a file lock in the dataset's root, then find the files there (see :func:`download`).
 Loading reads the files in their documented formats: CIFAR's pickled batches directly (torchvision's
 CIFAR classes refuse any file whose md5 is not the official one, which would make the loader untestable
 on small files) and MNIST's idx files through torchvision's own MNIST class.
@@ -8,7 +10,10 @@ on small files) and MNIST's idx files through torchvision's own MNIST class.
 
 from __future__ import annotations
 
+import fcntl
 import pickle
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -63,14 +68,50 @@ def check_mnist(root: str | Path) -> None:
         raise _missing("mnist", raw)
 
 
-def download(name: str, root: str | Path) -> None:
-    """Fetch the official archives with torchvision (checksums verified)."""
+def fetch_with_torchvision(name: str, root: Path) -> None:
+    """Fetch the official archives with torchvision (checksums verified; files already there are kept)."""
     import torchvision
 
     cls = torchvision.datasets.MNIST if name == "mnist" else getattr(torchvision.datasets,
                                                                         CIFAR[name].torchvision_class)
     for train in (True, False):
         cls(str(root), train=train, download=True)
+
+
+def download(name: str, root: str | Path, fetch: Callable[[str, Path], None] = fetch_with_torchvision) -> None:
+    """Fetch ``name`` into ``root`` once, however many processes ask at the same time.
+
+    The first process to take ``<root>/.<name>.download.lock`` fetches and then leaves ``.<name>.downloaded``
+    beside it; the others wait for the lock and find the files complete (two fetches into one directory
+    would write the same archive at once). A fetch that failed leaves no marker, so the next process tries.
+    """
+    root = Path(root)
+    root.mkdir(parents=True, exist_ok=True)
+    done = root / f".{name}.downloaded"
+    with _exclusive(root / f".{name}.download.lock"):
+        if done.exists() and _present(name, root):
+            return
+        fetch(name, root)
+        done.touch()
+
+
+@contextmanager
+def _exclusive(lock: Path) -> Iterator[None]:
+    """Hold an exclusive lock on ``lock`` (released when the process exits, even by a crash)."""
+    with open(lock, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _present(name: str, root: Path) -> bool:
+    try:
+        check_mnist(root) if name == "mnist" else check_cifar(name, root)
+    except DatasetNotFoundError:
+        return False
+    return True
 
 
 def _read_cifar_batches(folder: Path, files: tuple[str, ...], label_key: str) -> tuple[torch.Tensor, torch.Tensor]:

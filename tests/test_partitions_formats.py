@@ -21,7 +21,7 @@ def write_cifar(root: Path, name: str, per_batch: int = 4) -> dict:
     folder, key, files, classes = {
         "cifar10": ("cifar-10-batches-py", "labels", [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"], 10),
         "cifar100": ("cifar-100-python", "fine_labels", ["train", "test"], 100)}[name]
-    (root / folder).mkdir(parents=True)
+    (root / folder).mkdir(parents=True, exist_ok=True)
     written = {}
     for file in files:
         data = RNG.integers(0, 256, (per_batch, 3072), dtype=np.uint8)
@@ -137,3 +137,51 @@ def test_download_does_not_excuse_a_dataset_nothing_can_fetch(tmp_path, name):
 def test_unknown_dataset_is_named():
     with pytest.raises(ValueError, match="unknown dataset 'imagenet'"):
         load_dataset("imagenet", "/nowhere")
+
+
+class SlowCifar10Archive:
+    """Stands in for torchvision.datasets.CIFAR10: a slow fetch that writes the files piece by piece and
+    records which process fetched, so racing processes show whether they fetched one at a time."""
+
+    log: Path
+
+    def __init__(self, root: str, train: bool = True, download: bool = False) -> None:
+        import os
+        import time
+
+        assert download
+        with open(self.log, "a") as handle:
+            handle.write(f"{os.getpid()} start\n")
+        if train:
+            time.sleep(0.3)  # long enough for every racer to arrive while the first is mid-fetch
+            write_cifar(Path(root), "cifar10", per_batch=2)
+        with open(self.log, "a") as handle:
+            handle.write(f"{os.getpid()} end\n")
+
+
+def _load_after(barrier, root: Path) -> None:
+    barrier.wait()
+    ds = load_dataset("cifar10", root, download=True)
+    assert ds.x_train.shape == (10, 3, 32, 32)
+
+
+def test_processes_loading_one_dataset_at_once_download_it_once(tmp_path, monkeypatch):
+    import multiprocessing
+
+    import torchvision
+
+    SlowCifar10Archive.log = tmp_path / "fetches.log"
+    monkeypatch.setattr(torchvision.datasets, "CIFAR10", SlowCifar10Archive)
+    context = multiprocessing.get_context("fork")  # the children inherit the slow archive
+    barrier = context.Barrier(4)
+    racers = [context.Process(target=_load_after, args=(barrier, tmp_path / "data")) for _ in range(4)]
+    for racer in racers:
+        racer.start()
+    for racer in racers:
+        racer.join(60)
+    assert [racer.exitcode for racer in racers] == [0, 0, 0, 0]  # every process loaded the complete files
+    events = SlowCifar10Archive.log.read_text().split()
+    fetchers = set(events[0::2])
+    assert len(fetchers) == 1, events  # one process fetched (train and test), the other three waited
+    assert events[1::2] == ["start", "end", "start", "end"]
+    assert list(load_dataset("cifar10", tmp_path / "data").y_train.shape) == [10]
