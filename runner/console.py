@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import sys
+from pathlib import Path
 
 PACKAGES = ("runner", "models", "partitions")
 
@@ -23,3 +24,9 @@ def show_library_logs(level: int = logging.INFO) -> None:
             handler._runner_console = True  # type: ignore[attr-defined]
             logger.addHandler(handler)
         logger.setLevel(level)
+
+
+def command_name(module: str) -> str:
+    """How the user called a command line: its console script (``fedpara-sweep``), or ``python -m <module>``."""
+    called = Path(sys.argv[0]).name if sys.argv and sys.argv[0] else ""
+    return called if called.startswith("fedpara-") else f"python -m {module}"

@@ -1,4 +1,5 @@
-"""``python -m runner.plot RESULTS_DIR``: Figures 3 and 4 and tables.md from a sweep's rounds Parquet."""
+"""``python -m runner.plot RESULTS_DIR`` or ``fedpara-plot RESULTS_DIR``: Figures 3 and 4 and tables.md from a
+sweep's rounds Parquet."""
 
 from __future__ import annotations
 
@@ -6,12 +7,12 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from runner.console import show_library_logs
+from runner.console import command_name, show_library_logs
 from runner.study.figures import plot_results
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m runner.plot",
+    parser = argparse.ArgumentParser(prog=command_name("runner.plot"),
                                      description="Figures 3 and 4 and tables.md from a sweep's results directory.")
     parser.add_argument("results_dir", help="a sweep's results directory or URI, e.g. results/fig4 or "
                                             "s3://bucket/fedpara/fig4")

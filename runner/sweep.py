@@ -1,4 +1,5 @@
-"""``python -m runner.sweep``: run one sweep file as a Ray Tune experiment, one placement group per trial.
+"""``python -m runner.sweep`` or ``fedpara-sweep``: run one sweep file as a Ray Tune experiment, one placement
+group per trial.
 
 Everything that can be checked without Ray is checked first: the sweep file, every trial's config, and
 that each dataset is on disk. ``--dry-run`` stops there and prints the trial grid with the resources each
@@ -20,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from runner.config import ConfigError, TrialConfig
-from runner.console import show_library_logs
+from runner.console import command_name, show_library_logs
 from runner.engine.layout import Bundle, TrialLayout
 from runner.engine.storage import Location, is_uri, join
 from runner.study.probe import dry_run_lines
@@ -32,6 +33,7 @@ from runner.study.sweep_file import (
     expand,
     load_sweep,
     parse_overrides,
+    shipped_sweeps,
     varying_keys,
 )
 from runner.study.tune_sweep import EXPERIMENT_NAME, short_names
@@ -41,17 +43,19 @@ DEFAULT_RESULTS = Path("results")
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    prog = command_name("runner.sweep")
     parser = argparse.ArgumentParser(
-        prog="python -m runner.sweep",
-        description="Run a sweep file (sweeps/*.yaml) as a Ray Tune experiment.",
+        prog=prog,
+        description="Run a sweep file (sweeps/*.yaml, or a shipped study by name: fig4) as a Ray Tune experiment.",
         epilog="examples:\n"
-               "  python -m runner.sweep --dry-run\n"
-               "  python -m runner.sweep sweeps/fig4.yaml train.rounds=2 --results /tmp/smoke\n"
-               "  python -m runner.sweep sweeps/fig4.yaml --address auto --resume   # on the cluster head",
+               f"  {prog} --dry-run\n"
+               f"  {prog} sweeps/fig4.yaml train.rounds=2 --results /tmp/smoke\n"
+               f"  {prog} fig4 --address auto --results s3://<bucket>/fedpara --resume   # on the cluster",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("sweep_file", nargs="?", type=Path, default=DEFAULT_SWEEP,
-                        help=f"sweep file (default: {DEFAULT_SWEEP})")
+                        help=f"a sweep file, or the name of a shipped study ({', '.join(shipped_names())}); "
+                             f"default: {DEFAULT_SWEEP}")
     parser.add_argument("overrides", nargs="*", metavar="key=value",
                         help="override a config field for every trial, e.g. train.rounds=2 (YAML value)")
     parser.add_argument("--address", default=None,
@@ -73,6 +77,10 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     if args.max_concurrent is not None and args.max_concurrent < 1:
         parser.error("--max-concurrent must be >= 1")
     return args
+
+
+def shipped_names() -> list[str]:
+    return [path.stem for path in sorted(shipped_sweeps().glob("*.yaml"))]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -214,7 +222,8 @@ def format_summary(sweep: Sweep, results_dir: str, figures: list[Location], args
                                                        f"{results_dir})"),
         *(f"         {path}" for path in figures),
         *where_runs_are(results_dir, sweep.name, context.wandb),
-        f"Tune     {join(results_dir, EXPERIMENT_NAME)}   (continue with: python -m runner.sweep {args.sweep_file} "
+        f"Tune     {join(results_dir, EXPERIMENT_NAME)}   (continue with: {command_name('runner.sweep')} "
+        f"{args.sweep_file} "
         f"{' '.join(args.overrides)}{' ' if args.overrides else ''}--results {args.results} --resume)",
     ]
     return "\n".join(lines)

@@ -367,3 +367,20 @@ def test_run_builds_one_tuner_per_sweep_or_restores_it(tmp_path, capsys, monkeyp
     out = capsys.readouterr().out
     assert f"wandb sync {tmp_path.resolve() / 'quickstart' / 'wandb'}/offline-run-*" in out
     assert f"note: {tmp_path.resolve()} is a path on this node" in out  # --address with results on local disk
+
+
+def test_a_shipped_study_is_found_by_name_from_any_directory(tmp_path, monkeypatch, capsys, no_ray):
+    from runner.study.sweep_file import find_sweep_file
+
+    monkeypatch.chdir(tmp_path)  # e.g. a Ray job's working directory, or an installed package's user
+    for given in ("fig4", "fig4.yaml", "sweeps/fig4.yaml", Path("sweeps/fig4.yaml")):
+        assert find_sweep_file(given) == SWEEPS / "fig4.yaml"
+    assert load_sweep("table3").name == "table3"
+    mine = write(tmp_path, SMALL.replace("name: small", "name: fig4"), "fig4.yaml")
+    assert find_sweep_file("fig4.yaml").resolve() == mine  # a file that exists as given wins
+    with pytest.raises(SweepError, match=r"fig9: no such sweep file .*shipped studies: fig3, fig4, fig5, quickstart"):
+        find_sweep_file("fig9")
+    with pytest.raises(SweepError, match="no such sweep file"):
+        find_sweep_file("other/fig4.yaml")  # a path to elsewhere is not a shipped study
+    assert sweep_cli.main(["--dry-run", "train.rounds=2"]) == 0  # the default, sweeps/quickstart.yaml
+    assert f"sweep quickstart ({SWEEPS / 'quickstart.yaml'}): 4 trials" in capsys.readouterr().out

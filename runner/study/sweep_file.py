@@ -11,6 +11,10 @@ A sweep file (``sweeps/*.yaml``) has five top-level keys::
     variants: [{...}, ...]     # a union of override sets, each crossed with the grid;
                                # a list value inside a variant is expanded (crossed) too
 
+A sweep is named by a path, or by the name of a shipped study (``fig4``, ``sweeps/fig4.yaml``): the files of the
+repository's ``sweeps/`` ship inside the package as ``runner/sweeps/``, so an installed package, or a Ray job
+whose working directory is elsewhere, finds them too (:func:`find_sweep_file`).
+
 Everything is checked here, before Ray starts: unknown keys, misspelled fields and bad values fail
 with the file's path and the dotted field name. :func:`expand` gives the deterministic trial list
 (for ``--dry-run`` and validation); :func:`param_space` gives the same trials as a Tune search space,
@@ -37,6 +41,7 @@ BASE_KEY = "base"        # Tune config key holding the resolved base (a constant
 VARIANT_KEY = "variant"  # Tune config key holding one expanded variant (flat dotted dict)
 RUNNER_OWNED = ("logging.results_dir", "sweep")  # set from --results and the sweep name, never by a file
 _NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+SHIPPED_FOLDER = "sweeps"  # the repository's folder of studies; installed as the package runner.sweeps
 
 
 class _Loader(yaml.SafeLoader):
@@ -73,11 +78,31 @@ def config_fields() -> tuple[str, ...]:
     return tuple(config_columns())
 
 
+def shipped_sweeps() -> Path:
+    """Where the studies that come with the code are: ``sweeps/`` beside ``runner/`` in a checkout (or an
+    editable install), ``runner/sweeps/`` in an installed wheel."""
+    runner_dir = Path(__file__).resolve().parents[1]
+    installed = runner_dir / SHIPPED_FOLDER
+    return installed if installed.is_dir() else runner_dir.parent / SHIPPED_FOLDER
+
+
+def find_sweep_file(given: str | Path) -> Path:
+    """The sweep file meant by ``given``: a file that exists as given, else the shipped study it names
+    (``fig4``, ``fig4.yaml`` or ``sweeps/fig4.yaml``, from whatever directory the command runs in)."""
+    path = Path(given).expanduser()
+    if path.is_file():
+        return path
+    if not path.is_absolute() and path.parent in (Path("."), Path(SHIPPED_FOLDER)):
+        shipped = shipped_sweeps() / (path.name if path.suffix in (".yaml", ".yml") else f"{path.name}.yaml")
+        if shipped.is_file():
+            return shipped
+    names = ", ".join(p.stem for p in sorted(shipped_sweeps().glob("*.yaml")))
+    raise SweepError(f"{given}: no such sweep file (a path, or one of the shipped studies: {names})")
+
+
 def load_sweep(path: str | Path) -> Sweep:
     """Read and validate a sweep file; every trial it expands to is validated too."""
-    path = Path(path)
-    if not path.is_file():
-        raise SweepError(f"{path}: no such sweep file")
+    path = find_sweep_file(path)
     try:
         raw = yaml.load(path.read_text(), Loader=_Loader)
     except yaml.YAMLError as error:
