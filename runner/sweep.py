@@ -36,6 +36,7 @@ from runner.study.sweep_file import (
     shipped_sweeps,
     varying_keys,
 )
+from runner.study.sweep_record import SweepRecord, check_resume, read_record
 from runner.study.tune_sweep import EXPERIMENT_NAME, short_names
 
 DEFAULT_SWEEP = Path("sweeps/quickstart.yaml")
@@ -88,7 +89,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     show_library_logs()
     results_root = args.results if is_uri(args.results) else str(Path(args.results).expanduser().resolve())
     try:
-        sweep = apply_overrides(load_sweep(args.sweep_file), parse_overrides(args.overrides))
+        overrides = parse_overrides(args.overrides)
+        sweep = apply_overrides(load_sweep(args.sweep_file), overrides)
         trials = expand(sweep, results_root=results_root)
         layouts = [TrialLayout.of(trial.resources) for trial in trials]
         if args.dry_run:
@@ -98,22 +100,30 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(dry_run_capacity_check(trials, args.address))
             return 0
         check_data(trials)
+        results_dir = join(results_root, sweep.name)
+        record = SweepRecord.of(sweep.name, sweep.source, overrides, trials, max_concurrent=args.max_concurrent,
+                                max_failures=args.max_failures)
+        changes = resume_changes(record, results_dir) if args.resume else []
     except (SweepError, ConfigError, FileNotFoundError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
 
     from runner.study.tune_sweep import run_tune
 
-    results_dir = join(results_root, sweep.name)
     context = SweepContext.here()  # W&B mode and key, code version: decided once, handed to every trial
     print(f"sweep {sweep.name}: {len(trials)} trials -> {results_dir}")
     print(f"W&B: {context.wandb.line({t.logging.wandb for t in trials})}")
     if args.address and not is_uri(results_root):
         print(f"note: {results_root} is a path on this node; trials on other nodes write to their own disks unless it "
               "is a shared file system (use --results s3://<bucket>/<prefix>, see README 'On a cluster')")
+    for line in changes:
+        print(f"resume: {line}")
+    if changes:
+        print("resume: a fresh Tune run over the same trials applies these; each continues from its own checkpoint")
     try:
         errored = run_tune(sweep, trials, results_dir, address=args.address, max_concurrent=args.max_concurrent,
-                           max_failures=args.max_failures, resume=args.resume, context=context)
+                           max_failures=args.max_failures, resume=args.resume, restore=not changes, context=context,
+                           record=record)
     except ConfigError as error:  # a trial the cluster can never hold (checked before any actor starts)
         print(f"error: {error}", file=sys.stderr)
         return 2
@@ -126,6 +136,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         figures = plot_results(results_dir)
     print(format_summary(sweep, results_dir, figures, args, context))
     return 1 if errored else 0
+
+
+def resume_changes(record: SweepRecord, results_dir: str) -> list[str]:
+    """What this ``--resume`` changes from the run it resumes, one line each (honored); a change to the trials
+    themselves raises :class:`SweepError` naming the override or field, before anything is written."""
+    started = read_record(results_dir)
+    if started is None:
+        return []  # a run from before sweep.json, or none yet: Tune decides what there is to resume
+    return check_resume(started, record)
 
 
 def data_problems(trials: list[TrialConfig]) -> list[tuple[str, str, FileNotFoundError | None]]:

@@ -28,6 +28,7 @@ from runner.study.sweep_file import (
     trial_config_from_tune,
     varying_keys,
 )
+from runner.study.sweep_record import SweepRecord
 from runner.study.trial import run_trial
 
 log = logging.getLogger(__name__)
@@ -51,8 +52,11 @@ def trial_resources(params: dict[str, Any]) -> Any:
 
 def run_tune(sweep: Sweep, trials: list[TrialConfig], results_dir: str | Location, *, address: str | None,
              max_concurrent: int | None, max_failures: int, resume: bool,
-             context: SweepContext | None = None) -> list[str]:
-    """Run (or resume) the sweep under Tune; returns one line per errored trial."""
+             restore: bool = True, context: SweepContext | None = None, record: SweepRecord | None = None) -> list[str]:
+    """Run (or resume) the sweep under Tune; returns one line per errored trial. A resume restores Tune's own
+    experiment, unless ``restore`` is False (flags or settings changed, which a restore would ignore): then a
+    fresh experiment runs the same trials, each from its own checkpoint.
+    ``record`` (the trials, overrides and flags of this start) is written once the cluster can hold them."""
     # Tune ignores a custom progress reporter unless its newer console output is switched off.
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
     import ray
@@ -63,16 +67,18 @@ def run_tune(sweep: Sweep, trials: list[TrialConfig], results_dir: str | Locatio
     else:
         ray.init()  # an embedded local Ray with this machine's CPUs and GPUs
     check_trials(trials, connected_cluster(address))  # a trial that can never be placed: refused before it starts
+    if record is not None:
+        record.write(results_dir)  # <results>/<sweep>/sweep.json, read by --resume and runner.plot
     trainable = tune.with_resources(tune.with_parameters(tune_trainable, context=context or SweepContext.here()),
                                     trial_resources)
     results_dir = Location(results_dir)
     experiment = results_dir / EXPERIMENT_NAME
-    if resume and tune.Tuner.can_restore(str(experiment)):
+    if resume and restore and tune.Tuner.can_restore(str(experiment)):
         log.info("resuming %s: finished trials are kept, unfinished and errored ones continue", experiment)
         tuner = tune.Tuner.restore(str(experiment), trainable=trainable,
                                    resume_unfinished=True, resume_errored=True)
     else:
-        if resume:
+        if resume and restore:
             log.info("nothing to resume at %s; starting the sweep", experiment)
         elif experiment.exists():
             log.info("note: %s holds an earlier run; trials still resume from their own checkpoints "

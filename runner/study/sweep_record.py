@@ -1,0 +1,142 @@
+"""What a sweep was started with, kept beside its results, so that ``--resume`` can say what it changes.
+
+``<results>/<sweep>/sweep.json`` is the one record of a sweep's trials: the sweep file, the command-line
+overrides, ``--max-concurrent`` and ``--max-failures``, and every trial's flat config, written (through
+runner/engine/storage.py: a path or a URI) each time the sweep starts. Readers (``runner.plot`` on a partial
+sweep) use :func:`read_record`. On ``--resume`` the command's own trials are compared with it:
+
+- a change to what a trial *is* (any field outside ``logging.*`` and ``resources.*``: those make up the trial's
+  name and checkpoint) would resume trials from checkpoints of other trials, or start new ones beside the old:
+  it is refused, naming the override (or the sweep file, or the field) that makes it;
+- ``--max-concurrent``, ``--max-failures`` and ``logging.*`` / ``resources.*`` settings are honored: the sweep
+  runs a fresh Tune experiment over the same trials with them (runner/study/tune_sweep.py), and each trial
+  continues from its own checkpoint. :func:`check_resume` lists them, to be printed.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import yaml
+
+from runner.config import TrialConfig
+from runner.engine.storage import Location
+from runner.study.sweep_file import RUNNER_OWNED, SweepError
+
+RECORD_NAME = "sweep.json"
+FORMAT = 1
+SETTINGS = ("logging.", "resources.")  # how a trial runs, not what it is (runner/config.py, trial_name)
+
+
+@dataclass(frozen=True)
+class SweepRecord:
+    """One start of a sweep. ``trials`` maps each trial name to its flat config (dotted keys, JSON values)."""
+
+    sweep: str
+    source: str                                   # the sweep file it was read from
+    overrides: dict[str, Any]                     # key -> value, as parsed from key=value
+    max_concurrent: int | None
+    max_failures: int
+    trials: dict[str, dict[str, Any]] = field(default_factory=dict)
+    format: int = FORMAT
+
+    @classmethod
+    def of(cls, sweep: str, source: str, overrides: Mapping[str, Any], trials: list[TrialConfig], *,
+           max_concurrent: int | None, max_failures: int) -> SweepRecord:
+        return cls(sweep, source, _json(dict(overrides)), max_concurrent, max_failures,
+                   {t.trial_name: _json(t.flat()) for t in trials})
+
+    def write(self, results_dir: str | Location) -> None:
+        text = json.dumps(asdict(self), indent=1)
+        (Location(results_dir) / RECORD_NAME).write_bytes(text.encode())
+
+
+def read_record(results_dir: str | Location) -> SweepRecord | None:
+    """The record of the sweep's last start in ``results_dir`` (``<results>/<sweep>``), or None without one."""
+    where = Location(results_dir) / RECORD_NAME
+    if not where.exists():
+        return None
+    raw = json.loads(where.read_bytes())
+    return SweepRecord(raw["sweep"], raw["source"], raw["overrides"], raw["max_concurrent"], raw["max_failures"],
+                       raw["trials"], raw.get("format", FORMAT))
+
+
+def check_resume(started: SweepRecord, now: SweepRecord) -> list[str]:
+    """Refuse (:class:`SweepError`) a resume whose trials are not those of the run it resumes, naming why;
+    else the settings that differ from that run's start, one line each (they apply from now on)."""
+    gone = [name for name in started.trials if name not in now.trials]
+    new = [name for name in now.trials if name not in started.trials]
+    if gone or new:
+        raise SweepError(_what_changes_trials(started, now, len(gone), len(new)))
+    identity = _changed_keys(started, now, settings=False)  # trials named in the sweep file keep their name
+    if identity:
+        key, count = next(iter(identity.items()))
+        by = _override_of(key, started, now)
+        raise SweepError(f"{by or key} changes {key} of {count} of the {len(now.trials)} trials of the run being "
+                         f"resumed (it is part of what a trial is, not how it runs); start a new --results"
+                         + (" or drop it" if by else " or restore the sweep file"))
+    notes = []
+    for flag, before, after in (("--max-concurrent", started.max_concurrent, now.max_concurrent),
+                                ("--max-failures", started.max_failures, now.max_failures)):
+        if before != after:
+            notes.append(f"{flag} {_show(after, 'none')} (the run started with {_show(before, 'none')})")
+    for key, count in _changed_keys(started, now, settings=True).items():
+        values = sorted({_show(now.trials[n].get(key)) for n in now.trials})
+        notes.append(f"{key}={'|'.join(values)} for {count} of {len(now.trials)} trials "
+                     f"(the unfinished ones continue with it)")
+    return notes
+
+
+def _changed_keys(started: SweepRecord, now: SweepRecord, *, settings: bool) -> dict[str, int]:
+    """Dotted key -> how many trials it differs in; only ``logging.*``/``resources.*`` keys, or only the others."""
+    changed: dict[str, int] = {}
+    for name, flat in now.trials.items():
+        before = started.trials[name]
+        for key in sorted(set(flat) | set(before)):
+            if key in RUNNER_OWNED or key.startswith(SETTINGS) != settings:
+                continue
+            if flat.get(key) != before.get(key):
+                changed[key] = changed.get(key, 0) + 1
+    return changed
+
+
+def _override_of(key: str, started: SweepRecord, now: SweepRecord) -> str:
+    """``key=value`` when the command line's override of ``key`` differs from the run's, else ""."""
+    if key in now.overrides and now.overrides[key] != started.overrides.get(key, object()):
+        return f"{key}={_show(now.overrides[key])}"
+    if key in started.overrides and key not in now.overrides:
+        return f"dropping {key}={_show(started.overrides[key])}"
+    return ""
+
+
+def _what_changes_trials(started: SweepRecord, now: SweepRecord, gone: int, new: int) -> str:
+    total = len(started.trials)
+    affected = f"the {total} trials" if gone == total else f"{gone} of the {total} trials" if gone else "the trials"
+    given = [f"{key}={_show(value)}" for key, value in now.overrides.items()
+             if not key.startswith(SETTINGS) and (key not in started.overrides or started.overrides[key] != value)]
+    dropped = [f"{key}={_show(value)}" for key, value in started.overrides.items()
+               if not key.startswith(SETTINGS) and key not in now.overrides]
+    if given:
+        return (f"{', '.join(given)} {'changes' if len(given) == 1 else 'change'} {affected} of the run being resumed"
+                + (f" (and {new} would be new)" if new and gone != new else "")
+                + f"; start a new --results or drop {'it' if len(given) == 1 else 'them'}")
+    if dropped:
+        them = "it" if len(dropped) == 1 else "them"
+        return (f"the run being resumed was started with {', '.join(dropped)}: without {them} {affected} would "
+                f"change; pass {them} again, or start a new --results")
+    return (f"{now.source} changed since the run being resumed started with {started.source}: "
+            f"{gone} of its {total} trials are gone, {new} are new; restore the file or start a new --results")
+
+
+def _json(value: Any) -> Any:
+    """As JSON reads it back (tuples become lists), so a record compares equal to its own reading."""
+    return json.loads(json.dumps(value, default=str))
+
+
+def _show(value: Any, none: str = "null") -> str:
+    if value is None:
+        return none
+    return str(yaml.safe_dump(value, default_flow_style=True, width=1_000)).removesuffix("\n...\n").strip()

@@ -1,0 +1,121 @@
+"""``--resume`` and ``<results>/<sweep>/sweep.json``: what a resume may change (flags, logging.*, resources.*:
+honored, printed) and what it may not (what a trial is: refused by name, before anything is written)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from runner import sweep as sweep_cli
+from runner.config import TrialConfig
+from runner.study.sweep_file import SweepError
+from runner.study.sweep_record import SweepRecord, check_resume, read_record
+
+SWEEP = """
+name: small
+description: two tiny trials
+base:
+  data: {dataset: synthetic, num_clients: 4, clients_per_round: 2}
+  model: {arch: fc2, parameterization: fedpara, gamma: 0.5}
+  train: {rounds: 2, local_epochs: 1, batch_size: 64, lr: 0.05}
+  resources: {num_workers: 1, cpus_per_worker: 0.25, gpus_per_worker: 0, driver_cpus: 0.25}
+  logging: {checkpoint_every: 1, wandb: disabled}
+grid:
+  seed: [0, 1]
+"""
+
+
+def files(root: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+@pytest.fixture
+def tuners(ray_session, monkeypatch):
+    """The real Tuner on the session's Ray, recording how each run builds or restores it."""
+    import ray
+    from ray import tune
+
+    calls: list[tuple[str, dict]] = []
+    real_restore = tune.Tuner.restore
+
+    class Spy(tune.Tuner):
+        def __init__(self, *args, **kwargs):
+            if "tune_config" in kwargs:
+                calls.append(("new", kwargs))
+            super().__init__(*args, **kwargs)
+
+        @classmethod
+        def restore(cls, path, **kwargs):
+            calls.append(("restore", {"path": path}))
+            return real_restore(path, **kwargs)
+
+    monkeypatch.setattr(ray, "init", lambda **kwargs: None)  # the session's Ray is already up
+    monkeypatch.setattr(tune, "Tuner", Spy)
+    return calls
+
+
+def test_resume_refuses_a_changed_trial_by_name_and_honors_new_flags(tmp_path, capsys, tuners):
+    sweep_file = tmp_path / "small.yaml"
+    sweep_file.write_text(SWEEP)
+    results = tmp_path / "results"
+    common = [str(sweep_file), "--results", str(results), "--no-plot"]
+    assert sweep_cli.main([*common, "train.rounds=1"]) == 0
+    record = read_record(results / "small")
+    assert record is not None and record.overrides == {"train.rounds": 1} and record.max_concurrent is None
+    assert sorted(flat["seed"] for flat in record.trials.values()) == [0, 1]
+    assert {flat["train.rounds"] for flat in record.trials.values()} == {1}
+    written = files(results)
+    rows = pd.read_parquet(results / "small" / "rounds")
+    assert sorted(rows.groupby("seed")["round"].max().items()) == [(0, 1), (1, 1)]
+    capsys.readouterr()
+
+    assert sweep_cli.main([*common, "train.rounds=1", "train.lr=0.2", "--resume"]) == 2
+    assert "error: train.lr=0.2 changes the 2 trials of the run being resumed" in capsys.readouterr().err
+    assert sweep_cli.main([*common, "--resume"]) == 2  # the file's 2 rounds: other trials
+    assert "the run being resumed was started with train.rounds=1: without it" in capsys.readouterr().err
+    assert files(results) == written  # refused before anything was written
+    assert [kind for kind, _ in tuners] == ["new"]
+
+    argv = [*common, "train.rounds=1", "logging.checkpoint_every=2", "--max-concurrent", "1", "--resume"]
+    assert sweep_cli.main(argv) == 0
+    out = capsys.readouterr().out
+    assert "resume: --max-concurrent 1 (the run started with none)" in out
+    assert "resume: logging.checkpoint_every=2 for 2 of 2 trials" in out
+    kind, built = tuners[-1]
+    assert kind == "new" and built["tune_config"].max_concurrent_trials == 1  # restore would keep the old config
+    assert built["param_space"]["base"]["logging"]["checkpoint_every"] == 2
+    record = read_record(results / "small")
+    assert record is not None and record.max_concurrent == 1
+    assert pd.read_parquet(results / "small" / "rounds").sort_values(["seed", "round"]).reset_index(drop=True) \
+        .equals(rows.sort_values(["seed", "round"]).reset_index(drop=True))  # finished trials: nothing redone
+
+    assert sweep_cli.main([*common, "train.rounds=1", "logging.checkpoint_every=2", "--max-concurrent", "1",
+                           "--resume"]) == 0
+    assert tuners[-1][0] == "restore"  # nothing changed: Tune's own experiment is restored
+
+
+def named(**fields) -> TrialConfig:
+    return TrialConfig.from_dict({"name": "mine", "data": {"dataset": "synthetic"}, **fields})
+
+
+def test_a_named_trial_whose_config_changed_is_refused_naming_the_field():
+    started = SweepRecord.of("s", "s.yaml", {}, [named(train={"lr": 0.1})], max_concurrent=None, max_failures=0)
+    now = SweepRecord.of("s", "s.yaml", {"train.lr": 0.3}, [named(train={"lr": 0.3})], max_concurrent=None,
+                         max_failures=2)
+    with pytest.raises(SweepError, match=r"^train.lr=0.3 changes train.lr of 1 of the 1 trials"):
+        check_resume(started, now)
+    honored = SweepRecord.of("s", "s.yaml", {}, [named(train={"lr": 0.1}, resources={"num_workers": 3})],
+                             max_concurrent=None, max_failures=2)
+    assert check_resume(started, honored) == [
+        "--max-failures 2 (the run started with 0)",
+        "resources.num_workers=3 for 1 of 1 trials (the unfinished ones continue with it)"]
+
+
+def test_the_record_reads_back_as_written_from_a_uri(tmp_path):
+    record = SweepRecord.of("s", "s.yaml", {"model.gamma": None}, [named()], max_concurrent=3, max_failures=1)
+    record.write(f"file://{tmp_path}/s")
+    assert read_record(f"file://{tmp_path}/s") == record
+    assert read_record(tmp_path / "s") == record
+    assert read_record(tmp_path / "none") is None
