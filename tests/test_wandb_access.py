@@ -105,7 +105,11 @@ def test_the_sweep_prints_its_wandb_decision_once(home, tmp_path, capsys, monkey
         def fit(self):
             return []
 
+    from runner.study import tune_sweep
+    from runner.study.capacity import Capacity, NodeShape
+
     monkeypatch.setattr(ray, "init", lambda **kwargs: None)
+    monkeypatch.setattr(tune_sweep, "connected_cluster", lambda address: Capacity("c", (NodeShape("a", 4, 0),)))
     monkeypatch.setattr(tune, "Tuner", Tuner)
     netrc(home, {"api.wandb.ai": KEY})
     assert sweep_cli.main(["sweeps/quickstart.yaml", "--results", str(tmp_path / "r"), "--no-plot"]) == 0
