@@ -24,6 +24,7 @@ from runner.config import ConfigError, TrialConfig
 from runner.console import command_name, show_library_logs
 from runner.engine.layout import Bundle, TrialLayout
 from runner.engine.storage import Location, is_uri, join
+from runner.study.console_view import DEFAULT_EVERY_S
 from runner.study.probe import dry_run_lines
 from runner.study.sweep_context import SweepContext
 from runner.study.sweep_file import (
@@ -68,6 +69,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                         help="run at most N trials at once (default: as many as the cluster fits)")
     parser.add_argument("--max-failures", type=int, default=0, metavar="N",
                         help="retry a failed trial up to N times, e.g. after losing a spot node (default: 0)")
+    parser.add_argument("--progress-every", type=float, default=DEFAULT_EVERY_S, metavar="SECONDS",
+                        help="print trials done/running/pending, rounds and an ETA at most this often "
+                             f"(default: {DEFAULT_EVERY_S:g})")
     parser.add_argument("--dry-run", action="store_true", help="print the trials and their resources, start nothing")
     parser.add_argument("--resume", action="store_true", help="continue an interrupted run of this sweep")
     parser.add_argument("--no-plot", action="store_true", help="skip the figures and tables at the end")
@@ -122,7 +126,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("resume: a fresh Tune run over the same trials applies these; each continues from its own checkpoint")
     try:
         errored = run_tune(sweep, trials, results_dir, address=args.address, max_concurrent=args.max_concurrent,
-                           max_failures=args.max_failures, resume=args.resume, restore=not changes, context=context,
+                           max_failures=args.max_failures, resume=args.resume, restore=not changes,
+                           progress_every_s=args.progress_every, context=context,
                            record=record)
     except ConfigError as error:  # a trial the cluster can never hold (checked before any actor starts)
         print(f"error: {error}", file=sys.stderr)

@@ -13,13 +13,13 @@ from typing import ClassVar
 import pytest
 import yaml
 from ray.tune.search.variant_generator import generate_variants
-from ray.tune.utils import unflattened_lookup
 
 from runner import sweep as sweep_cli
 from runner.config import TrialConfig
 from runner.engine.layout import TrialLayout
 from runner.study import capacity, tune_sweep
 from runner.study.capacity import Capacity, NodeShape
+from runner.study.console_view import SweepProgress
 from runner.study.sweep_file import (
     Sweep,
     SweepError,
@@ -223,18 +223,6 @@ def test_trial_resources_follow_each_trials_own_config(tmp_path):
         assert factory.bundles == TrialLayout.of(cfg.resources).bundles() == expected_bundles(cfg)
 
 
-def test_progress_columns_point_at_values_in_the_tune_config(tmp_path):
-    sweep = load_sweep(write(tmp_path, SMALL))
-    trials = expand(sweep)
-    columns = tune_sweep._tune_columns(sweep, trials)
-    assert columns == {"variant/model.parameterization": "parameterization", "variant/model.gamma": "gamma",
-                       "variant/resources.num_workers": "num_workers", "seed": "seed"}
-    for _, config in generate_variants(param_space(sweep)):
-        flat = trial_config_from_tune(config).flat()
-        for column in columns:
-            assert unflattened_lookup(column, config, default=None) == flat[column.split("/")[-1]]
-
-
 # ---- the CLI ---------------------------------------------------------------------------------------
 
 @pytest.fixture
@@ -360,7 +348,7 @@ def test_run_builds_one_tuner_per_sweep_or_restores_it(tmp_path, capsys, monkeyp
         assert name == trial_config_from_tune(first).trial_name
         run = built["run_config"]
         assert (run.name, run.storage_path) == ("tune", str(tmp_path.resolve() / "quickstart"))
-        assert isinstance(run.progress_reporter, tune.CLIReporter)
+        assert isinstance(run.progress_reporter, SweepProgress) and run.verbose == 1  # not Tune's full table
         space = built["param_space"]
         assert space["base"]["logging"]["results_dir"] == str(tmp_path.resolve() / "quickstart")
         assert len(list(generate_variants(space))) == 4

@@ -21,20 +21,15 @@ from runner.engine.storage import Location
 from runner.study.capacity import check_trials, connected_cluster
 from runner.study.sweep_context import SweepContext
 from runner.study.sweep_file import (
-    VARIANT_KEY,
     Sweep,
-    grid_axis_keys,
     param_space,
     trial_config_from_tune,
-    varying_keys,
 )
 from runner.study.sweep_record import SweepRecord
 from runner.study.trial import run_trial
 
 log = logging.getLogger(__name__)
 EXPERIMENT_NAME = "tune"  # <results>/<sweep>/tune holds Tune's experiment state
-METRIC_COLUMNS = {"round": "round", "train_loss": "train loss", "test_accuracy": "test acc",
-                  "cumulative_bytes": "bytes"}
 
 
 def tune_trainable(params: dict[str, Any], context: SweepContext | None = None) -> None:
@@ -52,7 +47,8 @@ def trial_resources(params: dict[str, Any]) -> Any:
 
 def run_tune(sweep: Sweep, trials: list[TrialConfig], results_dir: str | Location, *, address: str | None,
              max_concurrent: int | None, max_failures: int, resume: bool,
-             restore: bool = True, context: SweepContext | None = None, record: SweepRecord | None = None) -> list[str]:
+             restore: bool = True, progress_every_s: float = 30.0, context: SweepContext | None = None,
+             record: SweepRecord | None = None) -> list[str]:
     """Run (or resume) the sweep under Tune; returns one line per errored trial. A resume restores Tune's own
     experiment, unless ``restore`` is False (flags or settings changed, which a restore would ignore): then a
     fresh experiment runs the same trials, each from its own checkpoint.
@@ -92,7 +88,8 @@ def run_tune(sweep: Sweep, trials: list[TrialConfig], results_dir: str | Locatio
                 name=EXPERIMENT_NAME,
                 storage_path=str(results_dir),  # a path or a URI: Tune opens it with pyarrow, as we do
                 failure_config=tune.FailureConfig(max_failures=max_failures),
-                progress_reporter=progress_reporter(sweep, trials),
+                progress_reporter=progress_reporter(sweep, progress_every_s),
+                verbose=1,  # the reporter's lines; no per-trial result dicts
             ),
         )
     grid = tuner.fit()
@@ -105,20 +102,11 @@ def tune_trial_name(trial: Any) -> str:
     return trial_config_from_tune(trial.config).trial_name
 
 
-def progress_reporter(sweep: Sweep, trials: list[TrialConfig]) -> Any:
-    """Trial status, the keys that vary, round and test accuracy — one row per trial."""
-    from ray import tune
+def progress_reporter(sweep: Sweep, every_s: float) -> Any:
+    """A few lines every ``every_s`` seconds: trials done/running/pending, each running trial's round, an ETA."""
+    from runner.study.console_view import SweepProgress
 
-    return tune.CLIReporter(parameter_columns=_tune_columns(sweep, trials), metric_columns=METRIC_COLUMNS,
-                            max_progress_rows=50, max_column_length=24)
-
-
-def _tune_columns(sweep: Sweep, trials: list[TrialConfig]) -> dict[str, str]:
-    """Where each varying key sits in a Tune trial config: grid keys at the top, variant keys under
-    ``variant/`` (Tune's CLIReporter looks nested keys up with "/")."""
-    grid_paths = grid_axis_keys(sweep)
-    names = short_names(varying_keys(trials))
-    return {grid_paths.get(key, f"{VARIANT_KEY}/{key}"): name for key, name in names.items()}
+    return SweepProgress(sweep.name, every_s)
 
 
 def short_names(keys: list[str]) -> dict[str, str]:

@@ -1,0 +1,90 @@
+"""The console during a sweep: a few lines every N seconds instead of Tune's full result table.
+
+A long sweep (fig4: 40 trials, hours) needs to say how far it is, not every trial's latest metrics: how many
+trials are done, running and pending, which round each running trial is in, and when the sweep should end.
+Tune calls this reporter from its loop (``RunConfig(progress_reporter=...)``; runner/study/tune_sweep.py keeps
+Tune on its classic console output, where a reporter is honored, with ``verbose=1`` so no per-trial result
+dicts are logged). The ETA assumes the rounds still to run take as long as this run's rounds took so far.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+from ray.tune import ProgressReporter
+
+from runner.study.sweep_file import trial_config_from_tune
+
+DEFAULT_EVERY_S = 30.0
+STATES = (("TERMINATED", "done"), ("RUNNING", "running"), ("PENDING", "pending"), ("PAUSED", "paused"),
+          ("ERROR", "errored"))
+
+
+class SweepProgress(ProgressReporter):
+    """Prints :func:`progress_block` at most every ``every_s`` seconds, and once at the end."""
+
+    def __init__(self, sweep: str, every_s: float = DEFAULT_EVERY_S, *,
+                 clock: Callable[[], float] = time.monotonic, write: Callable[[str], None] = print) -> None:
+        self.sweep, self.every_s, self.clock, self.write = sweep, every_s, clock, write
+        self.started: float | None = None  # set at the first call (a restored experiment unpickles this)
+        self.last: float | None = None
+        self.first_round: dict[str, int] = {}  # rounds a trial had done when this run first saw it (a resume)
+
+    def should_report(self, trials: Sequence[Any], done: bool = False) -> bool:
+        now = self.clock()
+        if self.started is None:
+            self.started = now
+        return done or self.last is None or now - self.last >= self.every_s
+
+    def report(self, trials: Sequence[Any], done: bool, *sys_info: str) -> None:
+        self.last = self.clock()
+        if self.started is None:
+            self.started = self.last
+        views = [TrialView.of(trial) for trial in trials]
+        for view in views:
+            self.first_round.setdefault(view.name, view.round if view.status != "PENDING" else 0)
+        self.write(progress_block(self.sweep, views, self.last - self.started, self.first_round, done))
+
+
+class TrialView:
+    """What the console shows of one Tune trial: its name, state, last reported round and round count."""
+
+    def __init__(self, name: str, status: str, round: int, rounds: int) -> None:
+        self.name, self.status, self.round, self.rounds = name, status, round, rounds
+
+    @classmethod
+    def of(cls, trial: Any) -> TrialView:
+        cfg = trial_config_from_tune(trial.config)
+        last = trial.last_result or {}
+        done = trial.status == "TERMINATED"
+        return cls(cfg.trial_name, trial.status, cfg.train.rounds if done else int(last.get("round") or 0),
+                   cfg.train.rounds)
+
+
+def progress_block(sweep: str, trials: Sequence[TrialView], elapsed_s: float,
+                   first_round: Mapping[str, int], done: bool = False) -> str:
+    """``fig4 [12m03s]: 3 done, 2 running, 35 pending | rounds 710/8000 | ETA 2h05m`` then one line per
+    running trial: ``  running <trial> round 14/200``."""
+    counts = {label: sum(t.status == state for t in trials) for state, label in STATES}
+    states = ", ".join(f"{n} {label}" for label, n in counts.items() if n or label in ("done", "running", "pending"))
+    rounds_done = sum(t.round for t in trials)
+    rounds_all = sum(t.rounds for t in trials)
+    ran = sum(t.round - first_round.get(t.name, 0) for t in trials if t.status != "ERROR")
+    left = sum(t.rounds - t.round for t in trials if t.status != "ERROR")
+    eta = "-" if done or ran <= 0 else duration(elapsed_s / ran * left)
+    head = f"{sweep} [{duration(elapsed_s)}]: {states} | rounds {rounds_done}/{rounds_all} | " + (
+        "finished" if done else f"ETA {eta}")
+    running = [f"  running {t.name} round {t.round}/{t.rounds}" for t in trials if t.status == "RUNNING"]
+    return "\n".join([head, *running])
+
+
+def duration(seconds: float) -> str:
+    """``7384`` -> ``2h03m``; ``65`` -> ``1m05s``; ``4.2`` -> ``4s``."""
+    s = round(seconds)
+    if s >= 3600:
+        return f"{s // 3600}h{s % 3600 // 60:02d}m"
+    if s >= 60:
+        return f"{s // 60}m{s % 60:02d}s"
+    return f"{s}s"

@@ -1,0 +1,81 @@
+"""The sweep's console: a compact progress block (counts, each running trial's round, an ETA) at most every
+N seconds, and none of Tune's full result table."""
+
+from __future__ import annotations
+
+import re
+import types
+
+import pytest
+
+from runner import sweep as sweep_cli
+from runner.study.console_view import SweepProgress, TrialView, duration, progress_block
+
+SWEEP = """
+name: tiny
+description: two tiny trials
+base:
+  data: {dataset: synthetic, num_clients: 4, clients_per_round: 2}
+  model: {arch: fc2, parameterization: fedpara, gamma: 0.5}
+  train: {rounds: 2, local_epochs: 1, batch_size: 64, lr: 0.05}
+  resources: {num_workers: 1, cpus_per_worker: 0.25, gpus_per_worker: 0, driver_cpus: 0.25}
+  logging: {checkpoint_every: 1, wandb: disabled}
+grid:
+  seed: [0, 1]
+"""
+
+
+def test_the_block_counts_trials_shows_running_rounds_and_an_eta():
+    trials = [TrialView("a", "TERMINATED", 10, 10), TrialView("b", "RUNNING", 4, 10),
+              TrialView("c", "RUNNING", 7, 10), TrialView("d", "PENDING", 0, 10), TrialView("e", "ERROR", 3, 10)]
+    first = {"a": 0, "b": 0, "c": 5, "d": 0, "e": 3}  # c resumed after round 5; e failed before doing any
+    # this run did 10 + 4 + 2 = 16 rounds in 160 s; 6 + 3 + 10 are left: 190 s
+    assert progress_block("fig4", trials, 160.0, first) == (
+        "fig4 [2m40s]: 1 done, 2 running, 1 pending, 1 errored | rounds 24/50 | ETA 3m10s\n"
+        "  running b round 4/10\n"
+        "  running c round 7/10")
+    assert progress_block("fig4", trials[:1], 7384.0, first, done=True) == (
+        "fig4 [2h03m]: 1 done, 0 running, 0 pending | rounds 10/10 | finished")
+    assert (duration(4.2), duration(65), duration(7384)) == ("4s", "1m05s", "2h03m")
+
+
+def tune_trial(status: str, seed: int, round_: int | None) -> types.SimpleNamespace:
+    config = {"base": {"data": {"dataset": "synthetic"}, "train": {"rounds": 5}}, "seed": seed}
+    return types.SimpleNamespace(config=config, status=status, last_result={} if round_ is None else {"round": round_})
+
+
+def test_the_reporter_prints_at_most_every_n_seconds_and_at_the_end():
+    now, lines = [100.0], []
+    progress = SweepProgress("s", every_s=30, clock=lambda: now[0], write=lines.append)
+    trials = [tune_trial("RUNNING", 0, 2), tune_trial("PENDING", 1, None)]
+    asked = []
+    for t in (100.0, 110.0, 129.0, 131.0, 140.0):
+        now[0] = t
+        if progress.should_report(trials):
+            asked.append(t)
+            progress.report(trials, done=False)
+    assert asked == [100.0, 131.0]
+    assert progress.should_report(trials, done=True)
+    assert re.fullmatch(r"s \[31s\]: 0 done, 1 running, 1 pending \| rounds 2/10 \| ETA -\n"
+                        r"  running synthetic-\S+-s0-\w+ round 2/5", lines[-1])
+
+
+@pytest.mark.usefixtures("ray_session")
+def test_a_sweep_prints_the_compact_block_and_not_tunes_table(tmp_path, capsys, monkeypatch):
+    import ray
+
+    monkeypatch.setattr(ray, "init", lambda **kwargs: None)  # the session's Ray is already up
+    sweep_file = tmp_path / "tiny.yaml"
+    sweep_file.write_text(SWEEP)
+    argv = [str(sweep_file), "--results", str(tmp_path / "results"), "--no-plot", "--progress-every", "0"]
+    assert sweep_cli.main(argv) == 0
+    captured = capsys.readouterr()
+    out = captured.out + captured.err
+    heads = re.findall(r"^tiny \[\w+\]: (\d+) done, (\d+) running, (\d+) pending \| rounds (\d+)/4 \| (.*)$", out,
+                       re.MULTILINE)
+    assert heads and heads[-1] == ("2", "0", "0", "4", "finished")
+    assert all(sum(map(int, head[:3])) == 2 for head in heads)
+    for line in re.findall(r"^  running .*$", out, re.MULTILINE):
+        assert re.fullmatch(r"  running synthetic-\S+-s[01]-\w+ round [0-2]/2", line)
+    assert "Trial name" not in out and "== Status ==" not in out and "+----" not in out  # Tune's table
+    assert "Trial status" not in out
