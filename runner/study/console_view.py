@@ -26,11 +26,19 @@ class SweepProgress(ProgressReporter):
     """Prints :func:`progress_block` at most every ``every_s`` seconds, and once at the end."""
 
     def __init__(self, sweep: str, every_s: float = DEFAULT_EVERY_S, *,
-                 clock: Callable[[], float] = time.monotonic, write: Callable[[str], None] = print) -> None:
-        self.sweep, self.every_s, self.clock, self.write = sweep, every_s, clock, write
+                 clock: Callable[[], float] | None = None, write: Callable[[str], None] | None = None) -> None:
+        # Tune pickles the reporter with the experiment: the defaults are looked up when used, not stored
+        # (Ray 2.41 with W&B 0.17 refused to pickle a stored builtins.print)
+        self.sweep, self.every_s, self._clock, self._write = sweep, every_s, clock, write
         self.started: float | None = None  # set at the first call (a restored experiment unpickles this)
         self.last: float | None = None
         self.first_round: dict[str, int] = {}  # rounds a trial had done when this run first saw it (a resume)
+
+    def clock(self) -> float:
+        return (self._clock or time.monotonic)()
+
+    def write(self, text: str) -> None:
+        (self._write or print)(text)
 
     def should_report(self, trials: Sequence[Any], done: bool = False) -> bool:
         now = self.clock()
