@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint bench report clean
+.PHONY: demo test lint bench report clean min-versions
 
 $(STAMP): pyproject.toml
 	test -d $(VENV) || $(PY) -m venv $(VENV)
@@ -25,6 +25,25 @@ test: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/mypy
+
+# The lowest Ray and W&B that pyproject.toml allows, installed for real and tested (slow: not part of `make test`).
+# A throwaway venv sees .venv's packages (torch, pytest, ...) behind its own, so only Ray, W&B and what they pin
+# are installed.
+MIN_VENV := .venv-min
+MIN_TESTS := tests/test_sweep_resume.py tests/test_console_view.py tests/test_runner_wandb_run.py \
+             tests/test_wandb_access.py tests/test_runner_trial.py::test_trial_writes_parquet_and_an_offline_wandb_run \
+             tests/test_runner_trial.py::test_a_resumed_trial_continues_its_wandb_run_from_a_file_uri
+LOWER_BOUNDS := import re, tomllib; deps = tomllib.load(open("pyproject.toml", "rb"))["project"]["dependencies"]; \
+                print(" ".join(re.sub(r">=([^,]+).*", r"==\1", d) for d in deps if re.match(r"(ray|wandb)\b", d)))
+
+min-versions: $(STAMP)
+	rm -rf $(MIN_VENV)
+	$(PY) -m venv $(MIN_VENV)
+	$(BIN)/python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])' > \
+	  "$$($(MIN_VENV)/bin/python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')/zz-main-venv.pth"
+	$(MIN_VENV)/bin/python -m pip install -q $$($(BIN)/python -c '$(LOWER_BOUNDS)')
+	$(MIN_VENV)/bin/python -c 'import ray, wandb; print("testing ray", ray.__version__, "wandb", wandb.__version__)'
+	PYTHONPATH=$(CURDIR) $(MIN_VENV)/bin/python -m pytest -q $(MIN_TESTS)
 
 bench: $(STAMP)
 	$(BIN)/python bench/runner_vs_plain.py
