@@ -46,7 +46,7 @@ def tune_trial(status: str, seed: int, round_: int | None) -> types.SimpleNamesp
 
 def test_the_reporter_prints_at_most_every_n_seconds_and_at_the_end():
     now, lines = [100.0], []
-    progress = SweepProgress("s", every_s=30, clock=lambda: now[0], write=lines.append)
+    progress = SweepProgress("s", every_s=30, rounds={"later": 5}, clock=lambda: now[0], write=lines.append)
     trials = [tune_trial("RUNNING", 0, 2), tune_trial("PENDING", 1, None)]
     asked = []
     for t in (100.0, 110.0, 129.0, 131.0, 140.0):
@@ -56,7 +56,7 @@ def test_the_reporter_prints_at_most_every_n_seconds_and_at_the_end():
             progress.report(trials, done=False)
     assert asked == [100.0, 131.0]
     assert progress.should_report(trials, done=True)
-    assert re.fullmatch(r"s \[31s\]: 0 done, 1 running, 1 pending \| rounds 2/10 \| ETA -\n"
+    assert re.fullmatch(r"s \[31s\]: 0 done, 1 running, 2 pending \| rounds 2/15 \| ETA 6m43s\n"
                         r"  running synthetic-\S+-s0-\w+ round 2/5", lines[-1])
 
 

@@ -25,13 +25,14 @@ STATES = (("TERMINATED", "done"), ("RUNNING", "running"), ("PENDING", "pending")
 class SweepProgress(ProgressReporter):
     """Prints :func:`progress_block` at most every ``every_s`` seconds, and once at the end."""
 
-    def __init__(self, sweep: str, every_s: float = DEFAULT_EVERY_S, *,
+    def __init__(self, sweep: str, every_s: float = DEFAULT_EVERY_S, rounds: Mapping[str, int] | None = None, *,
                  clock: Callable[[], float] | None = None, write: Callable[[str], None] | None = None) -> None:
         # Tune pickles the reporter with the experiment: the defaults are looked up when used, not stored
         # (Ray 2.41 with W&B 0.17 refused to pickle a stored builtins.print)
         self.sweep, self.every_s, self._clock, self._write = sweep, every_s, clock, write
         self.started: float | None = None  # set at the first call (a restored experiment unpickles this)
         self.last: float | None = None
+        self.rounds = dict(rounds or {})  # every trial of the sweep: Tune creates them lazily under --max-concurrent
         self.first_round: dict[str, int] = {}  # rounds a trial had done when this run first saw it (a resume)
 
     def clock(self) -> float:
@@ -51,8 +52,11 @@ class SweepProgress(ProgressReporter):
         if self.started is None:
             self.started = self.last
         views = [TrialView.of(trial) for trial in trials]
-        for view in views:
-            self.first_round.setdefault(view.name, view.round if view.status != "PENDING" else 0)
+        for view in views:  # the round before its first report in this run (a resumed trial starts late)
+            if view.status == "TERMINATED" or view.round > 0:
+                self.first_round.setdefault(view.name, view.round if view.status == "TERMINATED" else view.round - 1)
+        seen = {view.name for view in views}
+        views += [TrialView(name, "PENDING", 0, rounds) for name, rounds in self.rounds.items() if name not in seen]
         self.write(progress_block(self.sweep, views, self.last - self.started, self.first_round, done))
 
 

@@ -76,7 +76,7 @@ def run_tune(sweep: Sweep, trials: list[TrialConfig], results_dir: str | Locatio
     else:
         if resume and restore:
             log.info("nothing to resume at %s; starting the sweep", experiment)
-        elif experiment.exists():
+        elif not resume and experiment.exists():
             log.info("note: %s holds an earlier run; trials still resume from their own checkpoints "
                      "(pass --resume to continue that Tune run instead)", experiment)
         tuner = tune.Tuner(
@@ -88,7 +88,7 @@ def run_tune(sweep: Sweep, trials: list[TrialConfig], results_dir: str | Locatio
                 name=EXPERIMENT_NAME,
                 storage_path=str(results_dir),  # a path or a URI: Tune opens it with pyarrow, as we do
                 failure_config=tune.FailureConfig(max_failures=max_failures),
-                progress_reporter=progress_reporter(sweep, progress_every_s),
+                progress_reporter=progress_reporter(sweep, trials, progress_every_s),
                 verbose=1,  # the reporter's lines; no per-trial result dicts
             ),
         )
@@ -102,11 +102,11 @@ def tune_trial_name(trial: Any) -> str:
     return trial_config_from_tune(trial.config).trial_name
 
 
-def progress_reporter(sweep: Sweep, every_s: float) -> Any:
+def progress_reporter(sweep: Sweep, trials: list[TrialConfig], every_s: float) -> Any:
     """A few lines every ``every_s`` seconds: trials done/running/pending, each running trial's round, an ETA."""
     from runner.study.console_view import SweepProgress
 
-    return SweepProgress(sweep.name, every_s)
+    return SweepProgress(sweep.name, every_s, {t.trial_name: t.train.rounds for t in trials})
 
 
 def short_names(keys: list[str]) -> dict[str, str]:
