@@ -23,6 +23,7 @@ from runner.algorithms import REGISTRY, Algorithm, NoSettings, Upload, broken_ru
 
 EVALUATIONS = ("auto", "global", "personal")
 WANDB_MODES = ("auto", "online", "offline", "disabled")
+PRECISIONS = ("fp32", "bf16")
 
 
 class ConfigError(ValueError):
@@ -68,6 +69,7 @@ class TrainConfig:
     augment: bool = True
     eval_every: int = 1
     evaluation: str = "auto"
+    precision: str = "fp32"  # bf16: forward passes under bfloat16 autocast; weights and updates stay fp32
 
 
 @dataclass(frozen=True)
@@ -148,9 +150,13 @@ class TrialConfig:
             f"-g{m.gamma:g}" if m.gamma is not None else f"-rho{m.ratio:g}")
         levels = self.upload.quantize_levels
         upload = "" if levels is None else f"-q{levels}"
+        precision = "" if self.train.precision == "fp32" else f"-{self.train.precision}"
         identity = {k: v for k, v in self.flat().items() if not k.startswith(("logging.", "resources."))}
+        if self.train.precision == "fp32":  # the default leaves the names of trials from before the field unchanged
+            del identity["train.precision"]
         digest = hashlib.sha1(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:8]
-        return f"{d.dataset}-{split}-{m.arch}-{m.parameterization}{knob}-{a.name}{upload}-s{self.seed}-{digest}"
+        return (f"{d.dataset}-{split}-{m.arch}-{m.parameterization}{knob}-{a.name}{upload}{precision}"
+                f"-s{self.seed}-{digest}")
 
     @property
     def personalized(self) -> bool:
@@ -313,6 +319,7 @@ def _validate(c: TrialConfig) -> None:
     _require(t.weight_decay >= 0, "train.weight_decay", f"must be >= 0, got {t.weight_decay}")
     _require(t.eval_every >= 1, "train.eval_every", f"must be >= 1, got {t.eval_every}")
     _one_of(t.evaluation, EVALUATIONS, "train.evaluation")
+    _one_of(t.precision, PRECISIONS, "train.precision")
 
     needs = REGISTRY[a.name].requires_parameterization
     _require(needs in (None, m.parameterization), "algorithm.name",

@@ -13,7 +13,7 @@ from runner.algorithms.local import LocalOnly
 from runner.algorithms.pfedpara import PFedPara
 from runner.algorithms.scaffold import Scaffold
 from runner.algorithms.settings import NoSettings, broken_rules, setting
-from runner.algorithms.training import LocalResult, LocalTraining, local_sgd
+from runner.algorithms.training import LocalResult, LocalTraining, forward_precision, local_sgd
 from runner.algorithms.upload import Upload, quantize
 
 REGISTRY: dict[str, type[Algorithm]] = {
@@ -28,6 +28,7 @@ __all__ = [
     "NoSettings",
     "Upload",
     "broken_rules",
+    "forward_precision",
     "local_sgd",
     "quantize",
     "setting",

@@ -2,10 +2,13 @@
 
 This is the training loop every algorithm runs (FedProx, SCAFFOLD and FedDyn only adjust gradients
 before each step), so what the loop knows (the mean loss, how many steps it took) it reports itself.
+The loss is summed on the device and read once when the client ends: reading it every step would make
+the host wait for the accelerator each step.
 """
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
@@ -29,6 +32,7 @@ class LocalTraining:
     weight_decay: float
     global_names: tuple[str, ...]  # parameters the server owns; the rest stay on the client
     generator: torch.Generator  # the client's own randomness for this round (e.g. quantization)
+    precision: str = "fp32"  # train.precision: "bf16" runs the forward pass under bfloat16 autocast
 
 
 @dataclass(frozen=True)
@@ -39,22 +43,33 @@ class LocalResult:
     steps: int
 
 
+def forward_precision(precision: str, device: torch.device) -> contextlib.AbstractContextManager[None]:
+    """Where a forward pass runs in ``precision``: bf16 autocasts matmuls and convolutions to bfloat16 (the
+    parameters, their gradients and the optimizer stay fp32); fp32 changes nothing."""
+    if precision == "bf16":
+        return torch.autocast(device.type, dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
 def local_sgd(job: LocalTraining, correction: Correction | None = None) -> LocalResult:
     """Plain SGD over the client's data for ``job.epochs`` epochs."""
     model = job.model
     model.train()
     params = dict(model.named_parameters())
     optimizer = torch.optim.SGD(params.values(), lr=job.lr, momentum=job.momentum, weight_decay=job.weight_decay)
-    total, count, steps = 0.0, 0, 0
+    # float64 sum of (fp32 loss) x (batch size), the same arithmetic as summing Python floats, without a sync
+    total = torch.zeros((), dtype=torch.float64, device=next(iter(params.values())).device)
+    count, steps = 0, 0
     for _ in range(job.epochs):
         for inputs, labels in job.batches():
             optimizer.zero_grad(set_to_none=True)
-            loss = F.cross_entropy(model(inputs), labels)
+            with forward_precision(job.precision, inputs.device):
+                loss = F.cross_entropy(model(inputs).float(), labels)
             loss.backward()
             if correction is not None:
                 correction(params)
             optimizer.step()
-            total += loss.item() * len(labels)
+            total += loss.detach().double() * len(labels)
             count += len(labels)
             steps += 1
-    return LocalResult(total / max(count, 1), steps)
+    return LocalResult(total.item() / max(count, 1), steps)

@@ -24,15 +24,16 @@ class Preprocess:
     mean: Tensor | None = None  # [1, C, 1, 1] on the device
     std: Tensor | None = None
     augment: bool = False
+    memory_format: torch.memory_format = torch.contiguous_format  # channels-last for conv models on CUDA
 
     @classmethod
     def for_dataset(cls, kind: str, mean: tuple[float, ...], std: tuple[float, ...], augment: bool,
-                    device: torch.device) -> Preprocess:
+                    device: torch.device, memory_format: torch.memory_format = torch.contiguous_format) -> Preprocess:
         if kind != "image":
             return cls(kind)
         shape = (1, len(mean), 1, 1)
         return cls(kind, torch.tensor(mean, device=device).view(shape), torch.tensor(std, device=device).view(shape),
-                   augment)
+                   augment, memory_format)
 
     def __call__(self, x: Tensor, generator: torch.Generator | None = None) -> Tensor:
         if self.kind != "image":
@@ -41,7 +42,7 @@ class Preprocess:
         x = x.float().div_(255.0)
         if self.augment and generator is not None:
             x = random_crop_flip(x, generator)
-        return (x - self.mean) / self.std
+        return ((x - self.mean) / self.std).contiguous(memory_format=self.memory_format)
 
 
 @dataclass

@@ -24,8 +24,9 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from partitions import load_dataset, partition_clients
-from runner.algorithms import LocalTraining
+from runner.algorithms import LocalTraining, forward_precision
 from runner.config import TrialConfig
+from runner.engine.accelerator import memory_format_for, use_fast_cuda_kernels
 from runner.engine.aggregation import WeightedSum
 from runner.engine.allocator import reuse_freed_memory
 from runner.engine.client_data import ClientData, Preprocess
@@ -69,6 +70,7 @@ class ClientWorker:
         self.name = f"{cfg.trial_name}/worker-{index}"
         self.gpu_ids = assigned_gpu_ids()
         self.device = worker_device(cfg.resources.gpus_per_worker, self.name, self.gpu_ids)
+        use_fast_cuda_kernels(self.device)
         self.cfg = cfg
         d = cfg.data
         dataset = load_dataset(d.dataset, os.path.expanduser(d.root), download=d.download, seed=cfg.seed)
@@ -86,11 +88,13 @@ class ClientWorker:
         self.test_batches = {} if personal else {
             b: (dataset.x_test[r.start:r.stop].to(dev), dataset.y_test[r.start:r.stop].to(dev))
             for b, r in enumerate(test_batches(len(dataset.y_test))) if b % num_workers == index}
+        self.model = trial_model(cfg).to(dev)
+        layout = memory_format_for(self.model, dev)  # the model's weights and its input batches alike
+        self.model.to(memory_format=layout)
         can_augment = dataset.kind == "image" and dataset.input_shape[-1] >= 32
         self.train_preprocess = Preprocess.for_dataset(dataset.kind, dataset.mean, dataset.std,
-                                                       cfg.train.augment and can_augment, dev)
-        self.eval_preprocess = Preprocess.for_dataset(dataset.kind, dataset.mean, dataset.std, False, dev)
-        self.model = trial_model(cfg).to(dev)
+                                                       cfg.train.augment and can_augment, dev, layout)
+        self.eval_preprocess = Preprocess.for_dataset(dataset.kind, dataset.mean, dataset.std, False, dev, layout)
         self.algorithm = cfg.algorithm.build()
         local = self.algorithm.local_names(self.model)
         self.global_names = tuple(n for n in self.model.state_dict() if n not in local)
@@ -160,7 +164,8 @@ class ClientWorker:
             self.model.load_state_dict({**payload["weights"], **state["params"]}, strict=True)
             batches = functools.partial(data.epoch, t.batch_size, self.train_preprocess, generator)
             job = LocalTraining(self.model, batches,
-                                t.local_epochs, lr, t.momentum, t.weight_decay, self.global_names, generator)
+                                t.local_epochs, lr, t.momentum, t.weight_decay, self.global_names, generator,
+                                t.precision)
             update, loss = self.algorithm.train_client(job, payload, state["algo"])
             update = self.cfg.upload.apply(update, generator)
             trained = self.model.state_dict()
@@ -180,7 +185,9 @@ class ClientWorker:
     def _score(self, x: Tensor, y: Tensor) -> tuple[float, int, int]:
         if len(y) == 0:
             return 0.0, 0, 0
-        logits = self.model(self.eval_preprocess(x))
+        inputs = self.eval_preprocess(x)
+        with forward_precision(self.cfg.train.precision, inputs.device):
+            logits = self.model(inputs).float()
         loss = F.cross_entropy(logits, y, reduction="sum").item()
         return loss, int((logits.argmax(1) == y).sum()), len(y)
 
