@@ -142,6 +142,67 @@ def test_the_training_loop_reports_its_steps_and_mean_loss():
     assert result.loss > 0
 
 
+def test_the_mean_loss_is_the_float64_sum_of_each_step_s_fp32_loss_to_the_last_bit():
+    """What the loop summed before it kept the sum on the device: Python floats of loss.item() x batch size."""
+    model, reference = linear(), linear()
+    job = make_job(reference, epochs=3)
+    optimizer = torch.optim.SGD(reference.parameters(), lr=job.lr)
+    total, count = 0.0, 0
+    for _ in range(job.epochs):
+        for inputs, labels in job.batches():
+            optimizer.zero_grad(set_to_none=True)
+            loss = nn.functional.cross_entropy(reference(inputs), labels)
+            loss.backward()
+            optimizer.step()
+            total += loss.item() * len(labels)
+            count += len(labels)
+    assert local_sgd(make_job(model, epochs=3)).loss == total / count
+    assert all(torch.equal(a, b) for a, b in zip(model.parameters(), reference.parameters()))
+
+
+def test_a_client_reads_its_loss_from_the_device_once_not_every_step(monkeypatch):
+    reads = []
+    for method in ("item", "tolist", "__float__", "__int__"):
+        original = getattr(torch.Tensor, method)
+
+        def counted(self, *args, _original=original, _method=method):
+            reads.append(_method)
+            return _original(self, *args)
+        monkeypatch.setattr(torch.Tensor, method, counted)
+    result = local_sgd(make_job(linear(), epochs=4))
+    monkeypatch.undo()
+    assert result.steps == 8
+    assert reads == ["item"]
+
+
+def test_bf16_autocasts_the_forward_pass_and_keeps_fp32_weights():
+    torch.manual_seed(0)
+    x, y = torch.randn(64, 16), torch.randint(0, 4, (64,))
+    seen = []
+
+    def models():
+        torch.manual_seed(0)
+        model = nn.Sequential(nn.Linear(16, 32), nn.ReLU(), nn.Linear(32, 4))
+        model[0].register_forward_hook(lambda module, inputs, output: seen.append(output.dtype))
+        return model
+
+    def train(precision: str) -> tuple[nn.Module, float]:
+        model = models()
+        job = LocalTraining(model, lambda: iter([(x[:32], y[:32]), (x[32:], y[32:])]), 5, 0.1, 0.0, 0.0,
+                            tuple(model.state_dict()), torch.Generator().manual_seed(1), precision)
+        return model, local_sgd(job).loss
+
+    fp32, fp32_loss = train("fp32")
+    assert set(seen) == {torch.float32}
+    seen.clear()
+    bf16, bf16_loss = train("bf16")
+    assert set(seen) == {torch.bfloat16}
+    assert all(p.dtype == torch.float32 for p in bf16.parameters())
+    assert bf16_loss != fp32_loss and abs(bf16_loss - fp32_loss) < 0.02 * fp32_loss
+    assert not torch.equal(bf16[0].weight, fp32[0].weight)
+    assert torch.allclose(bf16[0].weight, fp32[0].weight, atol=0.01)
+
+
 def test_quantized_upload_draws_with_the_client_generator_and_leaves_full_precision_alone():
     update = {"delta": {"w": torch.randn(50)}, "control": {"w": torch.randn(50)}}
     assert Upload().apply(update, torch.Generator().manual_seed(0)) is update

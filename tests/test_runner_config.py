@@ -51,6 +51,8 @@ def test_a_quantized_upload_is_part_of_a_trial_s_name_and_identity():
     ({"data": {"partition": "natural"}}, "data.partition"),
     ({"algorithm": {"name": "pfedpara"}}, "algorithm.name"),
     ({"optimizer": {}}, "optimizer"),
+    ({"train": {"precision": "fp16"}}, "train.precision"),
+    ({"train": {"precision": 16}}, "train.precision"),
 ])
 def test_bad_values_name_the_field(override, field):
     with pytest.raises(ConfigError) as error:
@@ -64,6 +66,17 @@ def test_trial_name_is_stable_and_distinguishes_configs():
     c = TrialConfig.from_dict({"model": {"gamma": 0.4}})
     assert a.trial_name == b.trial_name != c.trial_name
     assert "g0.3" in a.trial_name
+
+
+def test_precision_fp32_keeps_the_names_of_trials_from_before_the_field_and_bf16_is_its_own_trial():
+    unset = TrialConfig.from_dict({"model": {"gamma": 0.3}})
+    fp32 = TrialConfig.from_dict({"model": {"gamma": 0.3}, "train": {"precision": "fp32"}})
+    bf16 = TrialConfig.from_dict({"model": {"gamma": 0.3}, "train": {"precision": "bf16"}})
+    assert unset.train.precision == "fp32" and unset.flat()["train.precision"] == "fp32"
+    # the name main gave this config before train.precision existed
+    assert unset.trial_name == fp32.trial_name == "synthetic-iid-cnn-fedpara-g0.3-fedavg-s0-2accab0b"
+    assert bf16.trial_name.startswith("synthetic-iid-cnn-fedpara-g0.3-fedavg-bf16-s0-")
+    assert bf16.trial_name[-8:] != fp32.trial_name[-8:]
 
 
 def test_missing_dataset_fails_before_any_ray_work(tmp_path, monkeypatch):
