@@ -10,6 +10,7 @@ import os
 from pathlib import Path
 
 import pandas as pd
+import pyarrow as pa
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 import pytest
@@ -55,6 +56,18 @@ def test_a_write_cut_short_before_its_rename_leaves_readers_the_last_complete_ro
     RoundsTable(rounds_path(tmp_path, "t")).append(row(3))  # the trial resumes: the next write replaces both
     assert sorted(p.name for p in rounds.iterdir()) == ["t.parquet"]
     assert readers(rounds) == dict.fromkeys(["pandas", "pyarrow", "dataset", "load_rounds"], 3)
+
+
+def test_rows_written_before_train_precision_existed_read_as_fp32(tmp_path):
+    old = {k: v for k, v in row(1).items() if k != "train.precision"}
+    directory = tmp_path / "rounds"
+    directory.mkdir()
+    pq.write_table(pa.Table.from_pylist([old]), directory / "old.parquet")
+    assert "train.precision" not in pq.read_schema(directory / "old.parquet").names
+    assert load_rounds(tmp_path)["train.precision"].tolist() == ["fp32"]
+    table = RoundsTable(directory / "old.parquet")  # a resumed trial keeps its old rows, now with the column
+    table.append(row(2))
+    assert pd.read_parquet(directory / "old.parquet")["train.precision"].tolist() == ["fp32", "fp32"]
 
 
 def test_a_write_in_progress_is_invisible_to_readers(tmp_path):

@@ -192,6 +192,17 @@ def test_learning_happens_on_synthetic_data(tmp_path):
     assert accuracy.iloc[-1] > accuracy.iloc[0] + 0.2
 
 
+def test_a_bf16_trial_learns_and_its_rows_say_bf16(tmp_path):
+    cfg = small(tmp_path, data={"num_clients": 10, "clients_per_round": 4}, model={"arch": "cnn"},
+                train={"rounds": 4, "local_epochs": 2, "lr": 0.05, "precision": "bf16"})
+    rows = run_trial(cfg)
+    assert rows["train.precision"].tolist() == ["bf16"] * 4 and "-bf16-" in rows["trial"].iloc[0]
+    accuracy = rows["test_accuracy"]
+    assert accuracy.iloc[-1] > 0.5, accuracy.tolist()  # 10 classes: chance is 0.1
+    assert accuracy.iloc[-1] > accuracy.iloc[0] + 0.2, accuracy.tolist()
+    assert rows["train_loss"].is_monotonic_decreasing, rows["train_loss"].tolist()
+
+
 class Crash(RuntimeError):
     pass
 
