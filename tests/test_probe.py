@@ -32,6 +32,10 @@ def test_probe_measures_each_model_once_on_the_cpu_and_the_dry_run_reads_it_back
     sweep_file = tmp_path / "probed.yaml"
     sweep_file.write_text(SWEEP)
     assert len(probe.distinct_models(expand(load_sweep(sweep_file)))) == 2  # lr changes no memory
+    bf16 = expand(load_sweep(sweep_file), {"train.precision": "bf16"})
+    assert len(probe.distinct_models([*expand(load_sweep(sweep_file)), *bf16])) == 4  # precision does
+    assert probe.key_text(probe.model_key(bf16[0]), "cuda") == \
+        "synthetic fc2-fedpara g0.5 batch 32 precision bf16 [cuda]"
 
     argv = [str(sweep_file), "model.parameterization=fedpara", "model.gamma=0.5", "--device", "cpu",
             "--gpu-memory", "8", "--clients", "1", "--results", str(tmp_path)]

@@ -56,7 +56,9 @@ def key_text(key: dict[str, Any], device: str) -> str:
     """``cifar10 vgg16-fedpara g0.1 batch 64 [cuda]``: the key as it is shown and stored."""
     knob = "" if key["parameterization"] == "original" else (
         f" g{key['gamma']:g}" if key["gamma"] is not None else f" rho{key['ratio']:g}")
-    extra = "".join(f" {k.rsplit('.', 1)[-1]} {key[k]}" for k in PRECISION_FIELDS if key.get(k) is not None)
+    # fp32, the default, is not shown: the keys of probes stored before train.precision existed stay valid
+    extra = "".join(f" {k.rsplit('.', 1)[-1]} {key[k]}" for k in PRECISION_FIELDS
+                    if key.get(k) not in (None, "fp32"))
     tanh = " tanh" if key["tanh"] else ""
     return (f"{key['dataset']} {key['arch']}-{key['parameterization']}{knob}{tanh} batch {key['batch_size']}"
             f"{extra} [{device}]")
