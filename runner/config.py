@@ -24,6 +24,9 @@ from runner.algorithms import REGISTRY, Algorithm, NoSettings, Upload, broken_ru
 EVALUATIONS = ("auto", "global", "personal")
 WANDB_MODES = ("auto", "online", "offline", "disabled")
 PRECISIONS = ("fp32", "bf16")
+# Fields added after trials were first run, with the value those trials had in effect: results and sweep
+# records written before a field existed read as if they had it.
+ADDED_FIELDS: dict[str, Any] = {"train.precision": "fp32"}
 
 
 class ConfigError(ValueError):

@@ -3,6 +3,7 @@ honored, printed) and what it may not (what a trial is: refused by name, before 
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pandas as pd
@@ -119,3 +120,14 @@ def test_the_record_reads_back_as_written_from_a_uri(tmp_path):
     assert read_record(f"file://{tmp_path}/s") == record
     assert read_record(tmp_path / "s") == record
     assert read_record(tmp_path / "none") is None
+
+
+def test_a_sweep_recorded_before_train_precision_existed_resumes_as_fp32(tmp_path):
+    record = SweepRecord.of("s", "s.yaml", {}, [named()], max_concurrent=None, max_failures=0)
+    old = dataclasses.replace(record, trials={n: {k: v for k, v in flat.items() if k != "train.precision"}
+                                              for n, flat in record.trials.items()})
+    old.write(tmp_path)
+    assert check_resume(read_record(tmp_path), record) == []
+    with pytest.raises(SweepError, match=r"^train.precision changes train.precision of 1 of the 1 trials"):
+        check_resume(read_record(tmp_path), SweepRecord.of("s", "s.yaml", {}, [named(train={"precision": "bf16"})],
+                                                           max_concurrent=None, max_failures=0))

@@ -21,7 +21,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from runner.config import config_columns
+from runner.config import ADDED_FIELDS, config_columns
 from runner.engine.storage import Location
 from runner.engine.trial import RoundSink
 
@@ -36,8 +36,6 @@ METRIC_COLUMNS: dict[str, pa.DataType] = {
     "code_commit": pa.string(), "code_dirty": pa.bool_(), "runner_version": pa.string(),
     "torch_version": pa.string(), "ray_version": pa.string(),
 }
-# config columns added after results were first written, with the value that older rows had in effect
-ADDED_COLUMNS: dict[str, Any] = {"train.precision": "fp32"}
 FINAL_ROUNDS = 5  # a trial's final accuracy: the mean test accuracy over this many last evaluated rounds
 BYTES_PER_GB = 1e9
 _ARROW = {str: pa.string(), int: pa.int64(), float: pa.float64(), bool: pa.bool_()}
@@ -123,9 +121,9 @@ def parquet_bytes(rows: list[dict[str, Any]]) -> bytes:
 
 
 def _read(path: Location) -> pa.Table:
-    """A trial's rows; a column its file predates reads as the value the trial had (ADDED_COLUMNS)."""
+    """A trial's rows; a config column its file predates reads as the value the trial had (ADDED_FIELDS)."""
     table = pq.read_table(pa.BufferReader(path.read_bytes()), schema=SCHEMA)
-    for name, value in ADDED_COLUMNS.items():
+    for name, value in ADDED_FIELDS.items():
         i = table.schema.get_field_index(name)
         table = table.set_column(i, name, pc.fill_null(table.column(i), value))
     return table

@@ -22,7 +22,7 @@ from typing import Any
 
 import yaml
 
-from runner.config import TrialConfig
+from runner.config import ADDED_FIELDS, TrialConfig
 from runner.engine.storage import Location
 from runner.study.sweep_file import RUNNER_OWNED, SweepError
 
@@ -60,8 +60,9 @@ def read_record(results_dir: str | Location) -> SweepRecord | None:
     if not where.exists():
         return None
     raw = json.loads(where.read_bytes())
+    trials = {name: {**ADDED_FIELDS, **flat} for name, flat in raw["trials"].items()}  # as the trials ran
     return SweepRecord(raw["sweep"], raw["source"], raw["overrides"], raw["max_concurrent"], raw["max_failures"],
-                       raw["trials"], raw.get("format", FORMAT))
+                       trials, raw.get("format", FORMAT))
 
 
 def check_resume(started: SweepRecord, now: SweepRecord) -> list[str]:
