@@ -15,6 +15,7 @@ from partitions.splits import (
     natural_split,
     partition_clients,
     pathological_split,
+    subsample,
 )
 from partitions.synthetic import synthetic_images, synthetic_text
 from partitions.torchvision_sets import check_cifar, check_mnist, load_cifar, load_mnist
@@ -76,4 +77,5 @@ __all__ = [
     "natural_split",
     "partition_clients",
     "pathological_split",
+    "subsample",
 ]

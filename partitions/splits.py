@@ -3,7 +3,8 @@
 Every function is deterministic for a seed and returns one index array per client. The non-natural
 splits assign every training sample to exactly one client. Each client also gets its own held-out test
 samples: its natural user's test data, or else test samples dealt to match the client's training label
-mix, so a personalized model is scored on the distribution it was trained for.
+mix, so a personalized model is scored on the distribution it was trained for. :func:`subsample` then
+keeps a fraction of each client's training samples (scarce local data) and leaves its test samples alone.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from partitions.dataset import FederatedDataset
 
 SCHEMES = ("iid", "dirichlet", "pathological", "natural")
 DIRICHLET_ATTEMPTS = 1000
+SUBSAMPLE_STREAM = 2  # subsample draws from its own stream of the seed (the test deal uses seed + 1)
 
 
 @dataclass(frozen=True)
@@ -122,3 +124,21 @@ def partition_clients(dataset: FederatedDataset, scheme: str, num_clients: int, 
         raise ValueError(f"partition_clients: unknown scheme {scheme!r} (choose from {', '.join(SCHEMES)})")
     test = _matching_test([labels[t] for t in train], dataset.y_test.numpy(), dataset.num_classes, seed)
     return ClientPartition(train, test)
+
+
+def subsample(parts: list[np.ndarray], fraction: float, seed: int) -> list[np.ndarray]:
+    """Keep a random ``fraction`` of each client's samples: round(fraction × n), at least one sample.
+
+    Deterministic for a seed; a client keeps a subset of its own samples, so its label mix stays about
+    the same while its amount of data shrinks. ``fraction`` 1 returns the parts unchanged.
+    """
+    if not 0.0 < fraction <= 1.0:
+        raise ValueError(f"subsample: fraction must be in (0, 1], got {fraction}")
+    if fraction == 1.0:
+        return list(parts)
+    rng = np.random.default_rng([seed, SUBSAMPLE_STREAM])
+    kept = []
+    for part in parts:
+        count = min(len(part), max(1, round(fraction * len(part))))
+        kept.append(np.sort(rng.choice(part, size=count, replace=False)))
+    return kept

@@ -24,9 +24,10 @@ from runner.algorithms import REGISTRY, Algorithm, NoSettings, Upload, broken_ru
 EVALUATIONS = ("auto", "global", "personal")
 WANDB_MODES = ("auto", "online", "offline", "disabled")
 PRECISIONS = ("fp32", "bf16")
-# Fields added after trials were first run, with the value those trials had in effect: results and sweep
-# records written before a field existed read as if they had it.
-ADDED_FIELDS: dict[str, Any] = {"train.precision": "fp32"}
+# Fields added after trials were first named and run, with the value those trials had in effect: at that value a
+# field stays out of a trial's name (earlier trials keep their names, results and checkpoints), and results and
+# sweep records written before a field existed read as if they had it.
+ADDED_FIELDS: dict[str, Any] = {"train.precision": "fp32", "data.client_fraction": 1.0}
 
 
 class ConfigError(ValueError):
@@ -45,6 +46,7 @@ class DataConfig:
     classes_per_client: int = 2
     num_clients: int = 100
     clients_per_round: int = 16
+    client_fraction: float = 1.0  # each client trains on this fraction of its samples (Figure 5's scarce data)
 
 
 @dataclass(frozen=True)
@@ -149,14 +151,15 @@ class TrialConfig:
             return self.name
         d, m, a = self.data, self.model, self.algorithm
         split = f"dir{d.alpha:g}" if d.partition == "dirichlet" else d.partition
+        if d.client_fraction != 1:
+            split += f"-frac{d.client_fraction:g}"
         knob = "" if m.parameterization == "original" else (
             f"-g{m.gamma:g}" if m.gamma is not None else f"-rho{m.ratio:g}")
         levels = self.upload.quantize_levels
         upload = "" if levels is None else f"-q{levels}"
         precision = "" if self.train.precision == "fp32" else f"-{self.train.precision}"
-        identity = {k: v for k, v in self.flat().items() if not k.startswith(("logging.", "resources."))}
-        if self.train.precision == "fp32":  # the default leaves the names of trials from before the field unchanged
-            del identity["train.precision"]
+        identity = {k: v for k, v in self.flat().items() if not k.startswith(("logging.", "resources."))
+                    and not (k in ADDED_FIELDS and v == ADDED_FIELDS[k])}
         digest = hashlib.sha1(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:8]
         return (f"{d.dataset}-{split}-{m.arch}-{m.parameterization}{knob}-{a.name}{upload}{precision}"
                 f"-s{self.seed}-{digest}")
@@ -299,6 +302,8 @@ def _validate(c: TrialConfig) -> None:
     _require(d.num_clients >= 1, "data.num_clients", f"must be >= 1, got {d.num_clients}")
     _require(1 <= d.clients_per_round <= d.num_clients, "data.clients_per_round",
              f"must be between 1 and data.num_clients={d.num_clients}, got {d.clients_per_round}")
+    _require(0 < d.client_fraction <= 1, "data.client_fraction",
+             f"must be in (0, 1] (the fraction of each client's training samples it keeps), got {d.client_fraction}")
 
     _one_of(m.arch, ARCHITECTURES, "model.arch")
     _one_of(m.parameterization, PARAMETERIZATIONS, "model.parameterization")

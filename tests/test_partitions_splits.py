@@ -7,7 +7,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from partitions import dirichlet_split, iid_split, load_dataset, partition_clients, pathological_split
+from partitions import dirichlet_split, iid_split, load_dataset, partition_clients, pathological_split, subsample
 
 LABELS = np.repeat(np.arange(10), 600)  # 6000 samples, 10 balanced classes
 
@@ -102,3 +102,19 @@ def test_synthetic_images_are_learnable_but_not_by_mean_color():
     color_accuracy = (torch.cdist(x_test.mean(dim=(2, 3)), centroids).argmin(1) == ds.y_test).float().mean().item()
     print(f"synthetic: small CNN {accuracy:.3f}, mean-color centroid {color_accuracy:.3f}")
     assert accuracy > 0.6 and accuracy > color_accuracy + 0.2
+
+
+def test_subsample_keeps_a_seeded_fraction_of_each_client_and_at_least_one_sample():
+    parts = [*iid_split(1003, 10, seed=0), np.array([7]), np.array([3, 9])]
+    kept = subsample(parts, 0.1, seed=4)
+    assert [len(k) for k in kept] == [max(1, round(0.1 * len(p))) for p in parts] == [10] * 10 + [1, 1]
+    assert all(set(k) <= set(p) and np.array_equal(k, np.unique(k)) for k, p in zip(kept, parts))
+    assert all(np.array_equal(a, b) for a, b in zip(kept, subsample(parts, 0.1, seed=4)))
+    assert not all(np.array_equal(a, b) for a, b in zip(kept, subsample(parts, 0.1, seed=5)))
+    assert all(np.array_equal(a, b) for a, b in zip(subsample(parts, 1.0, seed=4), parts))
+    # a subset of a client's own samples: a pathological client keeps its (at most) 2 classes
+    patho = pathological_split(LABELS, 30, 2, seed=0)
+    assert all(set(LABELS[k]) <= set(LABELS[p]) for k, p in zip(subsample(patho, 0.25, seed=0), patho))
+    for bad in (0.0, 1.5, -0.1):
+        with pytest.raises(ValueError, match=r"subsample: fraction must be in \(0, 1\]"):
+            subsample(parts, bad, seed=0)

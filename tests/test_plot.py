@@ -213,3 +213,15 @@ def test_final_accuracy_is_the_mean_of_the_last_five_evaluated_rounds():
     assert final_accuracy([0.5, nan]) == 0.5
     assert math.isnan(final_accuracy([nan, nan])) and math.isnan(final_accuracy([]))
     assert plot.FINAL_LABEL.endswith("mean of the last 5 evaluated rounds")
+
+
+def test_rows_written_before_client_fraction_existed_read_as_all_local_data(tmp_path):
+    import pyarrow.parquet as pq
+
+    name = write_trial(tmp_path, "cifar10", "iid", 0.1)
+    path = rounds_path(tmp_path, name).local_path
+    pq.write_table(pq.read_table(path).drop_columns(["data.client_fraction"]), path)  # an older file
+    assert "data.client_fraction" not in pq.read_schema(path).names
+    rows = plot.load_rounds(tmp_path)
+    assert (rows["data.client_fraction"] == 1.0).all() and len(rows) == ROUNDS
+    assert set(plot._with_labels(rows)["split"]) == {"iid"}

@@ -53,6 +53,8 @@ def test_a_quantized_upload_is_part_of_a_trial_s_name_and_identity():
     ({"optimizer": {}}, "optimizer"),
     ({"train": {"precision": "fp16"}}, "train.precision"),
     ({"train": {"precision": 16}}, "train.precision"),
+    ({"data": {"client_fraction": 0}}, "data.client_fraction"),
+    ({"data": {"client_fraction": 1.2}}, "data.client_fraction"),
 ])
 def test_bad_values_name_the_field(override, field):
     with pytest.raises(ConfigError) as error:
@@ -77,6 +79,15 @@ def test_precision_fp32_keeps_the_names_of_trials_from_before_the_field_and_bf16
     assert unset.trial_name == fp32.trial_name == "synthetic-iid-cnn-fedpara-g0.3-fedavg-s0-2accab0b"
     assert bf16.trial_name.startswith("synthetic-iid-cnn-fedpara-g0.3-fedavg-bf16-s0-")
     assert bf16.trial_name[-8:] != fp32.trial_name[-8:]
+def test_a_client_fraction_names_its_trials_and_the_default_leaves_earlier_names_alone():
+    # names of trials written before data.client_fraction existed: their results and checkpoints still resume
+    assert TrialConfig().trial_name == "synthetic-iid-cnn-fedpara-g0.1-fedavg-s0-e4d34333"
+    personal = {"data": {"dataset": "femnist", "partition": "natural"}, "algorithm": {"name": "pfedpara"},
+                "model": {"arch": "fc2", "parameterization": "pfedpara", "gamma": 0.5}}
+    assert TrialConfig.from_dict(personal).trial_name == "femnist-natural-fc2-pfedpara-g0.5-pfedpara-s0-bd9df3d2"
+    scarce = TrialConfig.from_dict({**personal, "data": {**personal["data"], "client_fraction": 0.1}})
+    assert scarce.trial_name.startswith("femnist-natural-frac0.1-fc2-pfedpara-g0.5-pfedpara-s0-")
+    assert scarce.trial_name.rsplit("-", 1)[1] != "bd9df3d2" and scarce.flat()["data.client_fraction"] == 0.1
 
 
 def test_missing_dataset_fails_before_any_ray_work(tmp_path, monkeypatch):

@@ -156,6 +156,19 @@ def test_bytes_per_round_match_hand_computation(tmp_path, algorithm, parameteriz
     assert not math.isnan(rows["test_accuracy"].iloc[-1]) and math.isnan(rows["test_accuracy"].iloc[0])
 
 
+def test_scarce_local_data_trains_each_client_on_a_fraction_and_keeps_its_test_data(tmp_path):
+    from runner.engine.client_worker import ClientWorker
+
+    sections = {"data": {"partition": "dirichlet", "num_clients": 20}, "train": {"evaluation": "personal"}}
+    full = ClientWorker(small(tmp_path, **sections), 0, 1)
+    scarce = ClientWorker(small(tmp_path, **{**sections, "data": {**sections["data"], "client_fraction": 0.1}}), 0, 1)
+    sizes = full.client_sizes()
+    assert scarce.client_sizes() == [max(1, round(0.1 * n)) for n in sizes] and sum(sizes) == 5000
+    for whole, part in zip(full.clients, scarce.clients):
+        assert torch.equal(whole.y_test, part.y_test) and len(part.y_test) > 0  # its own test data, whole
+        assert set(part.y.tolist()) <= set(whole.y.tolist())
+
+
 def moves_of_trained_clients(cfg: TrialConfig, workers: int) -> int:
     """How often the driver's plan sends a client that already has state to another worker."""
     costs = [1] * cfg.data.num_clients  # synthetic IID: equal client sizes

@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from partitions import load_dataset, partition_clients
+from partitions import load_dataset, partition_clients, subsample
 from runner.algorithms import LocalTraining, forward_precision
 from runner.config import TrialConfig
 from runner.engine.accelerator import memory_format_for, use_fast_cuda_kernels
@@ -76,12 +76,14 @@ class ClientWorker:
         dataset = load_dataset(d.dataset, os.path.expanduser(d.root), download=d.download, seed=cfg.seed)
         partition = partition_clients(dataset, d.partition, d.num_clients, alpha=d.alpha,
                                       classes_per_client=d.classes_per_client, seed=cfg.seed)
+        # scarce local data: each client trains on a fraction of its samples; its own test samples stay whole
+        train_parts = subsample(partition.train, d.client_fraction, seed=cfg.seed)
         dev = self.device
         self.index, self.num_workers = index, num_workers
         # test samples only for the evaluation this trial runs: each client's own, or the global batches
         personal = cfg.personalized
         self.clients: list[ClientData] = []
-        for train, test in zip(partition.train, partition.test):
+        for train, test in zip(train_parts, partition.test):
             tr, te = torch.as_tensor(train), torch.as_tensor(test if personal else [], dtype=torch.long)
             self.clients.append(ClientData(dataset.x_train[tr].to(dev), dataset.y_train[tr].to(dev),
                                            dataset.x_test[te].to(dev), dataset.y_test[te].to(dev)))
