@@ -33,7 +33,7 @@ from runner.study.sweep_file import (
 )
 
 SWEEPS = Path(__file__).resolve().parents[1] / "sweeps"
-EXPECTED_TRIALS = {"quickstart": 4, "fig3": 12, "fig4": 40, "fig5": 8, "table2": 14, "table3": 12}
+EXPECTED_TRIALS = {"quickstart": 4, "fig3": 12, "fig4": 40, "fig5": 8, "table2": 14, "table3": 12, "grid": 150}
 
 
 def expected_bundles(cfg: TrialConfig) -> list[dict[str, float]]:
@@ -100,6 +100,57 @@ def test_fig4_is_datasets_x_splits_x_nine_gammas_plus_original():
             assert t.train.local_epochs == (10 if partition == "iid" else 5)
             assert (t.model.arch, t.train.batch_size, t.train.lr, t.train.lr_decay) == ("vgg16", 64, 0.1, 0.992)
             assert t.data.alpha == 0.5 and t.algorithm.name == "fedavg"
+
+
+def test_grid_crosses_gamma_with_alpha_dataset_and_architecture_at_the_papers_settings():
+    trials = expand(load_sweep(SWEEPS / "grid.yaml"))
+    cells: dict[tuple, list[TrialConfig]] = {}
+    for t in trials:
+        split = f"dir{t.data.alpha:g}" if t.data.partition == "dirichlet" else t.data.partition
+        cells.setdefault((t.model.arch, t.data.dataset, split), []).append(t)
+    images = {(a, d, s) for a in ("vgg16", "resnet18") for d in ("cifar10", "cinic10", "cifar100")
+              for s in ("dir0.1", "dir0.5", "dir1", "iid")}
+    assert set(cells) == images | {("lstm", "shakespeare", "natural")}
+    for (arch, dataset, split), group in cells.items():
+        knobs = sorted((t.model.parameterization, t.model.gamma or 0.0) for t in group)
+        assert knobs == [("fedpara", g) for g in (0.1, 0.3, 0.5, 0.7, 0.9)] + [("original", 0.0)]
+        for t in group:  # PAPER.md §3/§4, per dataset; Shakespeare as in table2.yaml
+            assert t.algorithm.name == "fedavg" and t.data.client_fraction == 1.0
+            if arch == "lstm":
+                assert (t.data.num_clients, t.data.clients_per_round, t.train.rounds, t.train.local_epochs,
+                        t.train.batch_size, t.train.lr, t.train.augment) == (715, 114, 200, 1, 10, 1.0, False)
+                continue
+            assert (t.data.num_clients, t.data.clients_per_round, t.train.rounds) == (
+                (50, 8, 400) if dataset == "cifar100" else (100, 16, 200))
+            assert t.train.local_epochs == (10 if split == "iid" else 5)
+            assert (t.train.batch_size, t.train.lr, t.train.lr_decay, t.train.augment) == (64, 0.1, 0.992, True)
+    # a command-line override reaches into the variants' split sets: every trial keeps its place
+    short = expand(load_sweep(SWEEPS / "grid.yaml"), {"train.local_epochs": 1, "train.rounds": 2})
+    assert len(short) == 150 and {(t.train.local_epochs, t.train.rounds) for t in short} == {(1, 2)}
+
+
+def test_a_variant_may_cross_a_label_with_override_sets(tmp_path):
+    text = SMALL.replace("  - {model.parameterization: fedpara, model.gamma: [0.1, 0.9]}",
+                         "  - {model.parameterization: fedpara, model.gamma: [0.1, 0.9],\n"
+                         "     split: [{data.partition: iid}, {data.partition: dirichlet, data.alpha: 0.1}]}")
+    sweep = load_sweep(write(tmp_path, text))
+    trials = expand(sweep)
+    assert [(t.seed, t.model.gamma, t.data.partition, t.data.alpha) for t in trials if t.seed == 0] == [
+        (0, 0.1, "iid", 0.5), (0, 0.1, "dirichlet", 0.1), (0, 0.9, "iid", 0.5), (0, 0.9, "dirichlet", 0.1),
+        (0, None, "iid", 0.5)]
+    from_tune = [trial_config_from_tune(c) for _, c in generate_variants(param_space(sweep))]
+    assert sorted(t.trial_name for t in from_tune) == sorted(t.trial_name for t in trials)
+    for bad, message in [
+        ("split: [{data.partition: iid}, {data.partitoin: dirichlet}]",
+         "variants[0]: split[1]: 'data.partitoin' is not a config field (did you mean 'data.partition'?)"),
+        ("split: []", "variants[0]: split: the list is empty"),
+        ("split: [{seed: 4}]", "variants[0]: seed is also a grid key"),
+        ("split: [{model.gamma: 0.5}]", "variants[0]: model.gamma is set by both model.gamma and split"),
+    ]:
+        edited = text.replace("split: [{data.partition: iid}, {data.partition: dirichlet, data.alpha: 0.1}]", bad)
+        with pytest.raises(SweepError) as error:
+            load_sweep(write(tmp_path, edited, "bad.yaml"))
+        assert message in str(error.value), str(error.value)
 
 
 def test_paper_specific_settings_of_the_other_sweeps():

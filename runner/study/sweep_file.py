@@ -9,7 +9,8 @@ A sweep file (``sweeps/*.yaml``) has five top-level keys::
       dotted.key: [...]        #   a config field and its values, or
       label: [{...}, ...]      #   a label and override sets (settings that go together)
     variants: [{...}, ...]     # a union of override sets, each crossed with the grid;
-                               # a list value inside a variant is expanded (crossed) too
+                               # a list value inside a variant is expanded (crossed) too, and so is
+                               # a label with override sets (``split: [{data.partition: iid}, ...]``)
 
 A sweep is named by a path, or by the name of a shipped study (``fig4``, ``sweeps/fig4.yaml``): the files of the
 repository's ``sweeps/`` ship inside the package as ``runner/sweeps/``, so an installed package, or a Ray job
@@ -165,18 +166,21 @@ def apply_overrides(sweep: Sweep, overrides: Mapping[str, Any]) -> Sweep:
     grid: dict[str, list[Any]] = {}
     for key, values in sweep.grid.items():
         if is_axis_of_sets(key, values):
-            kept_sets: list[dict[str, Any]] = []
-            for overrides_set in values:
-                kept_set = {k: v for k, v in overrides_set.items() if k not in overrides}
-                if kept_set not in kept_sets:
-                    kept_sets.append(kept_set)
+            kept_sets = _without_keys(values, overrides)
             if kept_sets != [{}]:
                 grid[key] = kept_sets
         elif key not in overrides:
             grid[key] = values
     variants: list[dict[str, Any]] = []
     for variant in sweep.variants:
-        kept = {key: value for key, value in variant.items() if key not in overrides}
+        kept = {}
+        for key, value in variant.items():
+            if is_axis_of_sets(key, value):
+                sets = _without_keys(value, overrides)
+                if sets != [{}]:
+                    kept[key] = sets
+            elif key not in overrides:
+                kept[key] = value
         if kept not in variants:
             variants.append(kept)
     if variants == [{}]:  # every variant only set overridden keys: nothing is left to vary
@@ -184,8 +188,19 @@ def apply_overrides(sweep: Sweep, overrides: Mapping[str, Any]) -> Sweep:
     return replace(sweep, base=unflatten(flat_base), grid=grid, variants=variants)
 
 
+def _without_keys(sets: list[Mapping[str, Any]], keys: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """An axis's override sets less the given keys, each remaining set once."""
+    kept: list[dict[str, Any]] = []
+    for overrides_set in sets:
+        kept_set = {k: v for k, v in overrides_set.items() if k not in keys}
+        if kept_set not in kept:
+            kept.append(kept_set)
+    return kept
+
+
 def expand_variants(sweep: Sweep) -> list[dict[str, Any]]:
-    """Each variant with its list values crossed out, in file order: one flat dict per variant.
+    """Each variant with its list values and override-set axes crossed out, in file order: one flat dict
+    (dotted keys) per variant.
 
     Every dict names every key any variant sets (a key a variant leaves alone gets the base's value, if
     the base or the defaults have one: an algorithm's setting exists only for that algorithm), so each
@@ -195,8 +210,8 @@ def expand_variants(sweep: Sweep) -> list[dict[str, Any]]:
     for variant in sweep.variants:
         keys = list(variant)
         choices = [variant[k] if isinstance(variant[k], list) else [variant[k]] for k in keys]
-        expanded.extend(dict(zip(keys, combo)) for combo in itertools.product(*choices))
-    keys = list(dict.fromkeys(key for variant in sweep.variants for key in variant))
+        expanded.extend(_flat_point(dict(zip(keys, combo))) for combo in itertools.product(*choices))
+    keys = list(dict.fromkeys(key for variant in expanded for key in variant))
     inherited = {**TrialConfig().flat(), **flatten(sweep.base)}
     return [{key: variant[key] if key in variant else inherited[key]
              for key in keys if key in variant or key in inherited} for variant in expanded]
@@ -333,9 +348,11 @@ def _grid(grid: Any, path: Path) -> dict[str, list[Any]]:
     return {str(key): list(values) for key, values in grid.items()}
 
 
-def is_axis_of_sets(key: Any, values: list[Any]) -> bool:
-    """Whether a grid axis is a label with override sets (``method: [{algorithm.name: fedprox, ...}]``)."""
-    return key not in config_fields() and _is_label(key) and all(isinstance(v, Mapping) for v in values)
+def is_axis_of_sets(key: Any, values: Any) -> bool:
+    """Whether a grid axis (or a variant's key) is a label with override sets
+    (``method: [{algorithm.name: fedprox, ...}]``)."""
+    return (key not in config_fields() and _is_label(key) and isinstance(values, list)
+            and all(isinstance(v, Mapping) for v in values))
 
 
 def _is_label(key: Any) -> bool:
@@ -344,6 +361,8 @@ def _is_label(key: Any) -> bool:
 
 
 def _check_axis(key: str, sets: list[Any], where: str) -> None:
+    if not sets:
+        raise SweepError(f"{where}: the list is empty, so the sweep would have no trials")
     seen: list[Any] = []
     for index, overrides in enumerate(sets):
         if not overrides:
@@ -379,6 +398,9 @@ def _variants(variants: Any, path: Path) -> list[dict[str, Any]]:
         if not isinstance(variant, Mapping) or not variant:
             raise SweepError(f"{where}: expected a non-empty mapping of dotted keys to values, got {variant!r}")
         for key, value in variant.items():
+            if isinstance(value, list) and is_axis_of_sets(key, value):
+                _check_axis(key, value, f"{where}: {key}")
+                continue
             _check_field(key, where)
             if isinstance(value, list):
                 if not value:
@@ -396,10 +418,16 @@ def _check_no_overlap(sweep: Sweep) -> None:
                 raise SweepError(f"{sweep.source}: grid: {field_key} is set by both {owners[field_key]} and {key}")
             owners[field_key] = key
     for index, variant in enumerate(sweep.variants):
-        both = [key for key in variant if key in owners]
-        if both:
-            raise SweepError(f"{sweep.source}: variants[{index}]: {both[0]} is also a grid key; the variant "
-                             f"would override every grid value (put it in one place)")
+        where = f"{sweep.source}: variants[{index}]"
+        variant_owners: dict[str, str] = {}
+        for key, value in variant.items():
+            for field_key in (set().union(*value) if is_axis_of_sets(key, value) else {key}):
+                if field_key in owners:
+                    raise SweepError(f"{where}: {field_key} is also a grid key; the variant would override every "
+                                     f"grid value (put it in one place)")
+                if field_key in variant_owners:
+                    raise SweepError(f"{where}: {field_key} is set by both {variant_owners[field_key]} and {key}")
+                variant_owners[field_key] = key
 
 
 def _check_field(key: Any, where: str) -> None:
