@@ -1,5 +1,5 @@
-"""``python -m runner.plot RESULTS_DIR`` or ``fedpara-plot RESULTS_DIR``: Figures 3 and 4 and tables.md from a
-sweep's rounds Parquet."""
+"""``python -m runner.plot RESULTS_DIR`` or ``fedpara-plot RESULTS_DIR``: Figures 3 and 4, the grid figure and
+tables.md from a sweep's rounds Parquet."""
 
 from __future__ import annotations
 
@@ -13,7 +13,8 @@ from runner.study.figures import plot_results
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog=command_name("runner.plot"),
-                                     description="Figures 3 and 4 and tables.md from a sweep's results directory.")
+                                     description="Figures 3 and 4, the grid figure and tables.md from a sweep's "
+                                                 "results directory.")
     parser.add_argument("results_dir", help="a sweep's results directory or URI, e.g. results/fig4 or "
                                             "s3://bucket/fedpara/fig4")
     parser.add_argument("--out", default=None, help="where to write, a path or a URI (default: RESULTS_DIR/figures)")

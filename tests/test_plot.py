@@ -27,11 +27,13 @@ RATIO = {None: 1.0, 0.1: 0.101, 0.5: 0.30}
 CLIENTS = {"cifar10": 16, "cifar100": 8}
 
 
-def accuracy(dataset: str, partition: str, gamma: float | None, seed: int, algorithm: str, round_: int) -> float:
+def accuracy(dataset: str, partition: str, gamma: float | None, seed: int, algorithm: str, round_: int, *,
+             arch: str = "vgg16", alpha: float = 0.5) -> float:
     """A made-up learning curve; every term shifts one trial's numbers so mix-ups show."""
-    level = {"cifar10": 0.60, "cifar100": 0.30}[dataset] - (0.05 if partition == "dirichlet" else 0.0)
+    level = {"cifar10": 0.60, "cifar100": 0.30}[dataset] - (0.025 / alpha if partition == "dirichlet" else 0.0)
     level += {None: 0.02, 0.1: 0.0, 0.5: 0.03}[gamma] + 0.01 * seed
     level += {"fedavg": 0, "fedprox": 0.004, "fedavg+q16": -0.006}[algorithm]
+    level += {"vgg16": 0.0, "resnet18": 0.015}[arch]
     return level + 0.01 * round_
 
 
@@ -40,12 +42,14 @@ def upload_bytes(params: int, algorithm: str) -> int:
 
 
 def write_trial(results_dir: Path, dataset: str, partition: str, gamma: float | None, *, seed: int = 0,
-                algorithm: str = "fedavg", sweep: str = "demo") -> str:
+                algorithm: str = "fedavg", sweep: str = "demo", arch: str = "vgg16", alpha: float = 0.5,
+                rounds: int = ROUNDS, last_round: int | None = None) -> str:
+    """A trial of ``rounds`` rounds whose rows are written up to ``last_round`` (a trial still running)."""
     cfg = TrialConfig.from_dict({
-        "data": {"dataset": dataset, "partition": partition, "alpha": 0.5, "num_clients": 50,
+        "data": {"dataset": dataset, "partition": partition, "alpha": alpha, "num_clients": 50,
                  "clients_per_round": CLIENTS[dataset]},
-        "model": {"arch": "vgg16", "parameterization": "original" if gamma is None else "fedpara", "gamma": gamma},
-        "train": {"rounds": ROUNDS, "eval_every": EVAL_EVERY},
+        "model": {"arch": arch, "parameterization": "original" if gamma is None else "fedpara", "gamma": gamma},
+        "train": {"rounds": rounds, "eval_every": EVAL_EVERY},
         "algorithm": {"name": algorithm.split("+q")[0]}, "seed": seed, "sweep": sweep,
         "upload": {"quantize_levels": int(algorithm.split("+q")[1]) if "+q" in algorithm else None},
         "logging": {"results_dir": str(results_dir)},
@@ -53,9 +57,9 @@ def write_trial(results_dir: Path, dataset: str, partition: str, gamma: float | 
     params = round(ORIGINAL_PARAMS * RATIO[gamma])
     down, up = CLIENTS[dataset] * params * 4, CLIENTS[dataset] * upload_bytes(params, algorithm)
     rows = []
-    for r in range(1, ROUNDS + 1):
+    for r in range(1, (last_round or rounds) + 1):
         evaluated = r % EVAL_EVERY == 0
-        acc = accuracy(dataset, partition, gamma, seed, algorithm, r) if evaluated else math.nan
+        acc = accuracy(dataset, partition, gamma, seed, algorithm, r, arch=arch, alpha=alpha) if evaluated else math.nan
         rows.append({**cfg.flat(), "trial": cfg.trial_name, "num_parameters": params,
                      "original_parameters": ORIGINAL_PARAMS, "param_ratio": params / ORIGINAL_PARAMS,
                      "params_sent": params, "round": r, "lr": 0.1, "clients": CLIENTS[dataset], "train_loss": 2.0 / r,
@@ -66,9 +70,9 @@ def write_trial(results_dir: Path, dataset: str, partition: str, gamma: float | 
     return cfg.trial_name
 
 
-def final_accuracy(*args) -> float:
+def final_accuracy(*args, **kwargs) -> float:
     """Mean over the last 5 evaluated rounds: 4, 6, 8, 10, 12."""
-    return float(np.mean([accuracy(*args, r) for r in range(4, ROUNDS + 1, EVAL_EVERY)]))
+    return float(np.mean([accuracy(*args, r, **kwargs) for r in range(4, ROUNDS + 1, EVAL_EVERY)]))
 
 
 @pytest.fixture(scope="module")
@@ -173,11 +177,52 @@ def test_tables_list_algorithms_as_rows_with_their_bytes(tmp_path):
     assert rows[:3] == ["fedavg", "fedavg+q16", "fedprox"]  # the registry's algorithm order, plain upload first
 
 
+def test_grid_figure_has_a_panel_per_arch_and_dataset_and_a_line_per_split(tmp_path):
+    results = tmp_path / "grid"
+    splits = [("dirichlet", 0.1), ("dirichlet", 1.0), ("iid", 0.5)]
+    for arch in ("vgg16", "resnet18"):
+        for partition, alpha in splits:
+            for gamma in (None, 0.1, 0.5):
+                write_trial(results, "cifar10", partition, gamma, arch=arch, alpha=alpha, sweep="grid")
+    for gamma in (0.1, 0.5):  # one more dataset for VGG16 only, IID, without an original model
+        write_trial(results, "cifar100", "iid", gamma, sweep="grid")
+    rounds = plot.load_rounds(results)
+    assert plot.has_several_archs_or_splits(rounds)
+    figure = plot.figure_grid(rounds)
+    panels = {ax.get_title(): ax for ax in figure.axes if ax.get_visible()}
+    assert set(panels) == {"vgg16 · cifar10", "vgg16 · cifar100", "resnet18 · cifar10"}
+    assert len(figure.axes) == 4  # rows: resnet18, vgg16; columns: up to 2 datasets (one hidden)
+    split_labels = ["dirichlet(α=0.1)", "dirichlet(α=1)", "iid"]
+    for arch in ("vgg16", "resnet18"):
+        ax = panels[f"{arch} · cifar10"]
+        lines = {line.get_label(): line for line in ax.get_lines()}
+        assert set(lines) == {*split_labels, *(f"{s} · original" for s in split_labels)}
+        for (partition, alpha), label in zip(splits, split_labels):
+            x, y = lines[label].get_data()
+            assert list(x) == pytest.approx([10.1, 30.0])  # FedPara γ=0.1, 0.5 by parameter ratio
+            expected = [100 * final_accuracy("cifar10", partition, g, 0, "fedavg", arch=arch, alpha=alpha)
+                        for g in (0.1, 0.5)]
+            assert list(y) == pytest.approx(expected)
+            reference = lines[f"{label} · original"]
+            assert reference.get_linestyle() == "--" and reference.get_color() == lines[label].get_color()
+            assert reference.get_ydata()[0] == pytest.approx(
+                100 * final_accuracy("cifar10", partition, None, 0, "fedavg", arch=arch, alpha=alpha))
+        # the same split has the same color in every panel; splits differ
+        assert len({lines[label].get_color() for label in split_labels}) == 3
+    assert {line.get_label() for line in panels["vgg16 · cifar100"].get_lines()} == {"iid"}
+    assert panels["vgg16 · cifar100"].get_lines()[0].get_color() == \
+        {line.get_label(): line for line in panels["vgg16 · cifar10"].get_lines()}["iid"].get_color()
+    plt.close(figure)
+    # one architecture, one split: no grid figure (Figure 4 says it all)
+    assert not plot.has_several_archs_or_splits(rounds[rounds["data.dataset"] == "cifar100"])
+
+
 def test_plot_results_writes_every_file(figure_results, tmp_path, capsys):
     out = tmp_path / "figures"
     written = plot.plot_results(figure_results, out)
-    assert [p.name for p in written] == [plot.FIGURE3_FILE, plot.FIGURE4_FILE, plot.TABLES_FILE]
-    for path in written[:2]:
+    # two splits (IID, Dirichlet): the grid figure too
+    assert [p.name for p in written] == [plot.FIGURE3_FILE, plot.FIGURE4_FILE, plot.GRID_FIGURE_FILE, plot.TABLES_FILE]
+    for path in written[:3]:
         image = path.read_bytes()
         assert image[:8] == b"\x89PNG\r\n\x1a\n" and len(image) > 10_000
     assert plot_cli.main([str(figure_results), "--out", str(tmp_path / "cli")]) == 0

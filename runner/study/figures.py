@@ -4,6 +4,9 @@
   per model (and per algorithm or other setting where those vary inside the panel).
 - Figure 4: final accuracy vs parameter ratio, a line per (dataset, split) for the factorized models,
   the original model as a dashed horizontal reference in the same color.
+- The grid figure (sweeps/grid.yaml): final accuracy vs parameter ratio, a panel per (architecture, dataset),
+  a line per split (Dirichlet α, IID, ...), the original model as a dashed reference in the split's color;
+  drawn when the trials have more than one architecture or split.
 - ``tables.md``: final accuracy, parameter ratio and total GB per (dataset, split) x (model, algorithm)
   — the layout of Tables 2 and 3 — plus one row per trial group with every number.
 
@@ -36,8 +39,11 @@ from runner.study.results import BYTES_PER_GB, FINAL_ROUNDS, final_accuracy, loa
 
 FIGURE3_FILE = "fig3_accuracy_vs_gb.png"
 FIGURE4_FILE = "fig4_accuracy_vs_param_ratio.png"
+GRID_FIGURE_FILE = "grid_accuracy_vs_param_ratio.png"
 TABLES_FILE = "tables.md"
 PANEL = ["data.dataset", "split"]
+GRID_PANEL = ["model.arch", "data.dataset"]
+SPLIT_COLUMNS = ["data.partition", "data.alpha", "data.classes_per_client", "data.client_fraction"]  # -> "split"
 MODEL = ["model.arch", "model.parameterization", "model.gamma", "model.ratio", "model.tanh"]
 METHOD = ["algorithm.name", "upload.quantize_levels"]  # shown together as one label: fedavg, fedavg+q16, ...
 SPLIT_ORDER = ("iid", "dirichlet", "pathological", "natural")
@@ -50,7 +56,8 @@ FINAL_LABEL = f"final test accuracy (%), mean of the last {FINAL_ROUNDS} evaluat
 
 def plot_results(results_dir: str | os.PathLike[str] | Location,
                  out_dir: str | os.PathLike[str] | Location | None = None) -> list[Location]:
-    """Write Figure 3, Figure 4 and tables.md for one sweep's results (a path or a URI); returns the files."""
+    """Write Figure 3, Figure 4, the grid figure (several archs or splits) and tables.md for one sweep's results
+    (a path or a URI); returns the files."""
     out = Location(out_dir) if out_dir is not None else Location(results_dir) / "figures"
     try:
         rounds = load_rounds(results_dir)
@@ -58,7 +65,10 @@ def plot_results(results_dir: str | os.PathLike[str] | Location,
         log.warning("plot: skipped, %s", error)
         return []
     written: list[Location] = []
-    for make, name in ((figure3, FIGURE3_FILE), (figure4, FIGURE4_FILE)):
+    figures = [(figure3, FIGURE3_FILE), (figure4, FIGURE4_FILE)]
+    if has_several_archs_or_splits(rounds):
+        figures.append((figure_grid, GRID_FIGURE_FILE))
+    for make, name in figures:
         figure = make(rounds)
         if figure is not None:
             image = io.BytesIO()
@@ -147,6 +157,66 @@ def figure4(rounds: pd.DataFrame) -> Figure | None:
     ax.set_title("Figure 4: accuracy vs parameter ratio")
     ax.grid(alpha=0.3)
     ax.legend(fontsize="small")
+    return figure
+
+
+def has_several_archs_or_splits(rounds: pd.DataFrame) -> bool:
+    """Whether the grid figure has something to show: more than one architecture or more than one split."""
+    labeled = _with_labels(rounds)
+    return labeled["model.arch"].nunique() > 1 or labeled["split"].nunique() > 1
+
+
+def figure_grid(rounds: pd.DataFrame) -> Figure | None:
+    """Final accuracy vs parameter ratio: a panel per (architecture, dataset), a line per split, the original
+    model as a dashed reference in its split's color (rows: architectures; columns: their datasets)."""
+    summary = summarize(rounds)
+    if summary is None:
+        log.warning("plot: grid figure skipped, no round has a test accuracy")
+        return None
+    factorized = summary[summary["model.parameterization"] != "original"]
+    if factorized.empty:
+        log.warning("plot: grid figure skipped, no factorized (lowrank/fedpara/pfedpara) model among the trials")
+        return None
+    cell = [*GRID_PANEL, "split"]
+    # Lines split further only on settings that vary inside one (architecture, dataset, split), but the knob.
+    extra = [c for c in _series_columns(factorized, cell) if c not in ("model.gamma", "model.ratio")]
+    reference_extra = [c for c in _series_columns(summary, cell) if not c.startswith("model.")]
+    splits = sorted(summary["split"].unique(), key=_split_rank)
+    colors = {split: f"C{i % 10}" for i, split in enumerate(splits)}
+    archs = sorted(summary["model.arch"].unique())
+    datasets = {arch: sorted(summary.loc[summary["model.arch"] == arch, "data.dataset"].unique()) for arch in archs}
+    columns = max(len(d) for d in datasets.values())
+    figure, axes = plt.subplots(len(archs), columns, figsize=(5.2 * columns, 4.2 * len(archs)), squeeze=False,
+                                layout="constrained")
+    for row, arch in enumerate(archs):
+        for column in range(columns):
+            ax = axes[row][column]
+            if column >= len(datasets[arch]):
+                ax.set_visible(False)
+                continue
+            dataset = datasets[arch][column]
+            in_panel = summary[(summary["model.arch"] == arch) & (summary["data.dataset"] == dataset)]
+            for split in sorted(in_panel["split"].unique(), key=_split_rank):
+                rows = in_panel[in_panel["split"] == split]
+                lines = rows[rows["model.parameterization"] != "original"]
+                for marker, (_, line) in zip(MARKERS, _ordered_groups(lines, extra) if len(lines) else []):
+                    line = line.sort_values("param_ratio")
+                    label = split + "".join(f" · {_value_text(line.iloc[0], c)}" for c in extra)
+                    ax.plot(100 * line["param_ratio"], 100 * line["final_accuracy"], marker=marker,
+                            color=colors[split], label=label)
+                originals = rows[rows["model.parameterization"] == "original"]
+                for style, (_, line) in zip(REFERENCE_STYLES,
+                                            _ordered_groups(originals, reference_extra) if len(originals) else []):
+                    label = split + "".join(f" · {_value_text(line.iloc[0], c)}" for c in reference_extra)
+                    ax.axhline(100 * line["final_accuracy"].mean(), linestyle=style, linewidth=1,
+                               color=colors[split], label=f"{label} · original")
+            ax.set_title(f"{arch} · {dataset}")
+            ax.set_xlabel("parameters (% of the original model)")
+            ax.set_ylabel("final test accuracy (%)")
+            ax.grid(alpha=0.3)
+            ax.legend(fontsize="small")
+    figure.suptitle("Accuracy vs parameter ratio by architecture, dataset and split\n"
+                    f"(final test accuracy: mean of the last {FINAL_ROUNDS} evaluated rounds)")
     return figure
 
 
@@ -267,11 +337,12 @@ def _identity_columns(frame: pd.DataFrame) -> list[str]:
             and not c.startswith(("logging.", "resources.")) and c not in ("name", "sweep")]
 
 
-def _series_columns(frame: pd.DataFrame) -> list[str]:
-    """Identity columns (but seed) that vary inside at least one (dataset, split) panel."""
-    candidates = [c for c in _identity_columns(frame) if c not in ("seed", "data.dataset", "data.partition")]
+def _series_columns(frame: pd.DataFrame, panel: list[str] = PANEL) -> list[str]:
+    """Identity columns (but seed) that vary inside at least one panel (by default a (dataset, split))."""
+    shown = {*panel, *SPLIT_COLUMNS}  # every panel has one split: the columns it is made of never vary inside
+    candidates = [c for c in _identity_columns(frame) if c != "seed" and c not in shown]
     varying: set[str] = set()
-    for _, rows in frame.groupby(PANEL, sort=False):
+    for _, rows in frame.groupby(panel, sort=False):
         varying.update(c for c in candidates if rows[c].astype(str).nunique() > 1)
     return [c for c in candidates if c in varying]
 
