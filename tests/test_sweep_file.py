@@ -33,7 +33,7 @@ from runner.study.sweep_file import (
 )
 
 SWEEPS = Path(__file__).resolve().parents[1] / "sweeps"
-EXPECTED_TRIALS = {"quickstart": 4, "fig3": 12, "fig4": 40, "fig5": 8, "table2": 14, "table3": 12, "grid": 150}
+EXPECTED_TRIALS = {"quickstart": 4, "fig3": 12, "fig4": 40, "fig5": 12, "table2": 14, "table3": 12, "grid": 150}
 
 
 def expected_bundles(cfg: TrialConfig) -> list[dict[str, float]]:
@@ -174,10 +174,19 @@ def test_paper_specific_settings_of_the_other_sweeps():
     assert {(t.data.dataset, t.model.parameterization) for t in table3} == {("cifar10", "fedpara")}
 
     fig5 = expand(load_sweep(SWEEPS / "fig5.yaml"))
-    assert {(t.data.dataset, t.data.partition) for t in fig5} == {("femnist", "natural"), ("mnist", "pathological")}
+    scenarios: dict[tuple, set] = {}
+    for t in fig5:
+        scenarios.setdefault((t.data.dataset, t.data.partition, t.data.client_fraction), set()).add(
+            (t.algorithm.name, t.model.parameterization))
+    assert scenarios == {scenario: {("fedavg", "original"), ("fedper", "original"), ("local", "original"),
+                                    ("pfedpara", "pfedpara")}
+                         for scenario in [("femnist", "natural", 1.0),   # enough local data
+                                          ("femnist", "natural", 0.1),   # scarce local data
+                                          ("mnist", "pathological", 1.0)]}  # highly skewed labels
     assert all(t.personalized and t.model.arch == "fc2" and t.train.batch_size == 10 for t in fig5)
-    assert {(t.algorithm.name, t.model.parameterization) for t in fig5} == {
-        ("fedavg", "original"), ("fedper", "original"), ("local", "original"), ("pfedpara", "pfedpara")}
+    femnist = sorted((t.data.client_fraction, t.algorithm.name, t.flat()) for t in fig5 if t.data.dataset == "femnist")
+    for (_, _, enough), (_, _, scarce) in zip(femnist[4:], femnist[:4]):  # scarce differs only in the fraction
+        assert {k for k in enough if enough[k] != scarce[k]} == {"data.client_fraction"}
 
     quickstart = expand(load_sweep(SWEEPS / "quickstart.yaml"))
     cpus = [sum(b["CPU"] for b in expected_bundles(t)) for t in quickstart]
