@@ -29,11 +29,14 @@ from runner.study.sweep_file import (
     param_space,
     parse_overrides,
     trial_config_from_tune,
+    trial_count,
     varying_keys,
 )
 
 SWEEPS = Path(__file__).resolve().parents[1] / "sweeps"
-EXPECTED_TRIALS = {"quickstart": 4, "fig3": 12, "fig4": 40, "fig5": 12, "table2": 14, "table3": 12, "grid": 150}
+# trials a sweep runs; a search sweep's are drawn over its grid points (lr_search: 6 points x 8 draws)
+EXPECTED_TRIALS = {"quickstart": 4, "fig3": 12, "fig4": 40, "fig5": 12, "table2": 14, "table3": 12, "grid": 150,
+                   "lr_search": 48}
 
 
 def expected_bundles(cfg: TrialConfig) -> list[dict[str, float]]:
@@ -71,15 +74,17 @@ def test_every_sweep_file_loads_expands_and_matches_tune(path):
     sweep = load_sweep(path)
     assert sweep.name == path.stem and sweep.name in EXPECTED_TRIALS
     assert "Figure" in sweep.description or "Table" in sweep.description
-    trials = expand(sweep, results_root="/runs")
-    assert len(trials) == EXPECTED_TRIALS[sweep.name]
+    trials = expand(sweep, results_root="/runs")  # a search sweep's grid points
+    assert trial_count(sweep, len(trials)) == EXPECTED_TRIALS[sweep.name]
     assert len({t.trial_name for t in trials}) == len(trials)
     assert {t.logging.results_dir for t in trials} == {f"/runs/{sweep.name}"}
     assert {t.sweep for t in trials} == {sweep.name}
 
-    # Tune's expansion of the search space gives exactly the same trials.
+    # Tune's expansion of the search space gives exactly the same trials (a search's drawn values aside).
     space = param_space(sweep, results_root="/runs")
-    from_tune = [trial_config_from_tune(config) for _, config in generate_variants(space)]
+    drawn = list(sweep.search.space) if sweep.search else []
+    from_tune = [trial_config_from_tune({k: v for k, v in config.items() if k not in drawn})
+                 for _, config in generate_variants(space)]
     assert sorted(t.trial_name for t in from_tune) == sorted(t.trial_name for t in trials)
 
 

@@ -1,6 +1,6 @@
 """Sweep files: a study written once as YAML, expanded into the exact list of trials it stands for.
 
-A sweep file (``sweeps/*.yaml``) has five top-level keys::
+A sweep file (``sweeps/*.yaml``) has these top-level keys::
 
     name: fig4                 # results sub-directory and W&B group
     description: "..."         # which paper figure/table it reproduces, what varies
@@ -11,6 +11,7 @@ A sweep file (``sweeps/*.yaml``) has five top-level keys::
     variants: [{...}, ...]     # a union of override sets, each crossed with the grid;
                                # a list value inside a variant is expanded (crossed) too, and so is
                                # a label with override sets (``split: [{data.partition: iid}, ...]``)
+    search: {...}              # optional: Tune draws some settings instead (runner/study/search.py)
 
 A sweep is named by a path, or by the name of a shipped study (``fig4``, ``sweeps/fig4.yaml``): the files of the
 repository's ``sweeps/`` ship inside the package as ``runner/sweeps/``, so an installed package, or a Ray job
@@ -36,8 +37,9 @@ import yaml
 
 from runner.config import ConfigError, TrialConfig, config_columns, flat_items, flatten, unflatten
 from runner.engine.storage import join
+from runner.study.search import Search, SearchError, parse_search
 
-TOP_LEVEL_KEYS = ("name", "description", "base", "grid", "variants")
+TOP_LEVEL_KEYS = ("name", "description", "base", "grid", "variants", "search")
 BASE_KEY = "base"        # Tune config key holding the resolved base (a constant, not searched)
 VARIANT_KEY = "variant"  # Tune config key holding one expanded variant (flat dotted dict)
 RUNNER_OWNED = ("logging.results_dir", "sweep")  # set from --results and the sweep name, never by a file
@@ -67,6 +69,7 @@ class Sweep:
     base: dict[str, Any]
     grid: dict[str, list[Any]]
     variants: list[dict[str, Any]]
+    search: Search | None = None  # None: a grid sweep (the default)
     path: Path | None = field(default=None, compare=False)
 
     @property
@@ -128,9 +131,11 @@ def load_sweep(path: str | Path) -> Sweep:
         base=unflatten(_base_fields(raw.get("base") or {}, path)),
         grid=_grid(raw.get("grid") or {}, path),
         variants=_variants(raw.get("variants") or [], path),
+        search=_search(raw.get("search"), path),
         path=path,
     )
     _check_no_overlap(sweep)
+    _check_search_fits(sweep)
     expand(sweep)
     return sweep
 
@@ -185,7 +190,11 @@ def apply_overrides(sweep: Sweep, overrides: Mapping[str, Any]) -> Sweep:
             variants.append(kept)
     if variants == [{}]:  # every variant only set overridden keys: nothing is left to vary
         variants = []
-    return replace(sweep, base=unflatten(flat_base), grid=grid, variants=variants)
+    search = sweep.search
+    if search is not None:  # an overridden setting is no longer drawn; with none left, the sweep is a grid
+        space = {key: domain for key, domain in search.space.items() if key not in overrides}
+        search = replace(search, space=space) if space else None
+    return replace(sweep, base=unflatten(flat_base), grid=grid, variants=variants, search=search)
 
 
 def _without_keys(sets: list[Mapping[str, Any]], keys: Mapping[str, Any]) -> list[dict[str, Any]]:
@@ -260,7 +269,8 @@ def expand(sweep: Sweep, overrides: Mapping[str, Any] | None = None, *,
 
     A bad value raises :class:`SweepError` naming the sweep file, the dotted field, and the trial's
     grid/variant values; two trials that come out identical are an error too (they would share a
-    results directory).
+    results directory). For a search sweep these are its grid points, the searched settings at their
+    base values (Tune draws the real ones); both ends of every searched range are validated at each point.
     """
     sweep = apply_overrides(sweep, overrides or {})
     base = resolved_base(sweep, results_root)
@@ -275,12 +285,33 @@ def expand(sweep: Sweep, overrides: Mapping[str, Any] | None = None, *,
                 config = TrialConfig.from_dict(merge_trial(base, params))
             except ConfigError as error:
                 raise SweepError(f"{sweep.source}: {error} (in the trial with {_describe(where)})") from None
+            _check_search_ends(sweep, base, params, where)
             if config.trial_name in seen:
                 raise SweepError(f"{sweep.source}: the trials with {_describe(seen[config.trial_name])} and "
                                  f"{_describe(where)} are identical ({config.trial_name})")
             seen[config.trial_name] = where
             trials.append(config)
     return trials
+
+
+def _check_search_ends(sweep: Sweep, base: Mapping[str, Any], params: Mapping[str, Any],
+                       where: Mapping[str, Any]) -> None:
+    """Every searched setting at the low, then the high end of its range must make a valid trial."""
+    if sweep.search is None:
+        return
+    for end in ("low", "high"):
+        drawn = {key: getattr(domain, end) for key, domain in sweep.search.space.items()}
+        try:
+            TrialConfig.from_dict(merge_trial(base, {**params, **drawn}))
+        except ConfigError as error:
+            ranges = ", ".join(f"{key} ~ {domain.text()}" for key, domain in sweep.search.space.items())
+            raise SweepError(f"{sweep.source}: search.space: {error} (at the {end} end of {ranges}, in the trial "
+                             f"with {_describe(where)})") from None
+
+
+def trial_count(sweep: Sweep, points: int) -> int:
+    """How many trials the sweep runs: its grid points, or for a search the draws Tune will make."""
+    return points if sweep.search is None else sweep.search.trials(points)
 
 
 def _flat_point(point: Mapping[str, Any]) -> dict[str, Any]:
@@ -302,11 +333,18 @@ def param_space(sweep: Sweep, overrides: Mapping[str, Any] | None = None, *,
 
     sweep = apply_overrides(sweep, overrides or {})
     space: dict[str, Any] = {BASE_KEY: resolved_base(sweep, results_root)}
+
+    def axis(values: list[Any]) -> Any:
+        """A search sweep names a single value as a constant: Optuna takes no grid_search, not even of one."""
+        return values[0] if sweep.search is not None and len(values) == 1 else tune.grid_search(values)
+
     for key, values in sweep.grid.items():
-        space[key] = tune.grid_search(list(values))
+        space[key] = axis(list(values))
     variants = expand_variants(sweep)
     if variants:
-        space[VARIANT_KEY] = tune.grid_search(variants)
+        space[VARIANT_KEY] = axis(variants)
+    if sweep.search is not None:  # drawn by Tune; merge_trial puts them over the base and the grid
+        space.update({key: domain.tune_domain() for key, domain in sweep.search.space.items()})
     return space
 
 
@@ -408,6 +446,39 @@ def _variants(variants: Any, path: Path) -> list[dict[str, Any]]:
                 _check_distinct(value, f"{where}: {key}")
         checked.append(dict(variant))
     return checked
+
+
+def _search(raw: Any, path: Path) -> Search | None:
+    if raw is None:
+        return None
+    try:
+        search = parse_search(raw, config_columns())
+    except SearchError as error:
+        raise SweepError(f"{path}: {error}") from None
+    for key in search.space:
+        if key in RUNNER_OWNED:
+            raise SweepError(f"{path}: search.space.{key}: set by the runner (from --results and the sweep name)")
+    return search
+
+
+def _check_search_fits(sweep: Sweep) -> None:
+    """A searched setting is drawn, so it is listed nowhere else; Optuna proposes whole trials, so no grid."""
+    if sweep.search is None:
+        return
+    for key in sweep.search.space:
+        if key in grid_axis_keys(sweep):
+            raise SweepError(f"{sweep.source}: search.space.{key}: also a grid key; a searched setting is drawn, "
+                             "not listed (remove it from one place)")
+    for index, variant in enumerate(sweep.variants):
+        for key, value in variant.items():
+            for field_key in sorted(set().union(*value) if is_axis_of_sets(key, value) else {key}):
+                if field_key in sweep.search.space:
+                    raise SweepError(f"{sweep.source}: search.space.{field_key}: also set by variants[{index}]; a "
+                                     "searched setting is drawn, not listed (remove it from one place)")
+    points = len(grid_points(sweep)) * max(1, len(expand_variants(sweep)))
+    if sweep.search.algorithm == "optuna" and points > 1:
+        raise SweepError(f"{sweep.source}: search.algorithm: optuna proposes every trial itself and cannot cross a "
+                         f"grid ({points} grid points here); use algorithm: random, or one sweep file per grid point")
 
 
 def _check_no_overlap(sweep: Sweep) -> None:
