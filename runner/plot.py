@@ -1,5 +1,10 @@
 """``python -m runner.plot RESULTS_DIR`` or ``fedpara-plot RESULTS_DIR``: Figures 3 and 4, the grid figure and
-tables.md from a sweep's rounds Parquet."""
+tables.md from a sweep's rounds Parquet.
+
+Works on a sweep still running too: the figures use the rows written so far, and the command then says which
+of the sweep's trials have no rows yet, which are unfinished and which ASHA stopped early
+(runner/study/progress.py).
+"""
 
 from __future__ import annotations
 
@@ -9,12 +14,13 @@ from collections.abc import Sequence
 
 from runner.console import command_name, show_library_logs
 from runner.study.figures import plot_results
+from runner.study.progress import sweep_progress
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog=command_name("runner.plot"),
                                      description="Figures 3 and 4, the grid figure and tables.md from a sweep's "
-                                                 "results directory.")
+                                                 "results directory (also while the sweep runs).")
     parser.add_argument("results_dir", help="a sweep's results directory or URI, e.g. results/fig4 or "
                                             "s3://bucket/fedpara/fig4")
     parser.add_argument("--out", default=None, help="where to write, a path or a URI (default: RESULTS_DIR/figures)")
@@ -23,6 +29,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     written = plot_results(args.results_dir, args.out)
     for path in written:
         print(path)
+    for line in sweep_progress(args.results_dir).lines():
+        print(line)
     return 0 if written else 1
 
 

@@ -35,6 +35,7 @@ from runner.study.sweep_file import (
     load_sweep,
     parse_overrides,
     shipped_sweeps,
+    trial_count,
     varying_keys,
 )
 from runner.study.sweep_record import SweepRecord, check_resume, read_record
@@ -105,8 +106,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 0
         check_data(trials)
         results_dir = join(results_root, sweep.name)
-        record = SweepRecord.of(sweep.name, sweep.source, overrides, trials, max_concurrent=args.max_concurrent,
-                                max_failures=args.max_failures)
+        record = SweepRecord.of(sweep.name, sweep.source, overrides, planned_trials(sweep, trials, results_root),
+                                max_concurrent=args.max_concurrent, max_failures=args.max_failures,
+                                search=search_summary(sweep, len(trials)))
         changes = resume_changes(record, results_dir) if args.resume else []
     except (SweepError, ConfigError, FileNotFoundError) as error:
         print(f"error: {error}", file=sys.stderr)
@@ -115,7 +117,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from runner.study.tune_sweep import run_tune
 
     context = SweepContext.here()  # W&B mode and key, code version: decided once, handed to every trial
-    print(f"sweep {sweep.name}: {len(trials)} trials -> {results_dir}")
+    print(f"sweep {sweep.name}: {trial_count(sweep, len(trials))} trials -> {results_dir}")
     print(f"W&B: {context.wandb.line({t.logging.wandb for t in trials})}")
     if args.address and not is_uri(results_root):
         print(f"note: {results_root} is a path on this node; trials on other nodes write to their own disks unless it "
@@ -141,6 +143,25 @@ def main(argv: Sequence[str] | None = None) -> int:
         figures = plot_results(results_dir)
     print(format_summary(sweep, results_dir, figures, args, context))
     return 1 if errored else 0
+
+
+def planned_trials(sweep: Sweep, points: list[TrialConfig], results_root: str) -> list[TrialConfig]:
+    """The trials sweep.json names: a grid's, a random search's seeded draws (the same on every start, so a
+    resume compares them like a grid's); Optuna's are proposed as it runs: its grid point stands for them."""
+    if sweep.search is None:
+        return points
+    from runner.study.tune_search import drawn_trials
+
+    return drawn_trials(sweep, results_root) or points
+
+
+def search_summary(sweep: Sweep, points: int) -> dict[str, Any] | None:
+    """What sweep.json says of a search: its algorithm, seed, samples and how many trials it runs in all."""
+    search = sweep.search
+    if search is None:
+        return None
+    return {"algorithm": search.algorithm, "seed": search.seed, "samples": search.samples,
+            "trials": search.trials(points), "drawn": list(search.space)}
 
 
 def resume_changes(record: SweepRecord, results_dir: str) -> list[str]:
@@ -177,26 +198,36 @@ def check_data(trials: list[TrialConfig]) -> None:
 
 
 def format_trial_table(sweep: Sweep, trials: list[TrialConfig], layouts: list[TrialLayout]) -> str:
-    """The dry-run view: one row per trial with its varying values and its placement-group bundles."""
+    """The dry-run view: one row per trial with its varying values and its placement-group bundles.
+
+    A search sweep's trials are drawn as it runs: its rows are the grid points (named without the digest,
+    which depends on the drawn values), followed by what the search will do."""
     keys = varying_keys(trials)
-    headers = ["#", "trial", *short_names(keys).values(), "bundles (trainable | driver | workers)", "CPU", "GPU"]
+    search = sweep.search
+    headers = ["#", "trial" if search is None else "grid point", *short_names(keys).values(),
+               "bundles (trainable | driver | workers)", "CPU", "GPU"]
     rows = []
     for index, (trial, layout) in enumerate(zip(trials, layouts), start=1):
         flat = trial.flat()
         totals = layout.totals()
-        rows.append([str(index), trial.trial_name, *(_cell(flat.get(k)) for k in keys),
+        name = trial.trial_name if search is None else trial.trial_name.rsplit("-", 1)[0]
+        rows.append([str(index), name, *(_cell(flat.get(k)) for k in keys),
                      format_bundles(layout.bundles()), f"{totals['CPU']:g}", f"{totals['GPU']:g}"])
     widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(headers)]
     line = "  ".join
 
-    cpu_all = round(sum(layout.totals()["CPU"] for layout in layouts), 6)
-    gpu_all = round(sum(layout.totals()["GPU"] for layout in layouts), 6)
+    count = trial_count(sweep, len(trials))
+    copies = count / len(trials)  # the trials of one grid point, all at once
+    cpu_all = round(copies * sum(layout.totals()["CPU"] for layout in layouts), 6)
+    gpu_all = round(copies * sum(layout.totals()["GPU"] for layout in layouts), 6)
     biggest = max(layouts, key=lambda layout: (layout.totals()["CPU"], layout.totals()["GPU"]))
-    text = [f"sweep {sweep.name} ({sweep.source}): {len(trials)} trials",
+    size = f"{count} trials" if search is None else f"{count} trials drawn over {len(trials)} grid points"
+    text = [f"sweep {sweep.name} ({sweep.source}): {size}",
             *textwrap.wrap(sweep.description, 110), "",
             line(h.ljust(w) for h, w in zip(headers, widths)),
             line("-" * w for w in widths),
             *(line(c.ljust(w) for c, w in zip(r, widths)) for r in rows), "",
+            *(search.describe(len(trials), max(t.train.rounds for t in trials)) if search is not None else []),
             f"total if every trial ran at once: {cpu_all:g} CPU, {gpu_all:g} GPU "
             f"(largest trial: {biggest.totals()['CPU']:g} CPU, {biggest.totals()['GPU']:g} GPU, "
             f"{len(biggest.bundles())} bundles, PACKed onto as few nodes as fit)",

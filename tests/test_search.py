@@ -1,13 +1,26 @@
-"""Search sweeps: the ``search:`` section checked at the edge, and the grid points Tune draws over."""
+"""Search sweeps: the ``search:`` section checked at the edge, Tune's searcher and ASHA built from it, ASHA
+judging each grid point alone on evaluated rounds, and a tiny random search that runs, stops, resumes and plots.
+"""
 
 from __future__ import annotations
 
+import json
+import math
+import os
+import signal
+import types
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import yaml
+from ray.tune import Callback
 from ray.tune.search.variant_generator import generate_variants
 
+from runner import plot as plot_cli
+from runner import sweep as sweep_cli
+from runner.study.progress import STOPPED_DIR, sweep_progress
+from runner.study.results import load_rounds
 from runner.study.search import Asha
 from runner.study.sweep_file import (
     SweepError,
@@ -18,6 +31,9 @@ from runner.study.sweep_file import (
     trial_config_from_tune,
     trial_count,
 )
+from runner.study.sweep_record import read_record
+from runner.study.trial import Report
+from runner.study.tune_search import AshaPerPoint, drawn_trials, tune_search
 
 SWEEPS = Path(__file__).resolve().parents[1] / "sweeps"
 TINY = """
@@ -107,3 +123,157 @@ def test_a_search_sweep_lists_its_grid_points_and_tune_draws_the_rest(tmp_path):
     # an override fixes a drawn setting; with none left to draw, the sweep is a plain grid
     fixed = apply_overrides(sweep, {"train.lr": 0.05})
     assert fixed.search is None and {t.train.lr for t in expand(fixed)} == {0.05}
+
+
+def test_tune_gets_a_seeded_searcher_samples_and_asha_per_grid_point(tmp_path):
+    from ray.tune.search import BasicVariantGenerator
+
+    sweep = load_sweep(SWEEPS / "lr_search.yaml")
+    options = tune_search(sweep, expand(sweep), 2)
+    assert options["search_alg"].max_concurrent == 2  # Tune takes a generator's own limit, not the TuneConfig's
+    assert (options["num_samples"], options["metric"], options["mode"]) == (8, "test_accuracy", "max")
+    assert isinstance(options["search_alg"], BasicVariantGenerator)
+    asha = options["scheduler"]
+    assert isinstance(asha, AshaPerPoint) and (asha.grace_period, asha.max_t, asha.reduction_factor) == (20, 200, 3)
+    assert tune_search(load_sweep(SWEEPS / "fig4.yaml"), [], 3) == {"max_concurrent_trials": 3}  # a grid sweep
+
+    optuna_file = write(tmp_path, edited(lambda d: (d["search"].update(algorithm="optuna"),
+                                                    d["search"].pop("scheduler"))))
+    optuna_sweep = load_sweep(optuna_file)
+    from ray.tune.search.optuna import OptunaSearch
+
+    options = tune_search(optuna_sweep, expand(optuna_sweep))
+    assert isinstance(options["search_alg"], OptunaSearch) and "scheduler" not in options
+    # Optuna reads the space from the param space: constants and one domain, no grid_search
+    space = param_space(optuna_sweep)
+    searcher = options["search_alg"]
+    assert searcher.set_search_properties("test_accuracy", "max", space)
+    suggested = searcher.suggest("trial-1")
+    assert list(suggested) == ["train.lr"] and 0.01 <= suggested["train.lr"] <= 0.3  # Tune adds the constants
+
+
+def test_dry_run_says_what_a_search_sweep_will_do(capsys, monkeypatch):
+    import partitions
+    from runner.study import capacity
+
+    monkeypatch.setattr(partitions, "check_available", lambda *args, **kwargs: None)
+    gpu_nodes = capacity.Capacity("the cluster at test", (capacity.NodeShape("gpu", 8, 2, None),))
+    monkeypatch.setattr(capacity, "this_machine", lambda: gpu_nodes)  # the sweep's trials ask for quarter GPUs
+    assert sweep_cli.main(["sweeps/lr_search.yaml", "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert "lr_search (sweeps/lr_search.yaml): 48 trials drawn over 6 grid points" in out
+    assert "search: random, 8 draws per grid point x 6 grid points = 48 trials (seed 0)" in out
+    assert "train.lr ~ loguniform(0.01, 0.3)" in out
+    assert "grace period 20 rounds, max_t 200, reduction factor 3 (rungs at rounds 20, 60, 180)" in out
+    assert sum(line[:1].isdigit() for line in out.splitlines()) == 6  # one row per grid point
+    assert "cifar10-dir0.5-vgg16-fedpara-g0.1-fedavg-s0  " in out  # named without the digest
+    assert "total if every trial ran at once: 172.8 CPU, 48 GPU" in out
+
+
+# ---- ASHA on evaluated rounds, one grid point at a time ------------------------------------------
+
+def test_report_hands_tune_evaluated_rounds_only():
+    reported = []
+    sink = Report(reported.append)
+    row = {"round": 1, "test_accuracy": math.nan, "test_loss": math.nan, "train_loss": 2.0, "cumulative_bytes": 10,
+           "round_seconds": 1.0}
+    sink.write(row)
+    sink.write({**row, "round": 2, "test_accuracy": 0.4, "test_loss": 1.5})
+    assert [(r["round"], r["test_accuracy"]) for r in reported] == [(2, 0.4)]
+
+
+def test_asha_judges_each_grid_point_alone_and_records_early_stops(tmp_path):
+    sweep = load_sweep(write(tmp_path, edited(lambda d: d.update(grid={"model.gamma": [0.1, 0.9]}))))
+    space = param_space(sweep, results_root=tmp_path)
+    points = [config for _, config in generate_variants(space)]
+    by_gamma = {config["model.gamma"]: config for config in points}
+
+    def trial(gamma: float, lr: float) -> types.SimpleNamespace:
+        return types.SimpleNamespace(trial_id=f"g{gamma}-lr{lr}", config={**by_gamma[gamma], "train.lr": lr})
+
+    asha = AshaPerPoint(grace_period=1, max_t=3, reduction_factor=2, searched=["train.lr"])
+    assert asha.set_search_properties("test_accuracy", "max")
+    good, bad, small = trial(0.9, 0.1), trial(0.9, 0.02), trial(0.1, 0.05)
+    for t in (good, bad, small):
+        asha.on_trial_add(None, t)
+    assert asha.on_trial_result(None, good, {"round": 2, "test_accuracy": 0.8}) == "CONTINUE"
+    assert asha.on_trial_result(None, bad, {"round": 2, "test_accuracy": 0.5}) == "STOP"
+    # the smaller model is worse than both, but it is only compared with the draws of its own gamma
+    assert asha.on_trial_result(None, small, {"round": 2, "test_accuracy": 0.3}) == "CONTINUE"
+    assert len(asha._points) == 2
+    stopped = sorted((tmp_path / "tiny_search" / STOPPED_DIR).iterdir())
+    bad_name = trial_config_from_tune(bad.config).trial_name
+    assert [p.name for p in stopped] == [f"{bad_name}.json"]
+    assert json.loads(stopped[0].read_text()) == {"trial": bad_name, "round": 2, "rounds": 3,
+                                                  "metric": "test_accuracy", "value": 0.5, "by": "ASHA"}
+    # at its last round a trial ends by itself (after its last checkpoint): not stopped, nothing recorded
+    assert asha.on_trial_result(None, good, {"round": 3, "test_accuracy": 0.9}) == "CONTINUE"
+    assert len(list((tmp_path / "tiny_search" / STOPPED_DIR).iterdir())) == 1
+
+
+# ---- end to end: a tiny random search runs, is stopped, resumes and plots ------------------------
+
+class InterruptAfterFirstResult(Callback):
+    """Ctrl-C, in process: once one evaluated round came back, the signal Tune treats as an interrupt (SIGUSR1,
+    which Tune always handles; SIGINT is pytest's). Tune saves the experiment's state and returns."""
+
+    armed = True  # a class attribute: the restored experiment unpickles its own copy of the callback
+
+    def on_trial_result(self, iteration, trials, trial, result, **info):
+        if InterruptAfterFirstResult.armed:
+            InterruptAfterFirstResult.armed = False
+            os.kill(os.getpid(), signal.SIGUSR1)
+
+
+@pytest.mark.usefixtures("ray_session")
+def test_a_random_search_sweep_is_interrupted_resumes_the_same_draws_and_plots(tmp_path, monkeypatch, capsys):
+    import ray
+    from ray import tune
+
+    monkeypatch.setattr(ray, "init", lambda *args, **kwargs: None)  # the session's Ray
+
+    class InterruptingRunConfig(tune.RunConfig):
+        def __init__(self, **kwargs):
+            super().__init__(**kwargs, callbacks=[InterruptAfterFirstResult()])
+
+    monkeypatch.setattr(tune, "RunConfig", InterruptingRunConfig)
+    path = write(tmp_path, TINY)
+    argv = [str(path), "--results", str(tmp_path / "results"), "--max-concurrent", "1", "--no-plot"]
+    results = tmp_path / "results" / "tiny_search"
+    # the seed's draws, known before the sweep runs; the run below must be exactly these
+    draws = drawn_trials(load_sweep(path), str(tmp_path / "results"))
+    assert draws is not None and len({t.train.lr for t in draws}) == 3
+
+    sweep_cli.main(argv)  # interrupted after the first evaluated round of the first trial
+    first = load_rounds(results)
+    assert set(first["trial"]) == {draws[0].trial_name}  # one at a time (--max-concurrent 1), in Tune's order
+    reached = first["round"].max()  # 2, or 3 where round 3 ran before Tune stopped the trial
+    assert list(first["round"]) == list(range(1, reached + 1)) and reached >= 2
+    record = read_record(results)  # sweep.json names the draws: a resume compares them like a grid's trials
+    assert record is not None and list(record.trials) == [t.trial_name for t in draws]
+    assert record.search == {"algorithm": "random", "seed": 1, "samples": 3, "trials": 3, "drawn": ["train.lr"]}
+    lines = sweep_progress(results).lines()
+    assert lines[:2] == [f"1 of 3 trials drawn by the random search have rows, {int(reached == 3)} finished",
+                         f"2 of 3 trials have no rows yet: {draws[1].trial_name}, {draws[2].trial_name}"]
+    assert lines[2:] == ([f"1 unfinished (last round so far): {draws[0].trial_name} (2/3)"] if reached < 3 else [])
+
+    assert sweep_cli.main([*argv, "--resume"]) == 0
+    rows = load_rounds(results)
+    assert sorted(set(rows["trial"])) == sorted(t.trial_name for t in draws)  # the same 3 draws, none twice
+    stopped = {p.stem: json.loads(p.read_text()) for p in (results / STOPPED_DIR).glob("*.json")}
+    for draw in draws:
+        mine = rows[rows["trial"] == draw.trial_name]
+        assert set(mine["train.lr"]) == {draw.train.lr}
+        last = 2 if draw.trial_name in stopped else 3  # ASHA stops at an evaluated round (2), before the last
+        assert list(mine["round"]) == list(range(1, last + 1))  # no round twice: the first resumed at round 3
+    assert draws[0].trial_name not in stopped  # ASHA had nothing to compare it with at its rung
+    assert sweep_progress(results).lines()[0].startswith("all 3 trials have rows")
+
+    # run again without --resume: a fresh Tune run draws the same trials, each finds itself done or stopped
+    before = load_rounds(results)
+    assert sweep_cli.main(argv) == 0
+    pd.testing.assert_frame_equal(load_rounds(results), before)
+
+    capsys.readouterr()
+    assert plot_cli.main([str(results)]) == 0
+    assert "all 3 trials have rows" in capsys.readouterr().out

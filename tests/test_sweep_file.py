@@ -431,7 +431,8 @@ def test_a_shipped_study_is_found_by_name_from_any_directory(tmp_path, monkeypat
     assert load_sweep("table3").name == "table3"
     mine = write(tmp_path, SMALL.replace("name: small", "name: fig4"), "fig4.yaml")
     assert find_sweep_file("fig4.yaml").resolve() == mine  # a file that exists as given wins
-    with pytest.raises(SweepError, match=r"fig9: no such sweep file .*shipped studies: fig3, fig4, fig5, quickstart"):
+    shipped = "fig3, fig4, fig5, grid, lr_search, quickstart"
+    with pytest.raises(SweepError, match=rf"fig9: no such sweep file .*shipped studies: {shipped}"):
         find_sweep_file("fig9")
     with pytest.raises(SweepError, match="no such sweep file"):
         find_sweep_file("other/fig4.yaml")  # a path to elsewhere is not a shipped study

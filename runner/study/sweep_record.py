@@ -42,12 +42,25 @@ class SweepRecord:
     max_failures: int
     trials: dict[str, dict[str, Any]] = field(default_factory=dict)
     format: int = FORMAT
+    # a search sweep: algorithm, seed, samples, how many trials in all ("trials"), the drawn keys ("drawn");
+    # ``trials`` above then holds a random search's seeded draws, or Optuna's grid point (it names none up front)
+    search: dict[str, Any] | None = None
 
     @classmethod
     def of(cls, sweep: str, source: str, overrides: Mapping[str, Any], trials: list[TrialConfig], *,
-           max_concurrent: int | None, max_failures: int) -> SweepRecord:
+           max_concurrent: int | None, max_failures: int, search: Mapping[str, Any] | None = None) -> SweepRecord:
         return cls(sweep, source, _json(dict(overrides)), max_concurrent, max_failures,
-                   {t.trial_name: _json(t.flat()) for t in trials})
+                   {t.trial_name: _json(t.flat()) for t in trials}, search=_json(search))
+
+    @property
+    def trial_count(self) -> int:
+        """How many trials the sweep runs (a search's, though Optuna's are not named in ``trials``)."""
+        return len(self.trials) if self.search is None else int(self.search["trials"])
+
+    @property
+    def names_known(self) -> bool:
+        """Whether ``trials`` names every trial the sweep runs (not so for Optuna, which proposes them)."""
+        return self.search is None or self.search["algorithm"] == "random"
 
     def write(self, results_dir: str | Location) -> None:
         text = json.dumps(asdict(self), indent=1)
@@ -62,7 +75,7 @@ def read_record(results_dir: str | Location) -> SweepRecord | None:
     raw = json.loads(where.read_bytes())
     trials = {name: {**ADDED_FIELDS, **flat} for name, flat in raw["trials"].items()}  # as the trials ran
     return SweepRecord(raw["sweep"], raw["source"], raw["overrides"], raw["max_concurrent"], raw["max_failures"],
-                       trials, raw.get("format", FORMAT))
+                       trials, raw.get("format", FORMAT), raw.get("search"))
 
 
 def check_resume(started: SweepRecord, now: SweepRecord) -> list[str]:

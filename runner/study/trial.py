@@ -10,6 +10,7 @@ own decides it from its own process.
 from __future__ import annotations
 
 import json
+import math
 import os
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -29,13 +30,33 @@ METRICS_REPORTED = ("round", "test_accuracy", "test_loss", "train_loss", "cumula
 
 
 class Report(RoundSink):
-    """Hands a few metrics of every row to a callback (Ray Tune's ``tune.report``, a test's probe)."""
+    """Hands a few metrics of every evaluated row to a callback (Ray Tune's ``tune.report``, a test's probe).
+
+    Rounds without an evaluation (``train.eval_every``) are not reported: their test accuracy is NaN, and a
+    Tune scheduler or searcher that compared it would record NaN for the trial (ASHA would let it pass a rung
+    unjudged). The rows themselves all go to Parquet and W&B; the last round is always evaluated.
+    """
 
     def __init__(self, report: Callable[[dict[str, Any]], None]) -> None:
         self.report = report
 
     def write(self, row: Mapping[str, Any]) -> None:
-        self.report({k: row[k] for k in METRICS_REPORTED})
+        if not math.isnan(row["test_accuracy"]):
+            self.report({k: row[k] for k in METRICS_REPORTED})
+
+
+def last_evaluated(rows: pd.DataFrame) -> dict[str, Any] | None:
+    """The metrics of a trial's last evaluated row, as :class:`Report` hands them on (None before any)."""
+    evaluated = rows[rows["test_accuracy"].notna()] if len(rows) else rows
+    if not len(evaluated):
+        return None
+    last = evaluated.iloc[-1]
+    return {k: last[k].item() if hasattr(last[k], "item") else last[k] for k in METRICS_REPORTED}
+
+
+def trial_rows(cfg: TrialConfig) -> pd.DataFrame:
+    """The rows a trial has written so far (none: an empty frame)."""
+    return RoundsTable(rounds_path(cfg.logging.results_dir, cfg.trial_name)).frame()
 
 
 def check_dataset(data: DataConfig) -> None:

@@ -26,7 +26,7 @@ from runner.study.sweep_file import (
     trial_config_from_tune,
 )
 from runner.study.sweep_record import SweepRecord
-from runner.study.trial import run_trial
+from runner.study.trial import last_evaluated, run_trial, trial_rows
 
 log = logging.getLogger(__name__)
 EXPERIMENT_NAME = "tune"  # <results>/<sweep>/tune holds Tune's experiment state
@@ -37,7 +37,20 @@ def tune_trainable(params: dict[str, Any], context: SweepContext | None = None) 
     ``context`` is what the sweep process decided (W&B access, code version)."""
     from ray import tune
 
-    run_trial(trial_config_from_tune(params), report=tune.report, context=context)
+    from runner.study.tune_search import stopped_early
+
+    cfg = trial_config_from_tune(params)
+    reported: list[dict[str, Any]] = []
+
+    def report(metrics: dict[str, Any]) -> None:
+        reported.append(metrics)
+        tune.report(metrics)
+
+    # ASHA stopped it in an earlier run (a restored Tune run knows that; a fresh one learns it here)
+    rows = trial_rows(cfg) if stopped_early(cfg) else run_trial(cfg, report=report, context=context)
+    final = last_evaluated(rows)
+    if not reported and final is not None:  # done before this run: Tune (its searcher, ASHA) still gets its result
+        tune.report(final)
 
 
 def trial_resources(params: dict[str, Any]) -> Any:
@@ -57,6 +70,8 @@ def run_tune(sweep: Sweep, trials: list[TrialConfig], results_dir: str | Locatio
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
     import ray
     from ray import tune
+
+    from runner.study.tune_search import tune_search
 
     if address:
         ray.init(address=address)
@@ -82,8 +97,9 @@ def run_tune(sweep: Sweep, trials: list[TrialConfig], results_dir: str | Locatio
         tuner = tune.Tuner(
             trainable,
             param_space=param_space(sweep, results_root=str(results_dir.parent)),
-            tune_config=tune.TuneConfig(max_concurrent_trials=max_concurrent, trial_name_creator=tune_trial_name,
-                                        trial_dirname_creator=tune_trial_name),
+            tune_config=tune.TuneConfig(trial_name_creator=tune_trial_name, trial_dirname_creator=tune_trial_name,
+                                        # max_concurrent_trials, and a search sweep's sampler and scheduler
+                                        **tune_search(sweep, trials, max_concurrent)),
             run_config=tune.RunConfig(
                 name=EXPERIMENT_NAME,
                 storage_path=str(results_dir),  # a path or a URI: Tune opens it with pyarrow, as we do
