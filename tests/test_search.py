@@ -31,7 +31,7 @@ from runner.study.sweep_file import (
     trial_config_from_tune,
     trial_count,
 )
-from runner.study.sweep_record import read_record
+from runner.study.sweep_record import SweepRecord, read_record
 from runner.study.trial import Report
 from runner.study.tune_search import AshaPerPoint, drawn_trials, tune_search
 
@@ -277,3 +277,29 @@ def test_a_random_search_sweep_is_interrupted_resumes_the_same_draws_and_plots(t
     capsys.readouterr()
     assert plot_cli.main([str(results)]) == 0
     assert "all 3 trials have rows" in capsys.readouterr().out
+
+
+def test_progress_counts_an_optuna_search_and_names_a_grids_missing_and_foreign_trials(tmp_path):
+    def rows(*trials: tuple[str, int, int]) -> pd.DataFrame:
+        return pd.DataFrame([{"trial": name, "round": r, "train.rounds": of}
+                             for name, last, of in trials for r in range(1, last + 1)])
+
+    optuna = SweepRecord("s", "s.yaml", {}, None, 0, {"point-0": {}}, search={"algorithm": "optuna", "trials": 5})
+    optuna.write(tmp_path / "optuna")
+    (tmp_path / "optuna" / STOPPED_DIR).mkdir()
+    (tmp_path / "optuna" / STOPPED_DIR / "b.json").write_text("{}")
+    progress = sweep_progress(tmp_path / "optuna", rows(("a", 4, 4), ("b", 2, 4), ("c", 3, 4)))
+    assert progress.lines() == ["3 of 5 trials drawn by the optuna search have rows, 1 finished",
+                                "2 of 5 trials have no rows yet (proposed as the search goes)",
+                                "1 unfinished (last round so far): c (3/4)",
+                                "1 stopped early by ASHA (at round): b (2/4)"]
+
+    grid = SweepRecord("g", "g.yaml", {}, None, 0, {name: {} for name in ("a", "b", "c")})
+    grid.write(tmp_path / "grid")
+    progress = sweep_progress(tmp_path / "grid", rows(("a", 4, 4), ("old", 4, 4)))
+    assert progress.lines() == ["1 of 3 trials have rows, 1 finished", "2 of 3 trials have no rows yet: b, c",
+                                "1 trials with rows are not in sweep.json (from an earlier version of the sweep or "
+                                "other overrides; the figures include them): old"]
+    assert sweep_progress(tmp_path / "none", rows(("a", 1, 4))).lines() == [
+        f"1 trials have rows ({tmp_path / 'none'}/sweep.json is missing, so which trials have none yet is unknown: "
+        "python -m runner.sweep writes it)", "1 unfinished (last round so far): a (1/4)"]

@@ -79,7 +79,10 @@ def sweep_progress(results_dir: str | os.PathLike[str] | Location, rounds: pd.Da
     progress = Progress(where=str(results_dir))
     last = rounds.groupby("trial")["round"].max() if len(rounds) else pd.Series(dtype=int)
     planned = rounds.groupby("trial")["train.rounds"].first() if len(rounds) else pd.Series(dtype=int)
-    for trial in sorted(last.index):
+    names_known = record is not None and record.names_known
+    if record is not None and names_known:
+        progress.strangers = sorted(set(last.index) - set(record.trials))
+    for trial in sorted(set(last.index) - set(progress.strangers)):
         at, of = int(last[trial]), int(planned[trial])
         if at >= of:
             progress.finished += 1
@@ -87,17 +90,14 @@ def sweep_progress(results_dir: str | os.PathLike[str] | Location, rounds: pd.Da
             progress.stopped.append((trial, at, of))
         else:
             progress.unfinished.append((trial, at, of))
-    progress.with_rows = len(last)
+    progress.with_rows = len(last) - len(progress.strangers)
     if record is None:
         return progress
     progress.search = record.search["algorithm"] if record.search is not None else None
     progress.expected = record.trial_count
-    if not record.names_known:  # Optuna: its trials are named as they are proposed
-        progress.missing_count = max(0, progress.expected - progress.with_rows)
-    else:
+    if names_known:
         progress.missing = [name for name in record.trials if name not in last.index]
-        progress.missing_count = len(progress.missing)
-        progress.strangers = sorted(set(last.index) - set(record.trials))
+    progress.missing_count = len(progress.missing) if names_known else max(0, progress.expected - progress.with_rows)
     return progress
 
 
