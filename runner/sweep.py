@@ -100,6 +100,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         layouts = [TrialLayout.of(trial.resources) for trial in trials]
         if args.dry_run:
             print(format_trial_table(sweep, trials, layouts))
+            print("\n".join(format_draws(sweep, trials, results_root)))
             print(format_data_check(trials))
             print("\n".join(dry_run_lines(trials, join(results_root, sweep.name))))  # runner/study/probe.py
             print(dry_run_capacity_check(trials, args.address))
@@ -233,6 +234,21 @@ def format_trial_table(sweep: Sweep, trials: list[TrialConfig], layouts: list[Tr
             f"{len(biggest.bundles())} bundles, PACKed onto as few nodes as fit)",
             f"results: {trials[0].logging.results_dir}"]
     return "\n".join(text)
+
+
+def format_draws(sweep: Sweep, points: list[TrialConfig], results_root: str) -> list[str]:
+    """A random search's seeded draws, a line per grid point (the values its trials will run with)."""
+    if sweep.search is None or sweep.search.algorithm != "random":
+        return []
+    from runner.study.tune_search import draws_per_point
+
+    groups = draws_per_point(sweep, points, results_root) or []
+    lines = [f"draws (seed {sweep.search.seed}):"]
+    for index, (point, draws) in enumerate(zip(points, groups), start=1):
+        values = "; ".join(f"{key} " + ", ".join(f"{draw.flat()[key]:.4g}" for draw in draws)
+                           for key in sweep.search.space)
+        lines.append(f"  {index}  {point.trial_name.rsplit('-', 1)[0]}: {values}")
+    return lines
 
 
 def dry_run_capacity_check(trials: list[TrialConfig], address: str | None) -> str:

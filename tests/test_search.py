@@ -168,6 +168,14 @@ def test_dry_run_says_what_a_search_sweep_will_do(capsys, monkeypatch):
     assert sum(line[:1].isdigit() for line in out.splitlines()) == 6  # one row per grid point
     assert "cifar10-dir0.5-vgg16-fedpara-g0.1-fedavg-s0  " in out  # named without the digest
     assert "total if every trial ran at once: 172.8 CPU, 48 GPU" in out
+    # the seed's draws, 8 per grid point, as the sweep will run them
+    draws = [line for line in out.splitlines() if line.startswith("  ") and ": train.lr " in line]
+    assert len(draws) == 6 and draws[0].startswith("  1  cifar10-dir0.5-vgg16-fedpara-g0.1-fedavg-s0: train.lr ")
+    lrs = [float(v) for line in draws for v in line.split("train.lr ")[1].split(", ")]
+    assert len(lrs) == 48 and all(0.01 <= lr <= 0.3 for lr in lrs)
+    planned = drawn_trials(load_sweep(SWEEPS / "lr_search.yaml"), "results")
+    assert planned is not None and len({t.trial_name for t in planned}) == 48
+    assert sorted(lrs) == sorted(float(f"{t.train.lr:.4g}") for t in planned)
 
 
 # ---- ASHA on evaluated rounds, one grid point at a time ------------------------------------------

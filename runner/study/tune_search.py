@@ -67,6 +67,23 @@ def drawn_trials(sweep: Sweep, results_root: str) -> list[TrialConfig] | None:
             for _, spec in generate_variants(space, random_state=rng)]
 
 
+def draws_per_point(sweep: Sweep, points: list[TrialConfig], results_root: str) -> list[list[TrialConfig]] | None:
+    """A random search's draws, grouped by grid point (in ``points``' order); None for a grid or Optuna."""
+    drawn = drawn_trials(sweep, results_root)
+    if drawn is None or sweep.search is None:
+        return None
+    searched = set(sweep.search.space)
+
+    def fixed(cfg: TrialConfig) -> str:
+        return json.dumps({k: v for k, v in cfg.flat().items() if k not in searched}, sort_keys=True, default=str)
+
+    index = {fixed(point): i for i, point in enumerate(points)}
+    groups: list[list[TrialConfig]] = [[] for _ in points]
+    for cfg in drawn:
+        groups[index[fixed(cfg)]].append(cfg)
+    return groups
+
+
 def stopped_early(cfg: TrialConfig) -> bool:
     """Whether ASHA stopped this trial in an earlier run of the sweep (a rerun leaves it stopped)."""
     return (Location(cfg.logging.results_dir) / STOPPED_DIR / f"{cfg.trial_name}.json").exists()
