@@ -100,7 +100,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         layouts = [TrialLayout.of(trial.resources) for trial in trials]
         if args.dry_run:
             print(format_trial_table(sweep, trials, layouts))
-            print("\n".join(format_draws(sweep, trials, results_root)))
+            for line in format_draws(sweep, trials, results_root):
+                print(line)
             print(format_data_check(trials))
             print("\n".join(dry_run_lines(trials, join(results_root, sweep.name))))  # runner/study/probe.py
             print(dry_run_capacity_check(trials, args.address))
