@@ -311,3 +311,21 @@ def test_progress_counts_an_optuna_search_and_names_a_grids_missing_and_foreign_
     assert sweep_progress(tmp_path / "none", rows(("a", 1, 4))).lines() == [
         f"1 trials have rows ({tmp_path / 'none'}/sweep.json is missing, so which trials have none yet is unknown: "
         "python -m runner.sweep writes it)", "1 unfinished (last round so far): a (1/4)"]
+
+
+def test_the_planned_draws_are_tunes_own_over_a_grid():
+    """drawn_trials replays Tune's seeded generator; over lr_search's 6 grid points x 8 samples it must give the
+    trials BasicVariantGenerator hands Tune, in the same order (the interrupted run above checks one point)."""
+    from ray.tune.experiment import Experiment
+    from ray.tune.search import BasicVariantGenerator
+
+    sweep = load_sweep(SWEEPS / "lr_search.yaml")
+    generator = BasicVariantGenerator(random_state=sweep.search.seed)
+    generator.add_configurations([Experiment("draws", lambda config: None, num_samples=sweep.search.samples,
+                                             config=param_space(sweep, results_root="/runs"))])
+    from_tune = []
+    while (trial := generator.next_trial()) is not None:
+        from_tune.append(trial_config_from_tune(trial.config).trial_name)
+    planned = drawn_trials(sweep, "/runs")
+    assert planned is not None and len(from_tune) == 48
+    assert [t.trial_name for t in planned] == from_tune
