@@ -7,22 +7,10 @@ import re
 import types
 
 import pytest
+from tiny_sweep import write_tiny_sweep
 
 from runner import sweep as sweep_cli
 from runner.study.console_view import SweepProgress, TrialView, duration, progress_block
-
-SWEEP = """
-name: tiny
-description: two tiny trials
-base:
-  data: {dataset: synthetic, num_clients: 4, clients_per_round: 2}
-  model: {arch: fc2, parameterization: fedpara, gamma: 0.5}
-  train: {rounds: 2, local_epochs: 1, batch_size: 64, lr: 0.05}
-  resources: {num_workers: 1, cpus_per_worker: 0.25, gpus_per_worker: 0, driver_cpus: 0.25}
-  logging: {checkpoint_every: 1, wandb: disabled}
-grid:
-  seed: [0, 1]
-"""
 
 
 def test_the_block_counts_trials_shows_running_rounds_and_an_eta():
@@ -66,7 +54,7 @@ def test_a_sweep_prints_the_compact_block_and_not_tunes_table(tmp_path, capsys, 
 
     monkeypatch.setattr(ray, "init", lambda **kwargs: None)  # the session's Ray is already up
     sweep_file = tmp_path / "tiny.yaml"
-    sweep_file.write_text(SWEEP)
+    write_tiny_sweep(sweep_file, "tiny")
     argv = [str(sweep_file), "--results", str(tmp_path / "results"), "--no-plot", "--progress-every", "0"]
     assert sweep_cli.main(argv) == 0
     captured = capsys.readouterr()

@@ -8,24 +8,12 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from tiny_sweep import write_tiny_sweep
 
 from runner import sweep as sweep_cli
 from runner.config import TrialConfig
 from runner.study.sweep_file import SweepError
 from runner.study.sweep_record import SweepRecord, check_resume, read_record
-
-SWEEP = """
-name: small
-description: two tiny trials
-base:
-  data: {dataset: synthetic, num_clients: 4, clients_per_round: 2}
-  model: {arch: fc2, parameterization: fedpara, gamma: 0.5}
-  train: {rounds: 2, local_epochs: 1, batch_size: 64, lr: 0.05}
-  resources: {num_workers: 1, cpus_per_worker: 0.25, gpus_per_worker: 0, driver_cpus: 0.25}
-  logging: {checkpoint_every: 1, wandb: disabled}
-grid:
-  seed: [0, 1]
-"""
 
 
 def files(root: Path) -> dict[str, bytes]:
@@ -59,7 +47,7 @@ def tuners(ray_session, monkeypatch):
 
 def test_resume_refuses_a_changed_trial_by_name_and_honors_new_flags(tmp_path, capsys, tuners):
     sweep_file = tmp_path / "small.yaml"
-    sweep_file.write_text(SWEEP)
+    write_tiny_sweep(sweep_file, "small")
     results = tmp_path / "results"
     common = [str(sweep_file), "--results", str(results), "--no-plot"]
     assert sweep_cli.main([*common, "train.rounds=1"]) == 0
