@@ -14,7 +14,7 @@ mean to :meth:`Algorithm.server_update`.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any, ClassVar
 
 import torch
@@ -26,7 +26,8 @@ from runner.algorithms.training import Correction, LocalTraining, local_sgd
 from runner.algorithms.upload import Upload
 
 State = dict[str, Tensor]
-Update = dict[str, State]
+Update = dict[str, Mapping[str, Tensor]]  # what a client sends: an entry may be a Difference, read when used
+Mean = dict[str, State]  # the weighted mean of the clients' updates, entry by entry
 
 
 class Algorithm:
@@ -63,14 +64,14 @@ class Algorithm:
         """Train from the global weights; return the update and the mean training loss."""
         start = global_start(job, payload)
         result = local_sgd(job, self.gradient_correction(job, payload, client_state, start))
-        return {"delta": model_delta(job, start)}, result.loss
+        return {"delta": Difference(job.model.state_dict(), start, job.global_names)}, result.loss
 
     def gradient_correction(self, job: LocalTraining, payload: dict[str, State], client_state: State,
                             start: State) -> Correction | None:
         """A hook that adjusts gradients before each SGD step (FedProx, SCAFFOLD, FedDyn)."""
         return None
 
-    def server_update(self, global_state: State, server_state: State, mean: Update,
+    def server_update(self, global_state: State, server_state: State, mean: Mean,
                       num_sampled: int, num_clients: int) -> State:
         """The new global weights from the weighted mean of the clients' updates."""
         return {n: w + mean["delta"][n] if n in mean["delta"] else w for n, w in global_state.items()}
@@ -109,3 +110,31 @@ def model_delta(job: LocalTraining, start: State) -> State:
     """Trained minus starting weights, for the parameters the server owns."""
     state = job.model.state_dict()
     return {n: state[n].detach() - start[n] for n in job.global_names}
+
+
+class Difference(Mapping[str, Tensor]):
+    """``a[n] − b[n]`` for each name, computed when read: a model's trained minus its starting weights.
+
+    The worker's exact sum (runner/engine/aggregation.py) forms each difference inside its cache-sized
+    blocks rather than in new tensors; anything else reads it like a dict of tensors. It reads ``a``
+    when read, so it must be used before the model trains again (the worker adds it to its sum at once).
+    """
+
+    def __init__(self, a: Mapping[str, Tensor], b: Mapping[str, Tensor], names: tuple[str, ...]) -> None:
+        self.a, self.b, self.names = a, b, names
+
+    def __getitem__(self, name: str) -> Tensor:
+        if name not in self.names:
+            raise KeyError(name)
+        return self.a[name].detach() - self.b[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.names)
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+    def pairs(self) -> Iterator[tuple[str, Tensor, Tensor]]:
+        """(name, a, b) for each name, without computing anything."""
+        for n in self.names:
+            yield n, self.a[n].detach(), self.b[n]

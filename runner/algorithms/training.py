@@ -9,7 +9,7 @@ the host wait for the accelerator each step.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
 import torch
@@ -33,6 +33,16 @@ class LocalTraining:
     global_names: tuple[str, ...]  # parameters the server owns; the rest stay on the client
     generator: torch.Generator  # the client's own randomness for this round (e.g. quantization)
     precision: str = "fp32"  # train.precision: "bf16" runs the forward pass under bfloat16 autocast
+    kept_optimizer: torch.optim.SGD | None = None  # the worker's one SGD over the model's parameters, reused
+
+    def optimizer(self, params: Iterable[nn.Parameter]) -> torch.optim.SGD:
+        """A fresh SGD for this job: the kept one reset (no momentum, this job's settings), or a new one."""
+        if self.kept_optimizer is None:
+            return torch.optim.SGD(params, lr=self.lr, momentum=self.momentum, weight_decay=self.weight_decay)
+        self.kept_optimizer.state.clear()
+        for group in self.kept_optimizer.param_groups:
+            group.update(lr=self.lr, momentum=self.momentum, weight_decay=self.weight_decay)
+        return self.kept_optimizer
 
 
 @dataclass(frozen=True)
@@ -56,7 +66,7 @@ def local_sgd(job: LocalTraining, correction: Correction | None = None) -> Local
     model = job.model
     model.train()
     params = dict(model.named_parameters())
-    optimizer = torch.optim.SGD(params.values(), lr=job.lr, momentum=job.momentum, weight_decay=job.weight_decay)
+    optimizer = job.optimizer(params.values())
     # float64 sum of (fp32 loss) x (batch size), the same arithmetic as summing Python floats, without a sync
     total = torch.zeros((), dtype=torch.float64, device=next(iter(params.values())).device)
     count, steps = 0, 0

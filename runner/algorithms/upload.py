@@ -9,6 +9,7 @@ are those of the packed form (:func:`models.quantized_bytes`).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import torch
@@ -17,7 +18,7 @@ from torch import Tensor
 from models import float_bytes, quantized_bytes
 from runner.algorithms.settings import setting
 
-Update = dict[str, dict[str, Tensor]]
+Update = dict[str, Mapping[str, Tensor]]
 
 
 def quantize(v: Tensor, levels: int, generator: torch.Generator) -> Tensor:

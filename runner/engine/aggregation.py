@@ -2,81 +2,147 @@
 
 Each worker pre-reduces its clients into one partial sum, so the driver receives one message per
 worker, not one model per client. For the result not to depend on how clients are spread over
-workers, sums are compensated: products weight·update are exact in float64, and each addition keeps
-its rounding error (Knuth's TwoSum) in a second float64 tensor, so a sum carries ~106 bits and the
-float32 mean is the same whatever the grouping or order of additions.
+workers, the sum is exact, in fixed point:
 
-This reduction sits on every client's path, so it is built for speed: sums live in flat float64
-buffers, and an update is added block by block, each block (copied in from the update's tensors)
-small enough that the TwoSum's element-wise passes stay in the CPU's cache; on a GPU the whole buffer
-is one block. Nothing is allocated per client after the first.
+- Every value v of a client's update is rounded once to an integer q = round(v·2^40) (units of
+  2^-40). A float32 difference of two weights of magnitude ≥ 2^-17, and any float32 of that
+  magnitude, is already a multiple of 2^-40, so for the usual values nothing is rounded at all;
+  smaller values lose what lies below 2^-40, the same loss whatever the grouping.
+- The products n·q (n the client's sample count, an integer below 2^23) have at most 47 significant
+  bits and are exact in float64. Integers below 2^53 add exactly in float64, in any order and any
+  grouping, so partial sums can be formed and merged anywhere and always hold the same integer.
+- The mean is that integer rounded once to float64, times 2^-40 (exact), divided by the total weight
+  W (one rounding), rounded to float32: a function of the exact sum alone.
+
+The sum is held in one float64 word per value while a bound on it (kept per block of values:
+Σ n·max|q|) stays below 2^53. A block whose bound would pass it is split, exactly, into two words,
+Σ n·q = high·2^30 + low, and each client's q is split the same way from then on (q = h·2^30 + l,
+|l| ≤ 2^29, both float32 integers); with |v| < 2^20 and W < 2^23 neither word can pass 2^53 (low
+≤ 2W·2^29, high ≤ W·(2^30 + 1)). That is the range of the scale: a value with |v| ≥ 2^20 (or
+NaN, or infinite) cannot be summed exactly, so it is never summed at all: its position's mean is NaN
+(the same for any grouping) and a warning names the tensor. A total weight of 2^23 or more is an
+error. Nothing wraps: no integer type is involved, and no word is ever allowed to round.
+
+This reduction sits on every client's path, so it is built for speed: an update is read block by
+block into a float32 scratch block that stays in the CPU's cache (the difference of trained and
+starting weights is formed right there, see :class:`~runner.algorithms.base.Difference`), scaled,
+rounded, checked (one min/max pass) and added to the float64 word in one pass: 5 passes over float32
+and one over the float64 sum, about 2.5x a plain float32 ``sum += n·delta``. On a GPU the whole
+buffer is one block. Nothing is allocated per client after the first.
 """
 
 from __future__ import annotations
 
+import logging
 import math
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 
 import torch
 from torch import Tensor
 
+from runner.algorithms.base import Difference
 from runner.engine.wire import read_only_view, to_wire
 
-Update = dict[str, dict[str, Tensor]]
+logger = logging.getLogger(__name__)
+
+Update = Mapping[str, Mapping[str, Tensor]]
 Layout = tuple[tuple[str, str, torch.Size], ...]  # (kind, name, shape) of each tensor, in buffer order
-CPU_BLOCK = 1 << 17  # float64 elements per block (1 MiB): the four blocks in play stay in the L2/L3 caches
+CPU_BLOCK = 1 << 18  # values per block on a CPU: the float32 scratch blocks (1 MiB each) stay in the L2 cache
+SCALE = 2.0 ** 40  # values are summed as integers in units of 2^-40
+SPLIT = 2.0 ** 30  # a split block holds Σ n·q as high·2^30 + low
+EXACT = 2.0 ** 53  # float64 holds every integer below this exactly
+LIMIT = 2.0 ** 60  # |q| below this, i.e. |v| < 2^20: the values the sum holds exactly
+MAX_WEIGHT = 2.0 ** 23  # total weight (samples) below this: both words of a split block stay exact
 
 
 @dataclass
 class WeightedSum:
-    """Σ weight·update over some clients, as hi + lo in float64, plus the clients' weighted losses."""
+    """Σ weight·update over some clients, exactly (integers in units of 2^-40), plus the weighted losses."""
 
     weight: float = 0.0
     losses: list[float] = field(default_factory=list)  # weight · mean training loss, one per client
     layout: Layout = ()
-    hi: Tensor | None = None
-    lo: Tensor | None = None
-    _scratch: tuple[Tensor, ...] = field(default=(), repr=False)  # a spare hi and two blocks (never shipped)
+    low: Tensor | None = None  # float64 integers: the sum, or its low word in split blocks
+    high: Tensor | None = None  # float64 integers in units of 2^30·2^-40, for split blocks (allocated on the first)
+    invalid: Tensor | None = None  # bool: positions where some client sent a value outside the range
+    bounds: list[float] = field(default_factory=list)  # per block: a bound on |low|, or inf once it is split
+    _scratch: tuple[Tensor, Tensor] | None = field(default=None, repr=False)  # two float32 blocks (never shipped)
 
+    # --- adding clients and partial sums ----------------------------------------------------------
     def add(self, weight: float, update: Update, loss: float) -> None:
+        """Add one client's update. Its tensors may be :class:`Difference` s (read here, once)."""
+        if weight != int(weight) or weight < 0:
+            raise ValueError(f"a client's weight must be its sample count (a whole number), got {weight}")
+        if self.weight + weight >= MAX_WEIGHT:
+            raise ValueError(f"the exact sum holds a total weight below 2^23 samples, got {self.weight + weight:.0f}")
         self.weight += weight
         self.losses.append(weight * loss)
-        flats = [t.detach().reshape(-1) for tensors in update.values() for t in tensors.values()]
-        if self.hi is None:
-            self.layout = tuple((kind, name, t.shape) for kind, tensors in update.items()
-                                for name, t in tensors.items())
-            device = flats[0].device if flats else torch.device("cpu")
-            self.hi = torch.empty(sum(t.numel() for t in flats), dtype=torch.float64, device=device)
-            start = 0
-            for t in flats:
-                self.hi[start:start + t.numel()].copy_(t)
-                start += t.numel()
-            self.hi.mul_(weight)  # exact: a float32 times an integer-valued weight fits in 53 bits
-            self.lo = torch.zeros_like(self.hi)
-        else:
-            self._accumulate(flats, weight)
+        pieces = list(_pieces(update))
+        if self.low is None:
+            self._allocate(tuple((kind, name, a.shape) for kind, name, a, _ in pieces),
+                           pieces[0][2].device if pieces else torch.device("cpu"))
+        assert self.low is not None and self._scratch is not None
+        scratch, spare = self._scratch
+        stream = _blocks([(a.reshape(-1), None if b is None else b.reshape(-1)) for _, _, a, b in pieces],
+                         self._block_size())
+        for index, (start, length, parts) in enumerate(stream):
+            x = scratch[:length]
+            for offset, a, b in parts:
+                if b is None:
+                    x[offset:offset + a.numel()].copy_(a)
+                else:
+                    torch.sub(a, b, out=x[offset:offset + a.numel()])
+            x.mul_(SCALE).round_()  # q: exact scaling by a power of two, then one rounding
+            self._add_block(index, start, x, spare[:length], weight)
 
     def merge(self, other: WeightedSum) -> None:
-        """Add another partial sum (its hi is added with TwoSum, its lo plainly: lo carries no further error)."""
+        """Add another partial sum (which is only read: it may live in the object store)."""
+        if self.weight + other.weight >= MAX_WEIGHT:
+            raise ValueError(f"the exact sum holds a total weight below 2^23 samples, got "
+                             f"{self.weight + other.weight:.0f}")
         self.weight += other.weight
         self.losses.extend(other.losses)
-        if other.hi is None or other.lo is None:  # a sum of no clients
+        if other.low is None:  # a sum of no clients
             return
-        if self.hi is None or self.lo is None:
-            self.layout, self.hi, self.lo = other.layout, other.hi.clone(), other.lo.clone()
-        else:
-            self._accumulate([other.hi], 1.0)
-            self.lo.add_(other.lo)
+        if self.low is None:
+            self._allocate(other.layout, other.low.device)
+        assert self.low is not None
+        if other.invalid is not None:
+            self._invalid().logical_or_(other.invalid)
+        size = self._block_size()
+        for index, bound in enumerate(other.bounds):
+            start = index * size
+            block = slice(start, min(start + size, self.low.numel()))
+            if math.isinf(bound) or self.bounds[index] + bound >= EXACT:
+                self._split(index)
+                if math.isinf(bound):
+                    assert other.high is not None
+                    high, low = other.high[block], other.low[block]
+                else:
+                    high, low = _split_words(other.low[block])
+                assert self.high is not None
+                self.high[block].add_(high)
+                self.low[block].add_(low)
+            else:
+                self.low[block].add_(other.low[block])
+                self.bounds[index] += bound
 
-    def mean(self) -> Update:
-        assert self.hi is not None and self.lo is not None, "the mean of no clients"
-        flat = ((self.hi + self.lo) / self.weight).float()
-        out: Update = {}
+    # --- the result -------------------------------------------------------------------------------
+    def mean(self) -> dict[str, dict[str, Tensor]]:
+        assert self.low is not None, "the mean of no clients"
+        total = self.low if self.high is None else torch.add(self.low, self.high, alpha=SPLIT)  # one rounding
+        flat = (total * (1 / SCALE) / self.weight).float()
+        if self.invalid is not None and bool(self.invalid.any()):
+            flat[self.invalid] = math.nan
+        out: dict[str, dict[str, Tensor]] = {}
         start = 0
         for kind, name, shape in self.layout:
             size = math.prod(shape)
             out.setdefault(kind, {})[name] = flat[start:start + size].view(shape)
+            if self.invalid is not None and bool(self.invalid[start:start + size].any()):
+                logger.warning("%s %s: a client sent a value outside the exact sum's range (|v| >= 2^20, NaN or "
+                               "infinite); its mean is NaN there", kind, name)
             start += size
         return out
 
@@ -84,55 +150,106 @@ class WeightedSum:
     def mean_loss(self) -> float:
         return math.fsum(self.losses) / self.weight  # exactly rounded, so independent of order
 
-    # --- the compensated addition ---------------------------------------------------------------
-    def _accumulate(self, sources: list[Tensor], weight: float) -> None:
-        """hi + lo += weight · (the concatenated flat ``sources``), exactly up to lo's own rounding."""
-        assert self.hi is not None and self.lo is not None
-        size = self.hi.numel()
-        block = CPU_BLOCK if self.hi.device.type == "cpu" else size
-        if not self._scratch:
-            self._scratch = (torch.empty_like(self.hi), *(torch.empty(min(block, size), dtype=torch.float64,
-                                                                        device=self.hi.device) for _ in range(2)))
-        spare, term, virtual = self._scratch
-        for start, length, pieces in _blocks(sources, block):
-            x, v = term[:length], virtual[:length]
-            for piece, offset in pieces:
-                x[offset:offset + piece.numel()].copy_(piece)
-            if weight != 1.0:
-                x.mul_(weight)
-            hi, lo, total = (t[start:start + length] for t in (self.hi, self.lo, spare))
-            torch.add(hi, x, out=total)
-            torch.sub(total, hi, out=v)  # the part of x that made it into total
-            x.sub_(v)  # x's rounding error
-            torch.sub(total, v, out=v)  # the part of hi that made it into total
-            hi.sub_(v)  # hi's rounding error
-            lo.add_(hi).add_(x)
-        self.hi, self._scratch = spare, (self.hi, term, virtual)
+    # --- the exact addition ---------------------------------------------------------------------
+    def _add_block(self, index: int, start: int, x: Tensor, spare: Tensor, weight: float) -> None:
+        """Add weight·x at flat position ``start`` (x: integers q in a float32 scratch block, overwritten)."""
+        assert self.low is not None
+        low = self.low[start:start + x.numel()]
+        smallest, largest = (float(v) for v in torch.aminmax(x))
+        if not -LIMIT < smallest <= largest < LIMIT:  # also when NaN: comparisons with NaN are false
+            outside = ~(x.abs() < LIMIT)
+            self._invalid()[start:start + x.numel()].logical_or_(outside)
+            x.masked_fill_(outside, 0.0)
+            smallest, largest = (float(v) for v in torch.aminmax(x))
+        size = weight * max(largest, -smallest)
+        if self.bounds[index] + size < EXACT:  # the one word stays exact for this block
+            low.add_(x, alpha=weight)  # n·q is exact in float64, and so is the sum
+            self.bounds[index] += size
+            return
+        self._split(index)
+        assert self.high is not None
+        h = torch.mul(x, 1 / SPLIT, out=spare).round_()  # q = h·2^30 + l, both exact in float32
+        x.sub_(h, alpha=SPLIT)
+        self.high[start:start + x.numel()].add_(h, alpha=weight)
+        low.add_(x, alpha=weight)
+
+    def _split(self, index: int) -> None:
+        """Hold block ``index`` in two words from now on: Σ n·q = high·2^30 + low (an exact rewrite)."""
+        if math.isinf(self.bounds[index]):
+            return
+        assert self.low is not None
+        if self.high is None:
+            self.high = torch.zeros_like(self.low)
+        size = self._block_size()
+        block = slice(index * size, min((index + 1) * size, self.low.numel()))
+        high, low = _split_words(self.low[block])
+        self.high[block].copy_(high)
+        self.low[block].copy_(low)
+        self.bounds[index] = math.inf
+
+    def _allocate(self, layout: Layout, device: torch.device) -> None:
+        self.layout = layout
+        numel = sum(math.prod(shape) for _, _, shape in layout)
+        self.low = torch.zeros(numel, dtype=torch.float64, device=device)
+        self.bounds = [0.0] * math.ceil(numel / self._block_size()) if numel else []
+        scratch = min(self._block_size(), numel)
+        self._scratch = (torch.empty(scratch, device=device), torch.empty(scratch, device=device))
+
+    def _block_size(self) -> int:
+        assert self.low is not None
+        return CPU_BLOCK if self.low.device.type == "cpu" else max(1, self.low.numel())
+
+    def _invalid(self) -> Tensor:
+        assert self.low is not None
+        if self.invalid is None:
+            self.invalid = torch.zeros(self.low.shape, dtype=torch.bool, device=self.low.device)
+        return self.invalid
 
     def __reduce__(self):
-        """Ship hi and lo as CPU arrays (see runner/wire.py; the driver may have no GPU), not the scratch."""
-        sums = None if self.hi is None else to_wire({"hi": self.hi, "lo": self.lo})
-        return _unpack, (self.weight, self.losses, self.layout, sums)
+        """Ship the words as CPU arrays (see runner/wire.py; the driver may have no GPU), not the scratch."""
+        words = {name: t for name, t in (("low", self.low), ("high", self.high), ("invalid", self.invalid))
+                 if t is not None}
+        return _unpack, (self.weight, self.losses, self.layout, self.bounds, to_wire(words))
 
 
-def _unpack(weight: float, losses: list[float], layout: Layout, sums: dict | None) -> WeightedSum:
-    """A received partial sum. Its hi and lo are views of object-store memory, so it is read-only: merge
-    it into another sum (which copies or reads it), never add to it."""
-    hi, lo = (None, None) if sums is None else (read_only_view(sums["hi"]), read_only_view(sums["lo"]))
-    return WeightedSum(weight, losses, layout, hi, lo)
+def _unpack(weight: float, losses: list[float], layout: Layout, bounds: list[float],
+            words: dict) -> WeightedSum:
+    """A received partial sum. Its tensors are views of object-store memory, so it is read-only: merge
+    it into another sum (which reads it), never add to it."""
+    views = {name: read_only_view(array) for name, array in words.items()}
+    return WeightedSum(weight, losses, layout, views.get("low"), views.get("high"), views.get("invalid"), bounds)
 
 
-def _blocks(sources: list[Tensor], block: int) -> Iterator[tuple[int, int, list[tuple[Tensor, int]]]]:
-    """Consecutive blocks of the concatenation of ``sources``: (start, length, [(piece, offset in block)])."""
-    start, pieces, filled = 0, [], 0
-    for t in sources:
+def _split_words(total: Tensor) -> tuple[Tensor, Tensor]:
+    """(high, low) with total = high·2^30 + low and |low| ≤ 2^29, for float64 integers below 2^53 (exact)."""
+    high = torch.mul(total, 1 / SPLIT).round_()
+    return high, torch.sub(total, high, alpha=SPLIT)
+
+
+def _pieces(update: Update) -> Iterator[tuple[str, str, Tensor, Tensor | None]]:
+    """(kind, name, a, b) per tensor: its value is a − b for a :class:`Difference`, else a (b None)."""
+    for kind, tensors in update.items():
+        if isinstance(tensors, Difference):
+            for name, a, b in tensors.pairs():
+                yield kind, name, a, b
+        else:
+            for name, t in tensors.items():
+                yield kind, name, t.detach(), None
+
+
+def _blocks(sources: list[tuple[Tensor, Tensor | None]],
+            block: int) -> Iterator[tuple[int, int, list[tuple[int, Tensor, Tensor | None]]]]:
+    """Consecutive blocks of the concatenated flat ``sources``: (start, length, [(offset in block, a, b)])."""
+    start, parts, filled = 0, [], 0
+    for a, b in sources:
         position = 0
-        while position < t.numel():
-            take = min(block - filled, t.numel() - position)
-            pieces.append((t[position:position + take], filled))
-            position, filled = position + take, filled + take
+        while position < a.numel():
+            take = min(block - filled, a.numel() - position)
+            end = position + take
+            parts.append((filled, a[position:end], None if b is None else b[position:end]))
+            position, filled = end, filled + take
             if filled == block:
-                yield start, filled, pieces
-                start, pieces, filled = start + filled, [], 0
+                yield start, filled, parts
+                start, parts, filled = start + filled, [], 0
     if filled:
-        yield start, filled, pieces
+        yield start, filled, parts

@@ -1,6 +1,6 @@
 """A client's samples as tensors on the worker's device, and the batches a round trains on.
 
-Images stay uint8 until a batch is drawn; the batch is converted, augmented and normalized in a few
+Images stay uint8 until a batch is drawn; the batch is augmented (still as bytes), converted and normalized in a few
 tensor ops. Shuffling and augmentation use the generator they are given, so a client's round is the
 same on any worker.
 """
@@ -39,10 +39,10 @@ class Preprocess:
         if self.kind != "image":
             return x.long()
         assert self.mean is not None and self.std is not None  # for_dataset sets them for images
-        x = x.float().div_(255.0)
         if self.augment and generator is not None:
-            x = random_crop_flip(x, generator)
-        return ((x - self.mean) / self.std).contiguous(memory_format=self.memory_format)
+            x = random_crop_flip(x, generator)  # on the stored bytes: the same pixels, a quarter of the traffic
+        x = x.float().div_(255.0).sub_(self.mean).div_(self.std)  # (x/255 − mean) / std, in place
+        return x.contiguous(memory_format=self.memory_format)
 
 
 @dataclass

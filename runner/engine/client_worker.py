@@ -97,6 +97,10 @@ class ClientWorker:
         self.train_preprocess = Preprocess.for_dataset(dataset.kind, dataset.mean, dataset.std,
                                                        cfg.train.augment and can_augment, dev, layout)
         self.eval_preprocess = Preprocess.for_dataset(dataset.kind, dataset.mean, dataset.std, False, dev, layout)
+        self.live = self.model.state_dict()  # the model's own tensors (detached): clients are loaded into them
+        t = cfg.train  # one optimizer for all clients (each job resets it: no momentum carried over)
+        self.optimizer = torch.optim.SGD(self.model.parameters(), lr=t.lr, momentum=t.momentum,
+                                         weight_decay=t.weight_decay)
         self.algorithm = cfg.algorithm.build()
         local = self.algorithm.local_names(self.model)
         self.global_names = tuple(n for n in self.model.state_dict() if n not in local)
@@ -159,21 +163,36 @@ class ClientWorker:
             self.states.update(from_wire(states, self.device))
         payload = from_wire(payload, self.device)
         t = self.cfg.train
+        weights = [payload["weights"][n] for n in self.global_names]
+        generator = torch.Generator(device=self.device)  # one, reseeded for each client
         partial = WeightedSum()
         for k in clients:
             data, state = self.clients[k], self._state_of(k)
-            generator = client_generator(self.cfg.seed, round_index, k, self.device)
-            self.model.load_state_dict({**payload["weights"], **state["params"]}, strict=True)
+            client_generator(self.cfg.seed, round_index, k, self.device, reuse=generator)
+            self._load(weights, state["params"])
             batches = functools.partial(data.epoch, t.batch_size, self.train_preprocess, generator)
-            job = LocalTraining(self.model, batches,
-                                t.local_epochs, lr, t.momentum, t.weight_decay, self.global_names, generator,
-                                t.precision)
+            job = LocalTraining(self.model, batches, t.local_epochs, lr, t.momentum, t.weight_decay,
+                                self.global_names, generator, t.precision, kept_optimizer=self.optimizer)
             update, loss = self.algorithm.train_client(job, payload, state["algo"])
             update = self.cfg.upload.apply(update, generator)
-            trained = self.model.state_dict()
-            state["params"] = {n: trained[n].detach().clone() for n in state["params"]}
-            partial.add(float(data.num_samples), update, loss)
+            partial.add(float(data.num_samples), update, loss)  # reads the update now: before the next client
+            self._keep(state["params"])
         return self.incarnation, (partial, self.peak_memory_mib())
+
+    @torch.no_grad()
+    def _load(self, weights: list[Tensor], params: State) -> None:
+        """Copy the global weights (in ``global_names`` order) and a client's own parameters into the model's
+        tensors: what ``load_state_dict`` does, without building a merged dict or walking the modules."""
+        if weights:
+            torch._foreach_copy_([self.live[n] for n in self.global_names], weights)
+        if params:
+            torch._foreach_copy_([self.live[n] for n in params], list(params.values()))
+
+    @torch.no_grad()
+    def _keep(self, params: State) -> None:
+        """Copy the trained local parameters into the client's own tensors (never shared, never shipped live)."""
+        if params:
+            torch._foreach_copy_(list(params.values()), [self.live[n] for n in params])
 
     def peak_memory_mib(self) -> float:
         """What sizes ``resources.gpus_per_worker``: on a GPU the most CUDA memory torch has held, on a CPU
