@@ -11,21 +11,29 @@ comparison free of that.)
 
     python bench/runner_vs_plain.py [--rounds 6] [--repeats 2] [--workers 2] [--models cnn fc2 vgg16]
     python bench/runner_vs_plain.py --workers 4 --gpus-per-worker 0.25      # on a GPU machine
+    python bench/runner_vs_plain.py --profile --models cnn fc2   # CPU ms per client, phase by phase
+
+Besides the default layout the table has 1-thread rows: the plain loop at one thread against the runner
+at one worker x one thread, where the runner's per-client overhead shows undiluted by parallelism.
 """
 
 from __future__ import annotations
 
 import argparse
+import collections
 import itertools
 import os
+import pickle
 import statistics
 import tempfile
 import time
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
 
 from partitions import load_dataset, partition_clients
+from runner.algorithms import Upload
 from runner.config import TrialConfig
 from runner.engine.augment import random_crop_flip
 from runner.engine.model import trial_model
@@ -39,20 +47,47 @@ WORKLOADS = {
 
 
 def config(arch: str, parameterization: str, gamma: float | None, rounds: int, workers: int,
-           results: str, gpus_per_worker: float = 0.0) -> TrialConfig:
+           results: str, gpus_per_worker: float = 0.0, cpus_per_worker: float | None = None) -> TrialConfig:
     return TrialConfig.from_dict({
         "data": {"dataset": "synthetic", "partition": "iid", "num_clients": 100, "clients_per_round": 16},
         "model": {"arch": arch, "parameterization": parameterization, "gamma": gamma},
         "train": {"rounds": rounds, "local_epochs": 1, "batch_size": 32, "lr": 0.05, "eval_every": 10_000},
-        "resources": {"num_workers": workers, "cpus_per_worker": round(1.7 / workers, 2), "driver_cpus": 0.2,
-                      "gpus_per_worker": gpus_per_worker},
+        "resources": {"num_workers": workers, "cpus_per_worker": cpus_per_worker or round(1.7 / workers, 2),
+                      "driver_cpus": 0.2, "gpus_per_worker": gpus_per_worker},
         "logging": {"results_dir": results, "checkpoint_every": 0, "wandb": "disabled"},
     })
 
 
-def plain_loop(cfg: TrialConfig, device: torch.device) -> list[float]:
-    """FedAvg in one process: the baseline a researcher would write without Ray."""
-    torch.set_num_threads(os.cpu_count() or 1)
+class Phases:
+    """CPU seconds of this thread per named phase: ``lap(name)`` charges the time since the last lap.
+    Thread time, so other processes on a shared machine do not inflate it (with one torch thread every
+    kernel runs on the calling thread)."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = collections.defaultdict(float)
+        self.last = time.thread_time()
+
+    def lap(self, name: str) -> None:
+        now = time.thread_time()
+        self.seconds[name] += now - self.last
+        self.last = now
+
+    def timed(self, name: str, function: Callable) -> Callable:
+        """``function``, charging its calls to ``name`` (and what ran before it to the open lap)."""
+        def wrapper(*args, **kwargs):
+            self.lap("rest")
+            try:
+                return function(*args, **kwargs)
+            finally:
+                self.lap(name)
+        return wrapper
+
+
+def plain_loop(cfg: TrialConfig, device: torch.device, threads: int | None = None,
+               phases: Phases | None = None) -> list[float]:
+    """FedAvg in one process: the baseline a researcher would write without Ray (all cores by default)."""
+    torch.set_num_threads(threads or os.cpu_count() or 1)
+    lap = phases.lap if phases is not None else lambda name: None
     d, t = cfg.data, cfg.train
     data = load_dataset(d.dataset, d.root, seed=cfg.seed)
     parts = partition_clients(data, d.partition, d.num_clients, seed=cfg.seed).train
@@ -64,6 +99,9 @@ def plain_loop(cfg: TrialConfig, device: torch.device) -> list[float]:
     times = []
     for r in range(1, t.rounds + 1):
         start = time.perf_counter()
+        lap("rest")
+        if phases is not None and r == 2:  # round 1 is warm-up
+            phases.seconds.clear()
         sums, total = {k: torch.zeros_like(v) for k, v in global_state.items()}, 0
         for k in sample_clients(cfg.seed, r, d.num_clients, d.clients_per_round):
             model.load_state_dict(global_state)
@@ -71,15 +109,19 @@ def plain_loop(cfg: TrialConfig, device: torch.device) -> list[float]:
             g = torch.Generator(device).manual_seed(r * 1000 + k)
             index = torch.as_tensor(parts[k], device=device)
             x, y = x_train[index], y_train[index]
+            lap("load")
             for idx in torch.randperm(len(y), generator=g, device=device).split(t.batch_size):
                 batch = random_crop_flip(x[idx].float() / 255, g)
                 opt.zero_grad()
                 F.cross_entropy(model((batch - mean) / std), y[idx]).backward()
                 opt.step()
+            lap("train")
             for name, v in model.state_dict().items():
                 sums[name] += len(y) * (v - global_state[name])
             total += len(y)
+            lap("sum")
         global_state = {k: v + sums[k] / total for k, v in global_state.items()}
+        lap("server")
         if device.type == "cuda":
             torch.cuda.synchronize()
         times.append(time.perf_counter() - start)
@@ -108,6 +150,99 @@ def quiesce(timeout_s: float = 30.0) -> None:
     time.sleep(2.0)
 
 
+def profile_runner(cfg: TrialConfig, rounds: int) -> tuple[Phases, int]:
+    """The runner's per-client path in this process at one thread (no Ray): a ClientWorker trains every
+    round's clients, its partial sum goes through pickle as Ray ships it, and the driver's steps follow.
+    Returns the phases of rounds 2…N and the number of clients they trained."""
+    from runner.engine.aggregation import WeightedSum
+    from runner.engine.client_worker import ClientWorker
+    from runner.engine.wire import to_wire
+
+    torch.set_num_threads(1)
+    worker = ClientWorker(cfg, 0, 1)
+    algorithm = cfg.algorithm.build()
+    model = trial_model(cfg)
+    global_state = {n: t.detach().clone() for n, t in model.state_dict().items()}
+    worker.setup({}, global_state)
+    phases, clients = Phases(), 0
+    originals = {"add": WeightedSum.add, "apply": Upload.apply}
+    worker._load = phases.timed("load", worker._load)  # type: ignore[method-assign]
+    worker._keep = phases.timed("state", worker._keep)  # type: ignore[method-assign]
+    worker.algorithm.train_client = phases.timed("train", worker.algorithm.train_client)  # type: ignore[method-assign]
+    WeightedSum.add = phases.timed("sum", WeightedSum.add)  # type: ignore[method-assign]
+    Upload.apply = phases.timed("upload", Upload.apply)  # type: ignore[method-assign]
+    try:
+        for r in range(1, rounds + 1):
+            if r == 2:  # round 1 is warm-up
+                phases.seconds.clear()
+                clients = 0
+            sampled = sample_clients(cfg.seed, r, cfg.data.num_clients, cfg.data.clients_per_round)
+            phases.lap("rest")
+            payload = pickle.loads(pickle.dumps(to_wire(algorithm.broadcast(global_state, {}))))
+            phases.lap("driver: ship payload")
+            _, (partial, _) = worker.train(r, sampled, payload, cfg.train.lr)
+            phases.lap("rest")
+            received = pickle.loads(pickle.dumps(partial))
+            phases.lap("ship partial sum")
+            total = WeightedSum()
+            total.merge(received)
+            mean = total.mean()
+            phases.lap("driver: merge, mean")
+            global_state = algorithm.server_update(global_state, {}, mean, len(sampled), cfg.data.num_clients)
+            phases.lap("server")
+            clients += len(sampled)
+    finally:
+        WeightedSum.add, Upload.apply = originals["add"], originals["apply"]  # type: ignore[method-assign]
+    return phases, clients
+
+
+def profile(models: list[str], rounds: int, repeats: int) -> None:
+    """Print CPU ms per client, phase by phase, of the plain loop and the runner at one thread."""
+    for name in models:
+        plain: dict[str, list[float]] = collections.defaultdict(list)
+        runner: dict[str, list[float]] = collections.defaultdict(list)
+        for _ in range(repeats):
+            with tempfile.TemporaryDirectory() as results:
+                cfg = config(*WORKLOADS[name], rounds, 1, results, cpus_per_worker=1.0)
+                phases = Phases()
+                plain_loop(cfg, torch.device("cpu"), threads=1, phases=phases)
+                per_round = cfg.data.clients_per_round
+                for phase, seconds in phases.seconds.items():
+                    plain[phase].append(1000 * seconds / ((rounds - 1) * per_round))
+                phases, clients = profile_runner(cfg, rounds)
+                for phase, seconds in phases.seconds.items():
+                    runner[phase].append(1000 * seconds / clients)
+        plain_total = statistics.median([sum(v) for v in zip(*plain.values())])
+        runner_total = statistics.median([sum(v) for v in zip(*runner.values())])
+        print(f"\n{name}: CPU ms per client at 1 thread, rounds 2…{rounds}, median of {repeats} (the runner in "
+              f"process, no Ray; 'ship' is pickling as Ray does)\n")
+        print("| phase | plain loop | runner |\n|---|---|---|")
+        for phase in dict.fromkeys([*plain, *runner]):
+            cells = [f"{statistics.median(side[phase]):.2f}" if phase in side else "" for side in (plain, runner)]
+            print(f"| {phase} | {cells[0]} | {cells[1]} |")
+        print(f"| total | {plain_total:.2f} | {runner_total:.2f} |")
+        print(f"\nrunner overhead per client: {runner_total - plain_total:+.2f} ms "
+              f"({100 * (runner_total - plain_total) / plain_total:+.1f} % of the plain loop)", flush=True)
+
+
+def compare(args: argparse.Namespace, device: torch.device, results: str, layout: str,
+            workers: int, cpus_per_worker: float | None, plain_threads: int | None) -> list[tuple]:
+    """Median and best seconds per round of the plain loop and the runner, alternating, per model."""
+    rows = []
+    for name in args.models:
+        plain, runner, peak = [], [], 0.0
+        for repeat in range(args.repeats):  # alternating evens out slow drifts of a shared machine
+            cfg = config(*WORKLOADS[name], args.rounds, workers, os.path.join(results, f"{name}-{layout}-{repeat}"),
+                         args.gpus_per_worker, cpus_per_worker)
+            plain += plain_loop(cfg, device, plain_threads)[1:]  # the first round of each is warm-up
+            times, worker_peak = runner_loop(cfg)  # rounds 2…N
+            runner += times[:-1]  # the last round also evaluates
+            peak = max(peak, worker_peak)
+        rows.append((name, layout, statistics.median(plain), statistics.median(runner), min(plain), min(runner), peak))
+        print(f"{name} ({layout}): plain {rows[-1][2]:.3f}s/round, runner {rows[-1][3]:.3f}s/round", flush=True)
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rounds", type=int, default=6)
@@ -117,36 +252,35 @@ def main() -> None:
     parser.add_argument("--gpus-per-worker", type=float, default=0.0,
                         help="e.g. 0.25 with --workers 4: four workers share one GPU "
                              "(the plain loop then runs on it too)")
+    parser.add_argument("--no-single-thread", action="store_true",
+                        help="leave out the rows of plain at 1 thread against runner at 1 worker x 1 thread")
+    parser.add_argument("--profile", action="store_true",
+                        help="instead of timing rounds: CPU ms per client, phase by phase, at 1 thread (no Ray)")
     args = parser.parse_args()
+    if args.profile:
+        profile(args.models, args.rounds, args.repeats)
+        return
 
     import ray
 
     device = torch.device("cuda" if args.gpus_per_worker > 0 else "cpu")
     ray.init(num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False)
-    rows = []
     with tempfile.TemporaryDirectory() as results:
-        for name in args.models:
-            plain, runner, peak = [], [], 0.0
-            for repeat in range(args.repeats):  # alternating evens out slow drifts of a shared machine
-                cfg = config(*WORKLOADS[name], args.rounds, args.workers, os.path.join(results, f"{name}-{repeat}"),
-                             args.gpus_per_worker)
-                plain += plain_loop(cfg, device)[1:]  # the first round of each is warm-up
-                times, worker_peak = runner_loop(cfg)  # rounds 2…N
-                runner += times[:-1]  # the last round also evaluates
-                peak = max(peak, worker_peak)
-            rows.append((name, statistics.median(plain), statistics.median(runner), min(plain), min(runner), peak))
-            print(f"{name}: plain {rows[-1][1]:.3f}s/round, runner {rows[-1][2]:.3f}s/round", flush=True)
+        rows = compare(args, device, results, f"{args.workers} workers", args.workers, None, None)
+        if not args.no_single_thread and device.type == "cpu":
+            rows += compare(args, device, results, "1 thread", 1, 1.0, 1)
     ray.shutdown()
     where = f"{torch.cuda.get_device_name()}, {args.gpus_per_worker} GPU" if device.type == "cuda" else "CPU"
-    print(f"\n{os.cpu_count()} CPU cores, {args.workers} workers ({where} each), 16 clients/round, 1 local epoch, "
-          f"synthetic 32x32; median of {args.repeats} x {args.rounds - 1} rounds (plain) and "
+    print(f"\n{os.cpu_count()} CPU cores; layouts: {args.workers} workers ({where} each) against the plain loop on "
+          f"all cores, and 1 worker x 1 thread against the plain loop at 1 thread; 16 clients/round, 1 local "
+          f"epoch, synthetic 32x32; median of {args.repeats} x {args.rounds - 1} rounds (plain) and "
           f"{args.repeats} x {args.rounds - 2} (runner)\n")
     memory = "CUDA MiB" if device.type == "cuda" else "RSS MiB"
-    print(f"| model | plain loop s/round | runner s/round | runner / plain | best round: plain, runner, ratio "
-          f"| runner client updates/s | worker peak {memory} |")
-    print("|---|---|---|---|---|---|---|")
-    for name, plain_time, runner_time, plain_best, runner_best, peak in rows:
-        print(f"| {name} | {plain_time:.3f} | {runner_time:.3f} | {runner_time / plain_time:.2f} | "
+    print(f"| model | layout | plain loop s/round | runner s/round | runner / plain | best round: plain, runner, "
+          f"ratio | runner client updates/s | worker peak {memory} |")
+    print("|---|---|---|---|---|---|---|---|")
+    for name, layout, plain_time, runner_time, plain_best, runner_best, peak in rows:
+        print(f"| {name} | {layout} | {plain_time:.3f} | {runner_time:.3f} | {runner_time / plain_time:.2f} | "
               f"{plain_best:.3f}, {runner_best:.3f}, {runner_best / plain_best:.2f} | {16 / runner_time:.1f} | "
               f"{peak:.0f} |")
 
