@@ -165,12 +165,11 @@ def profile_runner(cfg: TrialConfig, rounds: int) -> tuple[Phases, int]:
     global_state = {n: t.detach().clone() for n, t in model.state_dict().items()}
     worker.setup({}, global_state)
     phases, clients = Phases(), 0
-    originals = {"add": WeightedSum.add, "apply": Upload.apply}
-    worker._load = phases.timed("load", worker._load)  # type: ignore[method-assign]
-    worker._keep = phases.timed("state", worker._keep)  # type: ignore[method-assign]
-    worker.algorithm.train_client = phases.timed("train", worker.algorithm.train_client)  # type: ignore[method-assign]
-    WeightedSum.add = phases.timed("sum", WeightedSum.add)  # type: ignore[method-assign]
-    Upload.apply = phases.timed("upload", Upload.apply)  # type: ignore[method-assign]
+    patches = [(worker, "_load", "load"), (worker, "_keep", "state"), (worker.algorithm, "train_client", "train"),
+               (WeightedSum, "add", "sum"), (Upload, "apply", "upload")]
+    originals = [(owner, attribute, getattr(owner, attribute)) for owner, attribute, _ in patches]
+    for owner, attribute, phase in patches:
+        setattr(owner, attribute, phases.timed(phase, getattr(owner, attribute)))
     try:
         for r in range(1, rounds + 1):
             if r == 2:  # round 1 is warm-up
@@ -192,7 +191,8 @@ def profile_runner(cfg: TrialConfig, rounds: int) -> tuple[Phases, int]:
             phases.lap("server")
             clients += len(sampled)
     finally:
-        WeightedSum.add, Upload.apply = originals["add"], originals["apply"]  # type: ignore[method-assign]
+        for owner, attribute, original in originals:
+            setattr(owner, attribute, original)
     return phases, clients
 
 
