@@ -66,20 +66,23 @@ class Phases:
     def __init__(self) -> None:
         self.seconds: dict[str, float] = collections.defaultdict(float)
         self.last = time.thread_time()
+        self.open = ["rest"]  # the phases being timed, innermost last
 
-    def lap(self, name: str) -> None:
+    def lap(self, name: str | None = None) -> None:
         now = time.thread_time()
-        self.seconds[name] += now - self.last
+        self.seconds[name or self.open[-1]] += now - self.last
         self.last = now
 
     def timed(self, name: str, function: Callable) -> Callable:
-        """``function``, charging its calls to ``name`` (and what ran before it to the open lap)."""
+        """``function``, its calls charged to ``name`` (minus the calls timed inside it)."""
         def wrapper(*args, **kwargs):
-            self.lap("rest")
+            self.lap()
+            self.open.append(name)
             try:
                 return function(*args, **kwargs)
             finally:
-                self.lap(name)
+                self.lap()
+                self.open.pop()
         return wrapper
 
 
@@ -111,11 +114,12 @@ def plain_loop(cfg: TrialConfig, device: torch.device, threads: int | None = Non
             x, y = x_train[index], y_train[index]
             lap("load")
             for idx in torch.randperm(len(y), generator=g, device=device).split(t.batch_size):
-                batch = random_crop_flip(x[idx].float() / 255, g)
+                batch = (random_crop_flip(x[idx].float() / 255, g) - mean) / std
+                lap("batches")
                 opt.zero_grad()
-                F.cross_entropy(model((batch - mean) / std), y[idx]).backward()
+                F.cross_entropy(model(batch), y[idx]).backward()
                 opt.step()
-            lap("train")
+                lap("train")
             for name, v in model.state_dict().items():
                 sums[name] += len(y) * (v - global_state[name])
             total += len(y)
@@ -165,8 +169,8 @@ def profile_runner(cfg: TrialConfig, rounds: int) -> tuple[Phases, int]:
     global_state = {n: t.detach().clone() for n, t in model.state_dict().items()}
     worker.setup({}, global_state)
     phases, clients = Phases(), 0
-    patches = [(worker, "_load", "load"), (worker, "_keep", "state"), (worker.algorithm, "train_client", "train"),
-               (WeightedSum, "add", "sum"), (Upload, "apply", "upload")]
+    patches = [(worker, "train_preprocess", "batches"), (worker, "_load", "load"), (worker, "_keep", "state"),
+               (worker.algorithm, "train_client", "train"), (WeightedSum, "add", "sum"), (Upload, "apply", "upload")]
     originals = [(owner, attribute, getattr(owner, attribute)) for owner, attribute, _ in patches]
     for owner, attribute, phase in patches:
         setattr(owner, attribute, phases.timed(phase, getattr(owner, attribute)))
@@ -216,7 +220,7 @@ def profile(models: list[str], rounds: int, repeats: int) -> None:
         runner_total = statistics.median([sum(v) for v in zip(*runner.values())])
         print(f"\n{name}: CPU ms per client at 1 thread, rounds 2…{rounds}, median of {repeats} (the runner in "
               f"process, no Ray; 'ship' is pickling as Ray does)\n")
-        print("| phase | plain loop | runner |\n|---|---|---|")
+        print("| phase (train: SGD steps; batches: index, augment, normalize) | plain loop | runner |\n|---|---|---|")
         for phase in dict.fromkeys([*plain, *runner]):
             cells = [f"{statistics.median(side[phase]):.2f}" if phase in side else "" for side in (plain, runner)]
             print(f"| {phase} | {cells[0]} | {cells[1]} |")
