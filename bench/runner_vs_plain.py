@@ -171,6 +171,7 @@ def profile_runner(cfg: TrialConfig, rounds: int) -> tuple[Phases, int]:
     phases, clients = Phases(), 0
     patches = [(worker, "train_preprocess", "batches"), (worker, "_load", "load"), (worker, "_keep", "state"),
                (worker.algorithm, "train_client", "train"), (WeightedSum, "add", "sum"), (Upload, "apply", "upload")]
+    patches = [patch for patch in patches if hasattr(patch[0], patch[1])]  # an older worker lacks some phases
     originals = [(owner, attribute, getattr(owner, attribute)) for owner, attribute, _ in patches]
     for owner, attribute, phase in patches:
         setattr(owner, attribute, phases.timed(phase, getattr(owner, attribute)))
