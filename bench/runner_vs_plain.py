@@ -27,7 +27,8 @@ import pickle
 import statistics
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -135,12 +136,22 @@ def plain_loop(cfg: TrialConfig, device: torch.device, threads: int | None = Non
 def runner_loop(cfg: TrialConfig) -> tuple[list[float], float]:
     """Wall-clock seconds of rounds 2…N as the trial sees them (the driver's round plus writing the row),
     and the busiest worker's peak memory in MiB."""
-    from runner.study.trial import run_trial
+    from runner.engine.trial import RoundSink, run_rounds
+    from runner.study.results import RoundsTable, rounds_path
 
-    reported: list[float] = []
-    rows = run_trial(cfg, report=lambda metrics: reported.append(time.perf_counter()))
+    class RoundClock(RoundSink):
+        """When each row was written (every round: Tune's report sees evaluated rounds only)."""
+
+        def __init__(self) -> None:
+            self.stamps: list[float] = []
+
+        def write(self, row: Mapping[str, Any]) -> None:
+            self.stamps.append(time.perf_counter())
+
+    table, clock = RoundsTable(rounds_path(cfg.logging.results_dir, cfg.trial_name)), RoundClock()
+    run_rounds(cfg, [table, clock])
     quiesce()
-    return [b - a for a, b in itertools.pairwise(reported)], float(rows["worker_peak_mib"].max())
+    return [b - a for a, b in itertools.pairwise(clock.stamps)], float(table.frame()["worker_peak_mib"].max())
 
 
 def quiesce(timeout_s: float = 30.0) -> None:
