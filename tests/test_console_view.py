@@ -48,6 +48,29 @@ def test_the_reporter_prints_at_most_every_n_seconds_and_at_the_end():
                         r"  running synthetic-\S+-s0-\w+ round 2/5", lines[-1])
 
 
+def test_a_search_counts_the_trials_tune_has_not_created_yet(tmp_path):
+    """Tune creates a search's trials one at a time: pending still counts every seeded draw (named in the
+    record), or, for Optuna, every proposal still to come."""
+    from runner.study.sweep_file import expand, load_sweep
+    from runner.study.sweep_record import SweepRecord
+    from runner.study.tune_sweep import progress_reporter
+
+    sweep_file = write_tiny_sweep(tmp_path / "tiny.yaml", "tiny")
+    sweep = load_sweep(sweep_file)
+    points = expand(sweep, results_root=str(tmp_path))
+    lines: list[str] = []
+    flags = {"max_concurrent": None, "max_failures": 0}
+    drawn = SweepRecord.of("tiny", "", {}, points, **flags, search={"algorithm": "random", "trials": 2})
+    optuna = SweepRecord.of("tiny", "", {}, points[:1], **flags, search={"algorithm": "optuna", "trials": 6})
+    for record, pending in ((drawn, 1), (optuna, 5)):
+        progress = progress_reporter(sweep, points[:1], 30.0, record)
+        progress._write = lines.append
+        running = types.SimpleNamespace(config={"base": points[0].to_dict()}, status="RUNNING",
+                                        last_result={"round": 1})
+        progress.report([running], done=False)
+        assert f"0 done, 1 running, {pending} pending" in lines[-1]
+
+
 @pytest.mark.usefixtures("ray_session")
 def test_a_sweep_prints_the_compact_block_and_not_tunes_table(tmp_path, capsys, monkeypatch):
     import ray

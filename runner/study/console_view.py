@@ -26,7 +26,8 @@ class SweepProgress(ProgressReporter):
     """Prints :func:`progress_block` at most every ``every_s`` seconds, and once at the end."""
 
     def __init__(self, sweep: str, every_s: float = DEFAULT_EVERY_S, rounds: Mapping[str, int] | None = None, *,
-                 clock: Callable[[], float] | None = None, write: Callable[[str], None] | None = None) -> None:
+                 expected: tuple[int, int] | None = None, clock: Callable[[], float] | None = None,
+                 write: Callable[[str], None] | None = None) -> None:
         # Tune pickles the reporter with the experiment: the defaults are looked up when used, not stored
         # (Ray 2.41 with W&B 0.17 refused to pickle a stored builtins.print)
         self.sweep, self.every_s, self._clock, self._write = sweep, every_s, clock, write
@@ -34,6 +35,7 @@ class SweepProgress(ProgressReporter):
         self.last: float | None = None
         self.rounds = dict(rounds or {})  # every trial of the sweep: Tune creates them lazily under --max-concurrent
         self.first_round: dict[str, int] = {}  # rounds a trial had done when this run first saw it (a resume)
+        self.expected = expected  # (trials, rounds each) when the trials are not named up front (Optuna)
 
     def clock(self) -> float:
         return (self._clock or time.monotonic)()
@@ -57,6 +59,10 @@ class SweepProgress(ProgressReporter):
                 self.first_round.setdefault(view.name, view.round if view.status == "TERMINATED" else view.round - 1)
         seen = {view.name for view in views}
         views += [TrialView(name, "PENDING", 0, rounds) for name, rounds in self.rounds.items() if name not in seen]
+        if self.expected is not None:  # trials not proposed yet
+            count, rounds_each = self.expected
+            views += [TrialView(f"(not proposed yet {i})", "PENDING", 0, rounds_each)
+                      for i in range(count - len(views))]
         self.write(progress_block(self.sweep, views, self.last - self.started, self.first_round, done))
 
 

@@ -104,7 +104,7 @@ def run_tune(sweep: Sweep, trials: list[TrialConfig], results_dir: str | Locatio
                 name=EXPERIMENT_NAME,
                 storage_path=str(results_dir),  # a path or a URI: Tune opens it with pyarrow, as we do
                 failure_config=tune.FailureConfig(max_failures=max_failures),
-                progress_reporter=progress_reporter(sweep, trials, progress_every_s),
+                progress_reporter=progress_reporter(sweep, trials, progress_every_s, record),
                 verbose=1,  # the reporter's lines; no per-trial result dicts
             ),
         )
@@ -118,11 +118,22 @@ def tune_trial_name(trial: Any) -> str:
     return trial_config_from_tune(trial.config).trial_name
 
 
-def progress_reporter(sweep: Sweep, trials: list[TrialConfig], every_s: float) -> Any:
-    """A few lines every ``every_s`` seconds: trials done/running/pending, each running trial's round, an ETA."""
+def progress_reporter(sweep: Sweep, trials: list[TrialConfig], every_s: float,
+                      record: SweepRecord | None = None) -> Any:
+    """A few lines every ``every_s`` seconds: trials done/running/pending, each running trial's round, an ETA.
+
+    Pending counts every trial the sweep will run, although Tune creates them one by one: a grid's points,
+    a random search's seeded draws (named in the record), or as many unnamed ones as Optuna will propose."""
     from runner.study.console_view import SweepProgress
 
-    return SweepProgress(sweep.name, every_s, {t.trial_name: t.train.rounds for t in trials})
+    rounds = {t.trial_name: t.train.rounds for t in trials}
+    if record is None or record.search is None:
+        return SweepProgress(sweep.name, every_s, rounds)
+    if record.names_known:
+        return SweepProgress(sweep.name, every_s, {name: int(flat["train.rounds"])
+                                                   for name, flat in record.trials.items()})
+    # Optuna names its trials as it proposes them: the rest of its count is pending
+    return SweepProgress(sweep.name, every_s, {}, expected=(record.trial_count, max(rounds.values())))
 
 
 def short_names(keys: list[str]) -> dict[str, str]:
