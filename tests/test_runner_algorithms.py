@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import math
 import pickle
 
@@ -160,7 +161,11 @@ def test_the_mean_loss_is_the_float64_sum_of_each_step_s_fp32_loss_to_the_last_b
     assert all(torch.equal(a, b) for a, b in zip(model.parameters(), reference.parameters()))
 
 
-def test_a_client_reads_its_loss_from_the_device_once_not_every_step(monkeypatch):
+def test_a_client_on_an_accelerator_reads_its_loss_once_not_every_step(monkeypatch):
+    """On a GPU the loss stays on the device until the client ends (here: the device path forced on a CPU)."""
+    from runner.algorithms import training
+
+    monkeypatch.setattr(training, "LossSum", functools.partial(training.LossSum, on_device=True))
     reads = []
     for method in ("item", "tolist", "__float__", "__int__"):
         original = getattr(torch.Tensor, method)
@@ -173,6 +178,23 @@ def test_a_client_reads_its_loss_from_the_device_once_not_every_step(monkeypatch
     monkeypatch.undo()
     assert result.steps == 8
     assert reads == ["item"]
+
+
+def test_the_loss_sum_is_the_same_float64_on_the_host_and_on_the_device():
+    from runner.algorithms.training import LossSum
+
+    generator = torch.Generator().manual_seed(0)
+    sizes = torch.randint(1, 64, (50,), generator=generator)
+    losses = [(torch.rand((), generator=generator) * 3, int(n)) for n in sizes]
+    host, device = LossSum(torch.device("cpu")), LossSum(torch.device("cpu"), on_device=True)
+    for loss, n in losses:
+        host.add(loss, n)
+        device.add(loss, n)
+    reference = 0.0  # the loop's sum before it had a device path: Python floats, left to right
+    for loss, n in losses:
+        reference += loss.item() * n
+    assert host.device_total is None and device.device_total is not None
+    assert host.total() == device.total() == reference
 
 
 def test_bf16_autocasts_the_forward_pass_and_keeps_fp32_weights():
