@@ -34,8 +34,9 @@ import torch
 import torch.nn.functional as F
 
 from partitions import load_dataset, partition_clients
-from runner.algorithms import Upload
+from runner.algorithms import Upload, forward_precision
 from runner.config import TrialConfig
+from runner.engine.accelerator import memory_format_for, use_fast_cuda_kernels
 from runner.engine.augment import random_crop_flip
 from runner.engine.model import trial_model
 from runner.engine.seeding import sample_clients
@@ -48,11 +49,15 @@ WORKLOADS = {
 
 
 def config(arch: str, parameterization: str, gamma: float | None, rounds: int, workers: int,
-           results: str, gpus_per_worker: float = 0.0, cpus_per_worker: float | None = None) -> TrialConfig:
+           results: str, gpus_per_worker: float = 0.0, cpus_per_worker: float | None = None, *,
+           num_clients: int = 100, clients_per_round: int = 16, batch_size: int = 32,
+           precision: str = "fp32") -> TrialConfig:
     return TrialConfig.from_dict({
-        "data": {"dataset": "synthetic", "partition": "iid", "num_clients": 100, "clients_per_round": 16},
+        "data": {"dataset": "synthetic", "partition": "iid", "num_clients": num_clients,
+                 "clients_per_round": clients_per_round},
         "model": {"arch": arch, "parameterization": parameterization, "gamma": gamma},
-        "train": {"rounds": rounds, "local_epochs": 1, "batch_size": 32, "lr": 0.05, "eval_every": 10_000},
+        "train": {"rounds": rounds, "local_epochs": 1, "batch_size": batch_size, "lr": 0.05, "eval_every": 10_000,
+                  "precision": precision},
         "resources": {"num_workers": workers, "cpus_per_worker": cpus_per_worker or round(1.7 / workers, 2),
                       "driver_cpus": 0.2, "gpus_per_worker": gpus_per_worker},
         "logging": {"results_dir": results, "checkpoint_every": 0, "wandb": "disabled"},
@@ -89,8 +94,12 @@ class Phases:
 
 def plain_loop(cfg: TrialConfig, device: torch.device, threads: int | None = None,
                phases: Phases | None = None) -> list[float]:
-    """FedAvg in one process: the baseline a researcher would write without Ray (all cores by default)."""
+    """FedAvg in one process: the baseline a researcher would write without Ray (all cores by default).
+
+    On CUDA it gets the runner's kernel settings (cuDNN autotuning, TF32, channels-last), and bf16 runs its
+    forward passes under autocast as the runner does, so a comparison on a GPU measures the sharing alone."""
     torch.set_num_threads(threads or os.cpu_count() or 1)
+    use_fast_cuda_kernels(device)
     lap = phases.lap if phases is not None else lambda name: None
     d, t = cfg.data, cfg.train
     data = load_dataset(d.dataset, d.root, seed=cfg.seed)
@@ -99,6 +108,8 @@ def plain_loop(cfg: TrialConfig, device: torch.device, threads: int | None = Non
     std = torch.tensor(data.std, device=device).view(1, -1, 1, 1)
     x_train, y_train = data.x_train.to(device), data.y_train.to(device)
     model = trial_model(cfg).to(device)
+    layout = memory_format_for(model, device)
+    model.to(memory_format=layout)
     global_state = {k: v.clone() for k, v in model.state_dict().items()}
     times = []
     for r in range(1, t.rounds + 1):
@@ -115,10 +126,12 @@ def plain_loop(cfg: TrialConfig, device: torch.device, threads: int | None = Non
             x, y = x_train[index], y_train[index]
             lap("load")
             for idx in torch.randperm(len(y), generator=g, device=device).split(t.batch_size):
-                batch = (random_crop_flip(x[idx].float() / 255, g) - mean) / std
+                batch = ((random_crop_flip(x[idx].float() / 255, g) - mean) / std).contiguous(memory_format=layout)
                 lap("batches")
                 opt.zero_grad()
-                F.cross_entropy(model(batch), y[idx]).backward()
+                with forward_precision(t.precision, device):
+                    loss = F.cross_entropy(model(batch).float(), y[idx])
+                loss.backward()
                 opt.step()
                 lap("train")
             for name, v in model.state_dict().items():
