@@ -58,6 +58,7 @@ def trial_resources(params: dict[str, Any]) -> Any:
     ``resources.*``, e.g. num_workers per variant)."""
     return TrialLayout.of(trial_config_from_tune(params).resources).placement_group_factory()
 
+
 def run_tune(sweep: Sweep, trials: list[TrialConfig], results_dir: str | Location, *, address: str | None,
              max_concurrent: int | None, max_failures: int, resume: bool,
              restore: bool = True, progress_every_s: float = 30.0, context: SweepContext | None = None,
