@@ -123,14 +123,10 @@ def figure3(rounds: pd.DataFrame) -> Figure | None:
 
 def figure4(rounds: pd.DataFrame) -> Figure | None:
     """Final accuracy vs parameter ratio for factorized models, the original model as a reference."""
-    summary = summarize(rounds)
-    if summary is None:
-        log.warning("plot: Figure 4 skipped, no round has a test accuracy")
+    summaries = _summary_with_factorized(rounds, "Figure 4")
+    if summaries is None:
         return None
-    factorized = summary[summary["model.parameterization"] != "original"]
-    if factorized.empty:
-        log.warning("plot: Figure 4 skipped, no factorized (lowrank/fedpara/pfedpara) model among the trials")
-        return None
+    summary, factorized = summaries
     originals = summary[summary["model.parameterization"] == "original"]
     if originals.empty:
         log.warning("plot: Figure 4 drawn without the original-model reference line: no original-model trial")
@@ -169,14 +165,10 @@ def has_several_archs_or_splits(rounds: pd.DataFrame) -> bool:
 def figure_grid(rounds: pd.DataFrame) -> Figure | None:
     """Final accuracy vs parameter ratio: a panel per (architecture, dataset), a line per split, the original
     model as a dashed reference in its split's color (rows: architectures; columns: their datasets)."""
-    summary = summarize(rounds)
-    if summary is None:
-        log.warning("plot: grid figure skipped, no round has a test accuracy")
+    summaries = _summary_with_factorized(rounds, "grid figure")
+    if summaries is None:
         return None
-    factorized = summary[summary["model.parameterization"] != "original"]
-    if factorized.empty:
-        log.warning("plot: grid figure skipped, no factorized (lowrank/fedpara/pfedpara) model among the trials")
-        return None
+    summary, factorized = summaries
     cell = [*GRID_PANEL, "split"]
     # Lines split further only on settings that vary inside one (architecture, dataset, split), but the knob.
     extra = [c for c in _series_columns(factorized, cell) if c not in ("model.gamma", "model.ratio")]
@@ -218,6 +210,20 @@ def figure_grid(rounds: pd.DataFrame) -> Figure | None:
     figure.suptitle("Accuracy vs parameter ratio by architecture, dataset and split\n"
                     f"(final test accuracy: mean of the last {FINAL_ROUNDS} evaluated rounds)")
     return figure
+
+
+def _summary_with_factorized(rounds: pd.DataFrame, figure: str) -> tuple[pd.DataFrame, pd.DataFrame] | None:
+    """The trials' summary and its factorized-model rows, for a figure of accuracy against parameter ratio;
+    None, with the reason logged, when there is nothing to draw."""
+    summary = summarize(rounds)
+    if summary is None:
+        log.warning("plot: %s skipped, no round has a test accuracy", figure)
+        return None
+    factorized = summary[summary["model.parameterization"] != "original"]
+    if factorized.empty:
+        log.warning("plot: %s skipped, no factorized (lowrank/fedpara/pfedpara) model among the trials", figure)
+        return None
+    return summary, factorized
 
 
 def summarize(rounds: pd.DataFrame) -> pd.DataFrame | None:

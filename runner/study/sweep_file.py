@@ -168,24 +168,10 @@ def apply_overrides(sweep: Sweep, overrides: Mapping[str, Any]) -> Sweep:
         _check_field(key, source)
     flat_base = flatten(sweep.base)
     flat_base.update(overrides)
-    grid: dict[str, list[Any]] = {}
-    for key, values in sweep.grid.items():
-        if is_axis_of_sets(key, values):
-            kept_sets = _without_keys(values, overrides)
-            if kept_sets != [{}]:
-                grid[key] = kept_sets
-        elif key not in overrides:
-            grid[key] = values
+    grid = _without_overridden(sweep.grid, overrides)
     variants: list[dict[str, Any]] = []
     for variant in sweep.variants:
-        kept = {}
-        for key, value in variant.items():
-            if is_axis_of_sets(key, value):
-                sets = _without_keys(value, overrides)
-                if sets != [{}]:
-                    kept[key] = sets
-            elif key not in overrides:
-                kept[key] = value
+        kept = _without_overridden(variant, overrides)
         if kept not in variants:
             variants.append(kept)
     if variants == [{}]:  # every variant only set overridden keys: nothing is left to vary
@@ -195,6 +181,20 @@ def apply_overrides(sweep: Sweep, overrides: Mapping[str, Any]) -> Sweep:
         space = {key: domain for key, domain in search.space.items() if key not in overrides}
         search = replace(search, space=space) if space else None
     return replace(sweep, base=unflatten(flat_base), grid=grid, variants=variants, search=search)
+
+
+def _without_overridden(axes: Mapping[str, Any], overrides: Mapping[str, Any]) -> dict[str, Any]:
+    """A grid's or a variant's keys less the overridden ones; an axis of override sets keeps its sets less the
+    overridden keys, and is dropped when nothing is left in them."""
+    kept: dict[str, Any] = {}
+    for key, value in axes.items():
+        if is_axis_of_sets(key, value):
+            sets = _without_keys(value, overrides)
+            if sets != [{}]:
+                kept[key] = sets
+        elif key not in overrides:
+            kept[key] = value
+    return kept
 
 
 def _without_keys(sets: list[Mapping[str, Any]], keys: Mapping[str, Any]) -> list[dict[str, Any]]:
