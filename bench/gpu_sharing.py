@@ -27,6 +27,8 @@ from dataclasses import dataclass
 
 import torch
 
+from runner.engine.accelerator import peak_memory_mib
+
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from runner_vs_plain import WORKLOADS, config, plain_loop, runner_loop
 
@@ -47,13 +49,6 @@ class Row:
         return self.clients / self.seconds
 
 
-def plain_peak_mib(device: torch.device) -> float:
-    if device.type == "cuda":
-        return torch.cuda.max_memory_allocated(device) / 2**20
-    import resource
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
 def measure(args: argparse.Namespace, device: torch.device, results: str) -> list[Row]:
     """One plain-loop row and one row per worker count, for each precision."""
     rows = []
@@ -65,7 +60,7 @@ def measure(args: argparse.Namespace, device: torch.device, results: str) -> lis
         if device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(device)
         times = plain_loop(cfg, device)[1:-1]  # round 1 is warm-up; the same rounds as the runner's
-        rows.append(Row(precision, "plain loop", 0, statistics.median(times), args.clients, plain_peak_mib(device)))
+        rows.append(Row(precision, "plain loop", 0, statistics.median(times), args.clients, peak_memory_mib(device)))
         print(f"{precision} plain loop: {rows[-1].seconds:.3f} s/round", flush=True)
         for workers in args.workers:
             # a thread per worker where the cores allow; what is left of the CPUs goes to driver and trial

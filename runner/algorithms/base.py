@@ -108,8 +108,7 @@ def zeros_like_state(state: State) -> State:
 
 def model_delta(job: LocalTraining, start: State) -> State:
     """Trained minus starting weights, for the parameters the server owns."""
-    state = job.model.state_dict()
-    return {n: state[n].detach() - start[n] for n in job.global_names}
+    return dict(Difference(job.model.state_dict(), start, job.global_names))
 
 
 class Difference(Mapping[str, Tensor]):

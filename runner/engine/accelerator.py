@@ -6,6 +6,8 @@ every device (and fp32 results on a CPU stay bit-identical to before these setti
 
 from __future__ import annotations
 
+import resource
+
 import torch
 from torch import nn
 
@@ -29,3 +31,11 @@ def memory_format_for(model: nn.Module, device: torch.device) -> torch.memory_fo
     weights and batches would be transposed around every convolution. Elsewhere the default layout."""
     convolutional = any(isinstance(m, (nn.Conv2d, FactorizedConv2d)) for m in model.modules())
     return torch.channels_last if device.type == "cuda" and convolutional else torch.contiguous_format
+
+
+def peak_memory_mib(device: torch.device) -> float:
+    """This process's peak memory in MiB: on a GPU the most CUDA memory torch has allocated, on a CPU the
+    peak resident set."""
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux

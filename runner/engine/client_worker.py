@@ -14,7 +14,6 @@ from __future__ import annotations
 import functools
 import logging
 import os
-import resource
 import uuid
 from typing import Any
 
@@ -26,7 +25,7 @@ from torch import Tensor
 from partitions import load_dataset, partition_clients, subsample
 from runner.algorithms import LocalTraining, forward_precision
 from runner.config import TrialConfig
-from runner.engine.accelerator import memory_format_for, use_fast_cuda_kernels
+from runner.engine.accelerator import memory_format_for, peak_memory_mib, use_fast_cuda_kernels
 from runner.engine.aggregation import WeightedSum
 from runner.engine.allocator import reuse_freed_memory
 from runner.engine.client_data import ClientData, Preprocess
@@ -103,7 +102,8 @@ class ClientWorker:
                                          weight_decay=t.weight_decay)
         self.algorithm = cfg.algorithm.build()
         local = self.algorithm.local_names(self.model)
-        self.global_names = tuple(n for n in self.model.state_dict() if n not in local)
+        self.global_names = tuple(n for n in self.live if n not in local)
+        self.live_global = [self.live[n] for n in self.global_names]  # the model's tensors the broadcast fills
         self.initial_local: State = {}
         self.states: dict[int, dict[str, State]] = {}
         self.incarnation = uuid.uuid4().hex  # changes when Ray restarts this actor (and its state is gone)
@@ -184,7 +184,7 @@ class ClientWorker:
         """Copy the global weights (in ``global_names`` order) and a client's own parameters into the model's
         tensors: what ``load_state_dict`` does, without building a merged dict or walking the modules."""
         if weights:
-            torch._foreach_copy_([self.live[n] for n in self.global_names], weights)
+            torch._foreach_copy_(self.live_global, weights)
         if params:
             torch._foreach_copy_([self.live[n] for n in params], list(params.values()))
 
@@ -197,9 +197,7 @@ class ClientWorker:
     def peak_memory_mib(self) -> float:
         """What sizes ``resources.gpus_per_worker``: on a GPU the most CUDA memory torch has held, on a CPU
         the process's peak resident set."""
-        if self.device.type == "cuda":
-            return torch.cuda.max_memory_allocated(self.device) / 2**20
-        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+        return peak_memory_mib(self.device)
 
     # --- evaluation ---------------------------------------------------------------------------------
     @torch.no_grad()

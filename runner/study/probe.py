@@ -27,7 +27,6 @@ import dataclasses
 import json
 import math
 import os
-import resource
 import time
 from collections.abc import Iterable, Sequence
 from concurrent.futures import ProcessPoolExecutor
@@ -126,6 +125,7 @@ def _rss_mib() -> float:
 def _measure_here(cfg: TrialConfig, device: str, clients: int) -> dict[str, Any]:
     import torch
 
+    from runner.engine.accelerator import peak_memory_mib
     from runner.engine.client_worker import ClientWorker
     from runner.engine.model import trial_model
     from runner.engine.seeding import sample_clients
@@ -166,7 +166,7 @@ def _measure_here(cfg: TrialConfig, device: str, clients: int) -> dict[str, Any]
         result.update(device_name=props.name, peak_mib=reserved, growth_mib=torch.cuda.max_memory_allocated() / MiB,
                       context_mib=_cuda_context_mib(), gpu_total_gib=props.total_memory / 2**30)
     else:
-        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+        peak = peak_memory_mib(torch.device("cpu"))
         result.update(device_name=f"CPU, {torch.get_num_threads()} threads", peak_mib=peak,
                       growth_mib=max(0.0, peak - before), context_mib=0.0, gpu_total_gib=None)
     return result
