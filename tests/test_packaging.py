@@ -27,7 +27,7 @@ def wheel(tmp_path_factory) -> Path:
     return built
 
 
-def test_the_wheel_holds_every_package_and_every_sweep_file(wheel):
+def test_the_wheel_holds_every_package_every_sweep_file_and_the_c_source(wheel):
     names = set(zipfile.ZipFile(wheel).namelist())
     for init in [*REPO.glob("runner/**/__init__.py"), *REPO.glob("models/**/__init__.py"),
                  *REPO.glob("partitions/**/__init__.py")]:
@@ -37,6 +37,8 @@ def test_the_wheel_holds_every_package_and_every_sweep_file(wheel):
     with zipfile.ZipFile(wheel) as archive:
         for name in shipped:
             assert archive.read(f"runner/sweeps/{name}") == (REPO / "sweeps" / name).read_bytes()
+        source = "runner/engine/exact_sum_kernel.c"  # compiled where the package runs
+        assert archive.read(source) == (REPO / source).read_bytes()
         [entry_points] = [n for n in names if n.endswith(".dist-info/entry_points.txt")]
         scripts = archive.read(entry_points).decode()
     assert "fedpara-sweep = runner.sweep:main" in scripts and "fedpara-plot = runner.plot:main" in scripts

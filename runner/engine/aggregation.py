@@ -26,9 +26,10 @@ error. Nothing wraps: no integer type is involved, and no word is ever allowed t
 This reduction sits on every client's path, so it is built for speed: an update is read block by
 block into a float32 scratch block that stays in the CPU's cache (the difference of trained and
 starting weights is formed right there, see :class:`~runner.algorithms.base.Difference`), scaled,
-rounded, checked (one min/max pass) and added to the float64 word in one pass: 5 passes over float32
-and one over the float64 sum, about 2.5x a plain float32 ``sum += n·delta``. On a GPU the whole
-buffer is one block. Nothing is allocated per client after the first.
+rounded and checked in one pass, then added to the float64 words in a second: on a CPU by two loops
+compiled for the machine, elsewhere (or without a C compiler) by torch ops with the same results
+(runner/engine/exact_sum_kernel.py). On a GPU the whole buffer is one block. Nothing is allocated per
+client after the first.
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ import torch
 from torch import Tensor
 
 from runner.algorithms.base import Difference
+from runner.engine.exact_sum_kernel import LIMIT, SCALE, Kernel, extremes, kernel_for
 from runner.engine.wire import read_only_view, to_wire
 
 logger = logging.getLogger(__name__)
@@ -49,10 +51,8 @@ logger = logging.getLogger(__name__)
 Update = Mapping[str, Mapping[str, Tensor]]
 Layout = tuple[tuple[str, str, torch.Size], ...]  # (kind, name, shape) of each tensor, in buffer order
 CPU_BLOCK = 1 << 18  # values per block on a CPU: the float32 scratch blocks (1 MiB each) stay in the L2 cache
-SCALE = 2.0 ** 40  # values are summed as integers in units of 2^-40
 SPLIT = 2.0 ** 30  # a split block holds Σ n·q as high·2^30 + low
 EXACT = 2.0 ** 53  # float64 holds every integer below this exactly
-LIMIT = 2.0 ** 60  # |q| below this, i.e. |v| < 2^20: the values the sum holds exactly
 MAX_WEIGHT = 2.0 ** 23  # total weight (samples) below this: both words of a split block stay exact
 
 
@@ -84,17 +84,15 @@ class WeightedSum:
                            pieces[0][2].device if pieces else torch.device("cpu"))
         assert self.low is not None and self._scratch is not None
         scratch, spare = self._scratch
+        kernel = kernel_for(self.low.device)
         stream = _blocks([(a.reshape(-1), None if b is None else b.reshape(-1)) for _, _, a, b in pieces],
                          self._block_size())
         for index, (start, length, parts) in enumerate(stream):
             x = scratch[:length]
-            for offset, a, b in parts:
-                if b is None:
-                    x[offset:offset + a.numel()].copy_(a)
-                else:
-                    torch.sub(a, b, out=x[offset:offset + a.numel()])
-            x.mul_(SCALE).round_()  # q: exact scaling by a power of two, then one rounding
-            self._add_block(index, start, x, spare[:length], weight)
+            peak, outside = kernel.quantize(x, parts)  # q: integers in a float32 block
+            if outside:
+                peak = self._mask_outside(start, x)
+            self._add_block(kernel, index, start, x, spare[:length], weight, peak)
 
     def merge(self, other: WeightedSum) -> None:
         """Add another partial sum (which is only read: it may live in the object store)."""
@@ -151,19 +149,22 @@ class WeightedSum:
         return math.fsum(self.losses) / self.weight  # exactly rounded, so independent of order
 
     # --- the exact addition ---------------------------------------------------------------------
-    def _add_block(self, index: int, start: int, x: Tensor, spare: Tensor, weight: float) -> None:
-        """Add weight·x at flat position ``start`` (x: integers q in a float32 scratch block, overwritten)."""
+    def _mask_outside(self, start: int, x: Tensor) -> float:
+        """Zero the values of block ``x`` outside the range and mark their positions invalid; returns max |q|."""
+        outside = ~(x.abs() < LIMIT)  # also NaN
+        self._invalid()[start:start + x.numel()].logical_or_(outside)
+        x.masked_fill_(outside, 0.0)
+        smallest, largest = extremes(x)
+        return max(largest, -smallest)
+
+    def _add_block(self, kernel: Kernel, index: int, start: int, x: Tensor, spare: Tensor, weight: float,
+                   peak: float) -> None:
+        """Add weight·x at flat position ``start`` (x: integers q, |q| ≤ peak, in a float32 block, overwritten)."""
         assert self.low is not None
         low = self.low[start:start + x.numel()]
-        smallest, largest = _extremes(x)
-        if not -LIMIT < smallest <= largest < LIMIT:  # also when NaN: comparisons with NaN are false
-            outside = ~(x.abs() < LIMIT)
-            self._invalid()[start:start + x.numel()].logical_or_(outside)
-            x.masked_fill_(outside, 0.0)
-            smallest, largest = _extremes(x)
-        size = weight * max(largest, -smallest)
+        size = weight * peak
         if self.bounds[index] + size < EXACT:  # the one word stays exact for this block
-            low.add_(x, alpha=weight)  # n·q is exact in float64, and so is the sum
+            kernel.add(low, x, weight)  # n·q is exact in float64, and so is the sum
             self.bounds[index] += size
             return
         self._split(index)
@@ -218,16 +219,6 @@ def _unpack(weight: float, losses: list[float], layout: Layout, bounds: list[flo
     it into another sum (which reads it), never add to it."""
     views = {name: read_only_view(array) for name, array in words.items()}
     return WeightedSum(weight, losses, layout, views.get("low"), views.get("high"), views.get("invalid"), bounds)
-
-
-def _extremes(x: Tensor) -> tuple[float, float]:
-    """(min, max) of a float32 block, NaN if it holds one. On a CPU NumPy's reductions are vectorized and
-    twice as fast as ``torch.aminmax`` at one thread (18 vs 36 µs a block): a twentieth of the sum's cost."""
-    if x.device.type == "cpu":
-        values = x.numpy()
-        return float(values.min()), float(values.max())
-    smallest, largest = torch.aminmax(x)
-    return float(smallest), float(largest)
 
 
 def _split_words(total: Tensor) -> tuple[Tensor, Tensor]:
