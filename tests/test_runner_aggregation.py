@@ -133,3 +133,16 @@ def test_a_lazy_difference_sums_like_the_tensors_it_stands_for():
     for name in ("w", "n"):
         assert torch.equal(lazy.mean()["delta"][name], eager.mean()["delta"][name])
     assert lazy.mean()["delta"]["n"].item() == 2.0  # integer buffers (e.g. num_batches_tracked) too
+
+
+def test_merging_reads_the_partial_sums_and_never_writes_them():
+    """The driver's first partial sum becomes its total by a copy: the object store's memory is left alone."""
+    updates = client_updates(5e3)
+    partials = [pickle.loads(pickle.dumps(summed(updates, [group]))) for group in ([3, 0], [1, 2], [4, 5, 6, 7])]
+    before = [(p.low.clone(), None if p.high is None else p.high.clone()) for p in partials]
+    total = WeightedSum()
+    for partial in partials:
+        total.merge(partial)
+    for partial, (low, high) in zip(partials, before):
+        assert torch.equal(partial.low, low) and (high is None or torch.equal(partial.high, high))
+    assert torch.equal(total.mean()["delta"]["w"], summed(updates, [list(range(8))]).mean()["delta"]["w"])

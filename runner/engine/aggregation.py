@@ -82,7 +82,11 @@ class WeightedSum:
         if self.low is None:
             self._allocate(tuple((kind, name, a.shape) for kind, name, a, _ in pieces),
                            pieces[0][2].device if pieces else torch.device("cpu"))
-        assert self.low is not None and self._scratch is not None
+        assert self.low is not None
+        if self._scratch is None:
+            scratch_size = min(self._block_size(), self.low.numel())
+            self._scratch = (torch.empty(scratch_size, device=self.low.device),
+                             torch.empty(scratch_size, device=self.low.device))
         scratch, spare = self._scratch
         kernel = kernel_for(self.low.device)
         stream = _blocks([(a.reshape(-1), None if b is None else b.reshape(-1)) for _, _, a, b in pieces],
@@ -103,9 +107,12 @@ class WeightedSum:
         self.losses.extend(other.losses)
         if other.low is None:  # a sum of no clients
             return
-        if self.low is None:
-            self._allocate(other.layout, other.low.device)
-        assert self.low is not None
+        if self.low is None:  # the first: a copy of its words (they may be read-only object-store memory)
+            self.layout, self.bounds = other.layout, list(other.bounds)
+            self.low = other.low.clone()
+            self.high = None if other.high is None else other.high.clone()
+            self.invalid = None if other.invalid is None else other.invalid.clone()
+            return
         if other.invalid is not None:
             self._invalid().logical_or_(other.invalid)
         size = self._block_size()
@@ -130,7 +137,9 @@ class WeightedSum:
     def mean(self) -> dict[str, dict[str, Tensor]]:
         assert self.low is not None, "the mean of no clients"
         total = self.low if self.high is None else torch.add(self.low, self.high, alpha=SPLIT)  # one rounding
-        flat = (total * (1 / SCALE) / self.weight).float()
+        # (total·2^-40)/W in float64, then float32: as one division by W·2^40 (exact: W < 2^23), written as float32
+        flat = torch.empty(total.shape, dtype=torch.float32, device=total.device)
+        torch.div(total, self.weight * SCALE, out=flat)
         if self.invalid is not None and bool(self.invalid.any()):
             flat[self.invalid] = math.nan
         out: dict[str, dict[str, Tensor]] = {}
@@ -193,8 +202,6 @@ class WeightedSum:
         numel = sum(math.prod(shape) for _, _, shape in layout)
         self.low = torch.zeros(numel, dtype=torch.float64, device=device)
         self.bounds = [0.0] * math.ceil(numel / self._block_size()) if numel else []
-        scratch = min(self._block_size(), numel)
-        self._scratch = (torch.empty(scratch, device=device), torch.empty(scratch, device=device))
 
     def _block_size(self) -> int:
         assert self.low is not None
