@@ -3,8 +3,9 @@
 The trial process (a Ray Tune trainable, or any Ray driver script) creates the Driver in the trial's
 placement group (runner/engine/layout.py), hands each round's row to every sink (a Parquet file, a W&B
 run, Tune's report: each one small :class:`RoundSink`), then asks the Driver to checkpoint: a checkpoint
-never runs ahead of the rows. Between checkpoints the Driver starts the next round before the sinks
-write, so writing overlaps training. Started again with the same config, a trial resumes from its
+never runs ahead of the rows. Between checkpoints the Driver runs rounds back to back and streams each
+row as it is ready (a Ray generator), so writing overlaps training and no round waits for the trial
+process. Started again with the same config, a trial resumes from its
 checkpoint: the sinks are told the round it resumes after, and the rounds after it are redone identically.
 """
 
@@ -51,18 +52,16 @@ def run_rounds(cfg: TrialConfig, sinks: Sequence[RoundSink]) -> None:
             sink.open(start, constants)
             opened.append(sink)
         every, last = cfg.logging.checkpoint_every, cfg.train.rounds
-        running = driver.run_round.remote() if start < last else None
-        while running is not None:
-            metrics = ray.get(running)
-            index = metrics["round"]
-            checkpoint = bool(every) and (index % every == 0 or index == last)
-            running = driver.run_round.remote() if index < last and not checkpoint else None  # overlaps the writes
-            row = {**constants, **metrics}
-            for sink in sinks:
-                sink.write(row)
-            if checkpoint:  # only after every sink has the row: a checkpoint never runs ahead of the rows
+        done = start
+        while done < last:
+            stop = min(last, (done // every + 1) * every) if every else last  # the next checkpoint, or the end
+            for ref in driver.run_rounds.remote(stop):  # rows stream in while the Driver runs the next round
+                row = {**constants, **ray.get(ref)}
+                for sink in sinks:
+                    sink.write(row)
+            done = stop
+            if every:  # only after every sink has the rows: a checkpoint never runs ahead of the rows
                 ray.get(driver.save_checkpoint.remote())
-                running = driver.run_round.remote() if index < last else None
         completed = True
     finally:
         for sink in opened:
