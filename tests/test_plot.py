@@ -270,3 +270,13 @@ def test_rows_written_before_client_fraction_existed_read_as_all_local_data(tmp_
     rows = plot.load_rounds(tmp_path)
     assert (rows["data.client_fraction"] == 1.0).all() and len(rows) == ROUNDS
     assert set(plot._with_labels(rows)["split"]) == {"iid"}
+
+
+def test_split_labels_sort_by_partition_also_with_scarce_local_data():
+    from runner.study.figures import _split_rank
+
+    labels = ["natural", "pathological(2 classes), 50% of local data", "iid, 50% of local data",
+              "dirichlet(α=0.1), 10% of local data", "iid", "dirichlet(α=0.5)"]
+    assert sorted(labels, key=_split_rank) == [
+        "iid", "iid, 50% of local data", "dirichlet(α=0.1), 10% of local data", "dirichlet(α=0.5)",
+        "pathological(2 classes), 50% of local data", "natural"]

@@ -22,6 +22,7 @@ import io
 import logging
 import math
 import os
+import re
 from typing import Any
 
 import matplotlib
@@ -397,7 +398,8 @@ def _sorted_panels(frame: pd.DataFrame) -> list[tuple[tuple[str, str], pd.DataFr
 
 
 def _split_rank(split: str) -> tuple[int, str]:
-    kind = split.split("(")[0]
+    """IID, Dirichlet, pathological, natural: by the partition a label starts with (see :func:`_split_label`)."""
+    kind = re.split(r"[(,]", split, maxsplit=1)[0]
     return (SPLIT_ORDER.index(kind) if kind in SPLIT_ORDER else len(SPLIT_ORDER), split)
 
 
