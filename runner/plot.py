@@ -9,12 +9,14 @@ of the sweep's trials have no rows yet, which are unfinished and which ASHA stop
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 from collections.abc import Sequence
 
 from runner.console import command_name, show_library_logs
 from runner.study.figures import plot_results
 from runner.study.progress import sweep_progress
+from runner.study.results import load_rounds
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -26,10 +28,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--out", default=None, help="where to write, a path or a URI (default: RESULTS_DIR/figures)")
     args = parser.parse_args(argv)
     show_library_logs()
-    written = plot_results(args.results_dir, args.out)
+    rounds = None  # read once, for the figures and the progress lines
+    with contextlib.suppress(FileNotFoundError):
+        rounds = load_rounds(args.results_dir)
+    written = plot_results(args.results_dir, args.out, rounds)
     for path in written:
         print(path)
-    for line in sweep_progress(args.results_dir).lines():
+    for line in sweep_progress(args.results_dir, rounds).lines():
         print(line)
     return 0 if written else 1
 

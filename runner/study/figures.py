@@ -56,15 +56,17 @@ FINAL_LABEL = f"final test accuracy (%), mean of the last {FINAL_ROUNDS} evaluat
 
 
 def plot_results(results_dir: str | os.PathLike[str] | Location,
-                 out_dir: str | os.PathLike[str] | Location | None = None) -> list[Location]:
+                 out_dir: str | os.PathLike[str] | Location | None = None,
+                 rounds: pd.DataFrame | None = None) -> list[Location]:
     """Write Figure 3, Figure 4, the grid figure (several archs or splits) and tables.md for one sweep's results
-    (a path or a URI); returns the files."""
+    (a path or a URI; ``rounds``: its rows, if already read); returns the files."""
     out = Location(out_dir) if out_dir is not None else Location(results_dir) / "figures"
-    try:
-        rounds = load_rounds(results_dir)
-    except FileNotFoundError as error:
-        log.warning("plot: skipped, %s", error)
-        return []
+    if rounds is None:
+        try:
+            rounds = load_rounds(results_dir)
+        except FileNotFoundError as error:
+            log.warning("plot: skipped, %s", error)
+            return []
     written: list[Location] = []
     figures = [(figure3, FIGURE3_FILE), (figure4, FIGURE4_FILE)]
     if has_several_archs_or_splits(rounds):

@@ -101,6 +101,11 @@ def sweep_progress(results_dir: str | os.PathLike[str] | Location, rounds: pd.Da
     return progress
 
 
+def stopped_record(results_dir: str | os.PathLike[str] | Location, trial: str) -> Location:
+    """Where the note that ASHA stopped ``trial`` early lives (written by runner/study/tune_search.py)."""
+    return Location(results_dir) / STOPPED_DIR / f"{trial}.json"
+
+
 def _stopped(results_dir: Location) -> set[str]:
     try:
         return {path.name.removesuffix(".json") for path in (results_dir / STOPPED_DIR).files(".json")}

@@ -19,8 +19,7 @@ from typing import Any
 from ray.tune.schedulers import AsyncHyperBandScheduler, FIFOScheduler, TrialScheduler
 
 from runner.config import TrialConfig
-from runner.engine.storage import Location
-from runner.study.progress import STOPPED_DIR
+from runner.study.progress import stopped_record
 from runner.study.sweep_file import BASE_KEY, Sweep, param_space, trial_config_from_tune
 
 log = logging.getLogger(__name__)
@@ -86,7 +85,7 @@ def draws_per_point(sweep: Sweep, points: list[TrialConfig], results_root: str) 
 
 def stopped_early(cfg: TrialConfig) -> bool:
     """Whether ASHA stopped this trial in an earlier run of the sweep (a rerun leaves it stopped)."""
-    return (Location(cfg.logging.results_dir) / STOPPED_DIR / f"{cfg.trial_name}.json").exists()
+    return stopped_record(cfg.logging.results_dir, cfg.trial_name).exists()
 
 
 def point_of(config: dict[str, Any], searched: list[str]) -> str:
@@ -157,7 +156,6 @@ class AshaPerPoint(FIFOScheduler):
         record = {"trial": cfg.trial_name, "round": stopped_at, "rounds": cfg.train.rounds,
                   "metric": self._metric, "value": result.get(self._metric or ""), "by": "ASHA"}
         try:
-            path = Location(cfg.logging.results_dir) / STOPPED_DIR / f"{cfg.trial_name}.json"
-            path.write_bytes(json.dumps(record).encode())
+            stopped_record(cfg.logging.results_dir, cfg.trial_name).write_bytes(json.dumps(record).encode())
         except OSError as error:  # the trial stops all the same; only the plot's note is lost
             log.warning("could not record that ASHA stopped %s at round %d: %s", cfg.trial_name, stopped_at, error)
