@@ -15,15 +15,15 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from runner.config import ConfigError
-from runner.console import show_library_logs
-from runner.engine.storage import is_uri, join
+from runner.console import command_name, show_library_logs
+from runner.engine.storage import join
 from runner.study import probe
-from runner.study.sweep_file import SweepError, apply_overrides, expand, load_sweep, parse_overrides
+from runner.study.sweep_file import SweepError, load_with_overrides
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
-        prog="python -m runner.probe",
+        prog=command_name("runner.probe"),
         description="Measure each distinct model of a sweep: peak memory, client updates per second, "
                     "workers per GPU.",
         epilog="examples:\n"
@@ -54,13 +54,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     show_library_logs()
-    results_root = args.results if is_uri(args.results) else str(Path(args.results).expanduser().resolve())
     try:
-        sweep = apply_overrides(load_sweep(args.sweep_file), parse_overrides(args.overrides))
-        trials = expand(sweep, results_root=results_root)
+        loaded = load_with_overrides(args.sweep_file, args.overrides, args.results)
     except (SweepError, ConfigError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
+    sweep, trials, results_root = loaded.sweep, loaded.trials, loaded.results_root
     device = args.device or _default_device()
     models = probe.distinct_models(trials)
     print(f"probe {sweep.name}: {len(models)} distinct models of {len(trials)} trials, on {device}")
@@ -75,7 +74,7 @@ def main(argv: Sequence[str] | None = None) -> int:
               + f"; {m.updates_per_second:.3g} client updates/s on {m.device_name}")
         print(f"    {m.recommendation()}")
     path = probe.save(join(results_root, sweep.name), measured)
-    print(f"saved {path} (python -m runner.sweep {args.sweep_file} --dry-run shows it per trial)")
+    print(f"saved {path} ({command_name('runner.sweep')} {args.sweep_file} --dry-run shows it per trial)")
     return 0
 
 

@@ -30,10 +30,7 @@ from runner.study.sweep_context import SweepContext
 from runner.study.sweep_file import (
     Sweep,
     SweepError,
-    apply_overrides,
-    expand,
-    load_sweep,
-    parse_overrides,
+    load_with_overrides,
     shipped_sweeps,
     trial_count,
     varying_keys,
@@ -92,11 +89,9 @@ def shipped_names() -> list[str]:
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     show_library_logs()
-    results_root = args.results if is_uri(args.results) else str(Path(args.results).expanduser().resolve())
     try:
-        overrides = parse_overrides(args.overrides)
-        sweep = apply_overrides(load_sweep(args.sweep_file), overrides)
-        trials = expand(sweep, results_root=results_root)
+        loaded = load_with_overrides(args.sweep_file, args.overrides, args.results)
+        sweep, overrides, trials, results_root = loaded.sweep, loaded.overrides, loaded.trials, loaded.results_root
         layouts = [TrialLayout.of(trial.resources) for trial in trials]
         if args.dry_run:
             print(format_trial_table(sweep, trials, layouts))

@@ -23,7 +23,7 @@ from runner.config import TrialConfig
 from runner.engine.aggregation import WeightedSum
 from runner.engine.allocator import reuse_freed_memory
 from runner.engine.checkpoint import CheckpointFile
-from runner.engine.model import trial_model
+from runner.engine.model import initial_model
 from runner.engine.planning import client_cost, plan_round
 from runner.engine.recovery import retrying
 from runner.engine.seeding import sample_clients
@@ -37,20 +37,15 @@ class Driver:
         reuse_freed_memory()
         self.cfg = cfg
         self.checkpoint = CheckpointFile(checkpoint_path)
-        torch.manual_seed(cfg.seed)
-        model = trial_model(cfg)
         self.algorithm = cfg.algorithm.build()
-        local = self.algorithm.local_names(model)
-        state = {n: t.detach().clone() for n, t in model.state_dict().items()}
-        self.initial_global = {n: t for n, t in state.items() if n not in local}
-        self.initial_local = {n: t for n, t in state.items() if n in local}
+        model, self.initial_global, self.initial_local = initial_model(cfg, self.algorithm)
         numels = [t.numel() for t in self.initial_global.values()]  # what one copy of the model sends
         self.bytes_down = self.algorithm.bytes_down(numels)
         self.bytes_up = self.algorithm.bytes_up(numels, cfg.upload)
         info = DATASETS[cfg.data.dataset]
-        self.constants = {"num_parameters": count_parameters(model), "params_sent": sum(numels),
-                          "original_parameters": original_parameter_count(cfg.model.arch, info.num_classes,
-                                                                          info.input_shape)}
+        original = original_parameter_count(cfg.model.arch, info.num_classes, info.input_shape)
+        self.constants: dict[str, float] = {"num_parameters": count_parameters(model), "params_sent": sum(numels),
+                                            "original_parameters": original}
         self.constants["param_ratio"] = self.constants["num_parameters"] / self.constants["original_parameters"]
 
         self.pool = WorkerPool(cfg, ray.util.get_current_placement_group())

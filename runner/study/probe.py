@@ -127,7 +127,7 @@ def _measure_here(cfg: TrialConfig, device: str, clients: int) -> dict[str, Any]
 
     from runner.engine.accelerator import peak_memory_mib
     from runner.engine.client_worker import ClientWorker
-    from runner.engine.model import trial_model
+    from runner.engine.model import initial_model
     from runner.engine.seeding import sample_clients
     from runner.engine.wire import to_wire
 
@@ -139,13 +139,9 @@ def _measure_here(cfg: TrialConfig, device: str, clients: int) -> dict[str, Any]
                                                                                           else 0.0))
     before = _rss_mib()
     worker = ClientWorker(cfg, 0, 1)  # the whole dataset on the device, as every worker of the trial holds it
-    torch.manual_seed(cfg.seed)
-    model = trial_model(cfg)
     algorithm = cfg.algorithm.build()
-    local = algorithm.local_names(model)
-    state = {n: t.detach().clone() for n, t in model.state_dict().items()}
-    initial_global = {n: t for n, t in state.items() if n not in local}
-    worker.setup({n: t for n, t in state.items() if n in local}, initial_global)
+    _, initial_global, initial_local = initial_model(cfg, algorithm)
+    worker.setup(initial_local, initial_global)
     payload = to_wire(algorithm.broadcast(initial_global, algorithm.init_server_state(initial_global)))
     d = cfg.data
     sampled = sample_clients(cfg.seed, 1, d.num_clients, d.clients_per_round)

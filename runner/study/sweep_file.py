@@ -36,7 +36,7 @@ from typing import Any
 import yaml
 
 from runner.config import ConfigError, TrialConfig, config_columns, flat_items, flatten, unflatten
-from runner.engine.storage import join
+from runner.engine.storage import is_uri, join
 from runner.study.search import Search, SearchError, parse_search
 
 TOP_LEVEL_KEYS = ("name", "description", "base", "grid", "variants", "search")
@@ -138,6 +138,25 @@ def load_sweep(path: str | Path) -> Sweep:
     _check_search_fits(sweep)
     expand(sweep)
     return sweep
+
+
+@dataclass(frozen=True)
+class LoadedSweep:
+    """A sweep file with the command line's overrides applied, and its trials (what every CLI starts from)."""
+
+    sweep: Sweep
+    overrides: dict[str, Any]
+    trials: list[TrialConfig]
+    results_root: str  # a URI as given, or an absolute path: the same on every node
+
+
+def load_with_overrides(path: str | Path, pairs: Iterable[str], results: str) -> LoadedSweep:
+    """Load ``path``, apply the ``key=value`` pairs and expand the trials under the results root ``results``
+    (raises :class:`SweepError` or :class:`ConfigError` naming what is wrong)."""
+    root = results if is_uri(results) else str(Path(results).expanduser().resolve())
+    overrides = parse_overrides(pairs)
+    sweep = apply_overrides(load_sweep(path), overrides)
+    return LoadedSweep(sweep, overrides, expand(sweep, results_root=root), root)
 
 
 def parse_overrides(pairs: Iterable[str]) -> dict[str, Any]:
