@@ -64,6 +64,10 @@ class Asha:
     max_t: int | None = None
     reduction_factor: float = 4.0
 
+    def horizon(self, max_rounds: int) -> int:
+        """ASHA's max_t: as set, or the longest trial's rounds."""
+        return self.max_t or max_rounds
+
     def rungs(self, max_t: int) -> list[int]:
         """The rounds at which ASHA compares a trial with the others of its grid point."""
         count = int(math.log(max_t / self.grace_period) / math.log(self.reduction_factor) + 1)
@@ -89,7 +93,7 @@ class Search:
         lines = [f"search: {self.algorithm}, {size} (seed {self.seed}), comparing {self.metric} ({self.mode})",
                  *(f"  {key} ~ {domain.text()}" for key, domain in self.space.items())]
         if self.asha is not None:
-            max_t = self.asha.max_t or max_rounds
+            max_t = self.asha.horizon(max_rounds)
             lines.append(f"  ASHA early stopping on {self.metric} at evaluated rounds, each trial against the "
                          f"draws of its own grid point: grace period {self.asha.grace_period} rounds, max_t {max_t}, "
                          f"reduction factor {self.asha.reduction_factor:g} (rungs at rounds "

@@ -45,7 +45,7 @@ def tune_search(sweep: Sweep, trials: list[TrialConfig], max_concurrent: int | N
     if search.asha is not None:
         options["scheduler"] = AshaPerPoint(
             grace_period=search.asha.grace_period, reduction_factor=search.asha.reduction_factor,
-            max_t=search.asha.max_t or max(trial.train.rounds for trial in trials), searched=list(search.space))
+            max_t=search.asha.horizon(max(trial.train.rounds for trial in trials)), searched=list(search.space))
     return options
 
 
