@@ -28,7 +28,6 @@ import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
-import numpy as np
 import torch
 from torch import Tensor
 
@@ -77,24 +76,23 @@ class CompiledKernel:
         self._quantize = library.quantize
         self._quantize.restype = ctypes.c_int32
         self._quantize.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int64,
-                                   ctypes.c_void_p]
+                                   ctypes.POINTER(ctypes.c_float)]
         self._add = library.add_scaled
         self._add.restype = None
         self._add.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int64, ctypes.c_double]
-        self._peak = np.zeros(1, dtype=np.float32)
-        self._peak_address = self._peak.ctypes.data
 
     def quantize(self, x: Tensor, parts: Parts) -> tuple[float, bool]:
         """As :meth:`TorchKernel.quantize`, one pass per part."""
         peak, outside = 0.0, False
+        part_peak = ctypes.c_float()  # per call, so that threads summing at once do not share it
         for offset, a, b in parts:
             if a.dtype != torch.float32 or (b is not None and b.dtype != torch.float32):
                 a, b = (a if b is None else a - b).float(), None  # as torch.sub(out=float32) does: compute, then cast
             a = a.contiguous()
             b = None if b is None else b.contiguous()
             outside |= bool(self._quantize(a.data_ptr(), None if b is None else b.data_ptr(),
-                                           x.data_ptr() + 4 * offset, a.numel(), self._peak_address))
-            peak = max(peak, float(self._peak[0]))
+                                           x.data_ptr() + 4 * offset, a.numel(), ctypes.byref(part_peak)))
+            peak = max(peak, part_peak.value)
         return (0.0, True) if outside else (peak, False)
 
     def add(self, low: Tensor, x: Tensor, weight: float) -> None:
