@@ -68,7 +68,7 @@ def measure(args: argparse.Namespace, device: torch.device, results: str) -> lis
             cfg = config(*WORKLOADS[args.model], args.rounds, workers,
                          os.path.join(results, f"runner-{precision}-{workers}"), round(1 / workers, 4),
                          cpus_per_worker, **common)
-            times, peak = runner_loop(cfg)  # rounds 2…N
+            times, peak, _ = runner_loop(cfg)  # rounds 2…N
             layout = f"{workers} worker{'s' * (workers > 1)}"
             rows.append(Row(precision, layout, workers, statistics.median(times[:-1]), args.clients, peak))
             print(f"{precision} {rows[-1].layout}: {rows[-1].seconds:.3f} s/round", flush=True)

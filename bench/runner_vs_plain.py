@@ -146,9 +146,10 @@ def plain_loop(cfg: TrialConfig, device: torch.device, threads: int | None = Non
     return times
 
 
-def runner_loop(cfg: TrialConfig) -> tuple[list[float], float]:
+def runner_loop(cfg: TrialConfig) -> tuple[list[float], float, list[float]]:
     """Wall-clock seconds of rounds 2…N as the trial sees them (the driver's round plus writing the row),
-    and the busiest worker's peak memory in MiB."""
+    the busiest worker's peak memory in MiB, and each round's seconds outside the slowest worker's training
+    call (the driver's aggregation and broadcast, and Ray's latencies), from the rows."""
     from runner.engine.trial import RoundSink, run_rounds
     from runner.study.results import RoundsTable, rounds_path
 
@@ -164,7 +165,9 @@ def runner_loop(cfg: TrialConfig) -> tuple[list[float], float]:
     table, clock = RoundsTable(rounds_path(cfg.logging.results_dir, cfg.trial_name)), RoundClock()
     run_rounds(cfg, [table, clock])
     quiesce()
-    return [b - a for a, b in itertools.pairwise(clock.stamps)], float(table.frame()["worker_peak_mib"].max())
+    rows = table.frame()
+    outside = (rows["round_seconds"] - rows["worker_seconds"]).tolist()
+    return [b - a for a, b in itertools.pairwise(clock.stamps)], float(rows["worker_peak_mib"].max()), outside
 
 
 def quiesce(timeout_s: float = 30.0) -> None:
@@ -208,7 +211,7 @@ def profile_runner(cfg: TrialConfig, rounds: int) -> tuple[Phases, int]:
             phases.lap("rest")
             payload = pickle.loads(pickle.dumps(to_wire(algorithm.broadcast(global_state, {}))))
             phases.lap("driver: ship payload")
-            _, (partial, _) = worker.train(r, sampled, payload, cfg.train.lr)
+            _, (partial, *_) = worker.train(r, sampled, payload, cfg.train.lr)
             phases.lap("rest")
             received = pickle.loads(pickle.dumps(partial))
             phases.lap("ship partial sum")
@@ -259,15 +262,17 @@ def compare(args: argparse.Namespace, device: torch.device, results: str, layout
     """Median and best seconds per round of the plain loop and the runner, alternating, per model."""
     rows = []
     for name in args.models:
-        plain, runner, peak = [], [], 0.0
+        plain, runner, outside, peak = [], [], [], 0.0
         for repeat in range(args.repeats):  # alternating evens out slow drifts of a shared machine
             cfg = config(*WORKLOADS[name], args.rounds, workers, os.path.join(results, f"{name}-{layout}-{repeat}"),
                          args.gpus_per_worker, cpus_per_worker)
             plain += plain_loop(cfg, device, plain_threads)[1:]  # the first round of each is warm-up
-            times, worker_peak = runner_loop(cfg)  # rounds 2…N
+            times, worker_peak, overhead = runner_loop(cfg)  # rounds 2…N
             runner += times[:-1]  # the last round also evaluates
+            outside += overhead[1:-1]
             peak = max(peak, worker_peak)
-        rows.append((name, layout, statistics.median(plain), statistics.median(runner), min(plain), min(runner), peak))
+        rows.append((name, layout, statistics.median(plain), statistics.median(runner), min(plain), min(runner), peak,
+                     statistics.median(outside)))
         print(f"{name} ({layout}): plain {rows[-1][2]:.3f}s/round, runner {rows[-1][3]:.3f}s/round", flush=True)
     return rows
 
@@ -306,12 +311,13 @@ def main() -> None:
           f"{args.repeats} x {args.rounds - 2} (runner)\n")
     memory = "CUDA MiB" if device.type == "cuda" else "RSS MiB"
     print(f"| model | layout | plain loop s/round | runner s/round | runner / plain | best round: plain, runner, "
-          f"ratio | runner client updates/s | worker peak {memory} |")
-    print("|---|---|---|---|---|---|---|---|")
-    for name, layout, plain_time, runner_time, plain_best, runner_best, peak in rows:
+          f"ratio | runner ms/round outside the slowest worker's training | runner client updates/s | "
+          f"worker peak {memory} |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for name, layout, plain_time, runner_time, plain_best, runner_best, peak, outside in rows:
         print(f"| {name} | {layout} | {plain_time:.3f} | {runner_time:.3f} | {runner_time / plain_time:.2f} | "
-              f"{plain_best:.3f}, {runner_best:.3f}, {runner_best / plain_best:.2f} | {16 / runner_time:.1f} | "
-              f"{peak:.0f} |")
+              f"{plain_best:.3f}, {runner_best:.3f}, {runner_best / plain_best:.2f} | {1000 * outside:.1f} | "
+              f"{16 / runner_time:.1f} | {peak:.0f} |")
 
 
 if __name__ == "__main__":

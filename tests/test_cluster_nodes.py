@@ -22,6 +22,7 @@ import pandas as pd
 import pytest
 from local_cluster import FAST_NODE_DEATH, LocalCluster, freeze, kill, rows_written, wait_until
 
+from runner.study.results import MACHINE_COLUMNS
 from runner.study.sweep_file import expand, load_sweep
 from runner.study.trial import run_trial
 
@@ -38,12 +39,11 @@ base:
 grid:
   seed: [0]
 """
-MACHINE = ["round_seconds", "elapsed_seconds", "worker_peak_mib"]
 
 
 def metrics(frame: pd.DataFrame) -> pd.DataFrame:
     """What the trial learnt: everything but timings and where it ran (as in test_runner_trial.py)."""
-    dropped = MACHINE + [c for c in frame.columns if c.startswith(("logging.", "resources."))]
+    dropped = [*MACHINE_COLUMNS, *(c for c in frame.columns if c.startswith(("logging.", "resources.")))]
     return frame.drop(columns=dropped).sort_values("round").reset_index(drop=True)
 
 

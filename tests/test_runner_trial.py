@@ -19,13 +19,12 @@ from runner.engine.planning import plan_round
 from runner.engine.seeding import sample_clients
 from runner.provenance import CodeVersion
 from runner.study import figures
-from runner.study.results import load_rounds
+from runner.study.results import MACHINE_COLUMNS, load_rounds
 from runner.study.sweep_context import SweepContext
 from runner.study.trial import run_trial
 from runner.study.wandb_access import WandbAccess
 
 pytestmark = pytest.mark.usefixtures("ray_session")
-MACHINE = ["round_seconds", "elapsed_seconds", "worker_peak_mib"]  # where and how fast it ran, not what it learnt
 
 
 def small(tmp_path: Path, **sections) -> TrialConfig:
@@ -44,7 +43,7 @@ def small(tmp_path: Path, **sections) -> TrialConfig:
 
 def metrics(frame: pd.DataFrame) -> pd.DataFrame:
     """Everything but wall-clock times and where/how the trial ran."""
-    dropped = MACHINE + [c for c in frame.columns if c.startswith(("logging.", "resources."))]
+    dropped = [*MACHINE_COLUMNS, *(c for c in frame.columns if c.startswith(("logging.", "resources.")))]
     return frame.drop(columns=dropped).reset_index(drop=True)
 
 
@@ -73,6 +72,7 @@ def test_trial_writes_parquet_and_an_offline_wandb_run(tmp_path):
     assert rows["model.gamma"].iloc[0] == 0.5 and rows["data.dataset"].iloc[0] == "synthetic"
     assert 0 < rows["param_ratio"].iloc[0] < 1
     assert rows["worker_peak_mib"].between(100, 64_000).all()  # a worker process holding torch and the data
+    assert ((rows["worker_seconds"] > 0) & (rows["worker_seconds"] < rows["round_seconds"])).all()
     assert json.loads((tmp_path / "trials" / cfg.trial_name / "config.json").read_text())["seed"] == 3
     versions = {"code_commit": "0123abcd", "code_dirty": True, "torch_version": str(torch.__version__),
                 "ray_version": ray.__version__, "runner_version": rows["runner_version"].iloc[0]}

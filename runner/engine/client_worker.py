@@ -14,6 +14,7 @@ from __future__ import annotations
 import functools
 import logging
 import os
+import time
 import uuid
 from typing import Any
 
@@ -153,12 +154,14 @@ class ClientWorker:
 
     # --- one round --------------------------------------------------------------------------------
     def train(self, round_index: int, clients: list[int], payload: dict[str, State], lr: float,
-              *arrivals: dict[int, dict[str, State]]) -> tuple[str, tuple[WeightedSum, float]]:
+              *arrivals: dict[int, dict[str, State]]) -> tuple[str, tuple[WeightedSum, float, float]]:
         """Train the given clients from the broadcast payload; returns their updates as one weighted sum,
-        and this worker's peak memory so far in MiB (see :meth:`peak_memory_mib`).
+        this worker's peak memory so far in MiB (see :meth:`peak_memory_mib`) and the seconds this call took
+        (the rest of a round is the driver's and Ray's).
 
         ``arrivals`` are other workers' ``hand_over`` replies: the state of clients that moved here.
         """
+        started = time.perf_counter()
         for states in arrivals:
             self.states.update(from_wire(states, self.device))
         payload = from_wire(payload, self.device)
@@ -177,7 +180,7 @@ class ClientWorker:
             update = self.cfg.upload.apply(update, generator)
             partial.add(float(data.num_samples), update, loss)  # reads the update now: before the next client
             self._keep(state["params"])
-        return self.incarnation, (partial, self.peak_memory_mib())
+        return self.incarnation, (partial, self.peak_memory_mib(), time.perf_counter() - started)
 
     @torch.no_grad()
     def _load(self, weights: list[Tensor], params: State) -> None:

@@ -104,7 +104,7 @@ class Driver:
         cfg, index = self.cfg, self.round + 1
         lr = cfg.train.lr * cfg.train.lr_decay ** (index - 1)
         sampled = sample_clients(cfg.seed, index, cfg.data.num_clients, cfg.data.clients_per_round)
-        total, peak_memory = self._train(index, sampled, lr)
+        total, peak_memory, worker_seconds = self._train(index, sampled, lr)
         self.global_state = self.algorithm.server_update(self.global_state, self.server_state, total.mean(),
                                                          len(sampled), cfg.data.num_clients)
         self.round = index
@@ -113,7 +113,8 @@ class Driver:
         row: dict[str, Any] = {
             "round": index, "lr": lr, "train_loss": total.mean_loss, "clients": len(sampled),
             "bytes_down": down, "bytes_up": up, "bytes_round": down + up, "cumulative_bytes": self.cumulative_bytes,
-            "test_accuracy": float("nan"), "test_loss": float("nan"), "worker_peak_mib": peak_memory}
+            "test_accuracy": float("nan"), "test_loss": float("nan"), "worker_peak_mib": peak_memory,
+            "worker_seconds": worker_seconds}
         if evaluate and (index % cfg.train.eval_every == 0 or index == cfg.train.rounds):
             row.update(self.evaluate())
         row["round_seconds"] = time.perf_counter() - started
@@ -121,21 +122,21 @@ class Driver:
         row["elapsed_seconds"] = self.elapsed
         return row
 
-    def _train(self, index: int, sampled: list[int], lr: float) -> tuple[WeightedSum, float]:
-        """Train the sampled clients on the workers; returns the sum of their updates and the busiest
-        worker's peak memory."""
+    def _train(self, index: int, sampled: list[int], lr: float) -> tuple[WeightedSum, float, float]:
+        """Train the sampled clients on the workers; returns the sum of their updates, the busiest worker's
+        peak memory and the slowest worker's seconds."""
         payload = ray.put(to_wire(self.algorithm.broadcast(self.global_state, self.server_state)))
         plan = plan_round(sampled, self.costs, self.pool.holders, len(self.pool))
         arrivals, handed = self.pool.move_states(plan) if self.stateful else ({}, [])
         calls = {i: self.pool.workers[i].train.remote(index, clients, payload, lr, *arrivals.get(i, []))
                  for i, clients in enumerate(plan) if clients}
-        total, peak_memory = WeightedSum(), 0.0
-        for partial, worker_peak in self.pool.as_ready(calls):
+        total, peak_memory, slowest = WeightedSum(), 0.0, 0.0
+        for partial, worker_peak, seconds in self.pool.as_ready(calls):
             total.merge(partial)  # as workers finish: the sum does not depend on the order
-            peak_memory = max(peak_memory, worker_peak)
+            peak_memory, slowest = max(peak_memory, worker_peak), max(slowest, seconds)
         self.pool.check_handovers(handed)
         self.pool.record_plan(plan)
-        return total, peak_memory
+        return total, peak_memory, slowest
 
     def evaluate(self) -> dict[str, float]:
         """Global test accuracy, or per-client accuracy on each client's own data (personalized methods)."""

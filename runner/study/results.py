@@ -31,11 +31,14 @@ METRIC_COLUMNS: dict[str, pa.DataType] = {
     "clients": pa.int64(), "train_loss": pa.float64(), "test_accuracy": pa.float64(), "test_loss": pa.float64(),
     "bytes_down": pa.int64(), "bytes_up": pa.int64(), "bytes_round": pa.int64(), "cumulative_bytes": pa.int64(),
     "round_seconds": pa.float64(), "elapsed_seconds": pa.float64(),
+    "worker_seconds": pa.float64(),  # the slowest worker's training call; round_seconds less this: the round's overhead
     "worker_peak_mib": pa.float64(),  # the busiest worker's peak memory so far (CUDA on a GPU, RSS on a CPU)
     # which code made the row (runner/provenance.py)
     "code_commit": pa.string(), "code_dirty": pa.bool_(), "runner_version": pa.string(),
     "torch_version": pa.string(), "ray_version": pa.string(),
 }
+# Where and how fast a trial ran, not what it learnt: the columns that differ between identical runs.
+MACHINE_COLUMNS = ("round_seconds", "elapsed_seconds", "worker_seconds", "worker_peak_mib")
 FINAL_ROUNDS = 5  # a trial's final accuracy: the mean test accuracy over this many last evaluated rounds
 BYTES_PER_GB = 1e9
 _ARROW = {str: pa.string(), int: pa.int64(), float: pa.float64(), bool: pa.bool_()}
