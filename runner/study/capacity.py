@@ -205,22 +205,9 @@ def autoscaler_node_types() -> tuple[list[NodeShape], bool]:
 def bootstrap_node_types(config: Mapping[str, Any]) -> tuple[list[NodeShape], bool]:
     """Worker node types of a cluster launcher config (``available_node_types``, ``max_workers``)."""
     types = config.get("available_node_types") or {}
-    head = config.get("head_node_type")
-    cluster_max = config.get("max_workers")
-    shapes, open_ended = [], False
-    for name, spec in types.items():
-        if name == head:
-            continue  # the head is up, so it is among the alive nodes
-        count = spec.get("max_workers", cluster_max)
-        if count == 0:
-            continue
-        resources = spec.get("resources")
-        if not resources or "CPU" not in resources:
-            open_ended = True  # sized by the provider at launch: unknown here
-            continue
-        shapes.append(NodeShape(name, float(resources["CPU"]), float(resources.get("GPU", 0)),
-                                None if count is None else int(count)))
-    return shapes, open_ended
+    head = config.get("head_node_type")  # the head is up, so it is among the alive nodes
+    return _node_groups((name, spec.get("resources") or {}, spec.get("max_workers", config.get("max_workers")))
+                        for name, spec in types.items() if name != head)
 
 
 def _gcs_node_groups() -> tuple[list[NodeShape], bool] | None:
@@ -237,16 +224,18 @@ def _gcs_node_groups() -> tuple[list[NodeShape], bool] | None:
         (group.name, dict(group.resources), group.max_count) for group in config.node_group_configs)
 
 
-def _node_groups(groups: Iterable[tuple[str, dict[str, float], int]]) -> tuple[list[NodeShape], bool]:
+def _node_groups(groups: Iterable[tuple[str, Mapping[str, float], int | None]]) -> tuple[list[NodeShape], bool]:
+    """Node shapes from (name, resources, max count: None or negative for no limit); a group whose CPUs the
+    provider sizes at launch makes the capacity open-ended (returned as the flag)."""
     shapes, open_ended = [], False
     for name, resources, max_count in groups:
         if max_count == 0:
             continue
         if "CPU" not in resources:
-            open_ended = True
+            open_ended = True  # sized by the provider at launch: unknown here
             continue
         shapes.append(NodeShape(name, float(resources["CPU"]), float(resources.get("GPU", 0)),
-                                None if max_count < 0 else int(max_count)))
+                                None if max_count is None or max_count < 0 else int(max_count)))
     return shapes, open_ended
 
 
