@@ -433,6 +433,11 @@ def _check_axis(key: str, sets: list[Any], where: str) -> None:
         seen.append(overrides)
 
 
+def field_keys(key: str, value: Any) -> list[str]:
+    """The config fields one entry of a grid or a variant sets: its override sets' keys, or the key itself."""
+    return sorted(set().union(*value)) if is_axis_of_sets(key, value) else [key]
+
+
 def grid_axis_keys(sweep: Sweep) -> dict[str, str]:
     """Each dotted key the grid sets -> the Tune config path holding it (``seed``, ``method/algorithm.mu``)."""
     paths: dict[str, str] = {}
@@ -484,13 +489,14 @@ def _check_search_fits(sweep: Sweep) -> None:
     """A searched setting is drawn, so it is listed nowhere else; Optuna proposes whole trials, so no grid."""
     if sweep.search is None:
         return
+    grid_keys = grid_axis_keys(sweep)
     for key in sweep.search.space:
-        if key in grid_axis_keys(sweep):
+        if key in grid_keys:
             raise SweepError(f"{sweep.source}: search.space.{key}: also a grid key; a searched setting is drawn, "
                              "not listed (remove it from one place)")
     for index, variant in enumerate(sweep.variants):
         for key, value in variant.items():
-            for field_key in sorted(set().union(*value) if is_axis_of_sets(key, value) else {key}):
+            for field_key in field_keys(key, value):
                 if field_key in sweep.search.space:
                     raise SweepError(f"{sweep.source}: search.space.{field_key}: also set by variants[{index}]; a "
                                      "searched setting is drawn, not listed (remove it from one place)")
@@ -503,7 +509,7 @@ def _check_search_fits(sweep: Sweep) -> None:
 def _check_no_overlap(sweep: Sweep) -> None:
     owners: dict[str, str] = {}
     for key, values in sweep.grid.items():
-        for field_key in (set().union(*values) if is_axis_of_sets(key, values) else {key}):
+        for field_key in field_keys(key, values):
             if field_key in owners:
                 raise SweepError(f"{sweep.source}: grid: {field_key} is set by both {owners[field_key]} and {key}")
             owners[field_key] = key
@@ -511,7 +517,7 @@ def _check_no_overlap(sweep: Sweep) -> None:
         where = f"{sweep.source}: variants[{index}]"
         variant_owners: dict[str, str] = {}
         for key, value in variant.items():
-            for field_key in (set().union(*value) if is_axis_of_sets(key, value) else {key}):
+            for field_key in field_keys(key, value):
                 if field_key in owners:
                     raise SweepError(f"{where}: {field_key} is also a grid key; the variant would override every "
                                      f"grid value (put it in one place)")
