@@ -146,3 +146,27 @@ def test_merging_reads_the_partial_sums_and_never_writes_them():
     for partial, (low, high) in zip(partials, before):
         assert torch.equal(partial.low, low) and (high is None or torch.equal(partial.high, high))
     assert torch.equal(total.mean()["delta"]["w"], summed(updates, [list(range(8))]).mean()["delta"]["w"])
+
+
+@pytest.mark.parametrize("big", [1.0, 5e3])
+def test_partial_sums_with_a_gpus_one_block_merge_with_a_cpus_many(big):
+    """A GPU worker keeps its whole buffer as one block, a CPU worker (or one that fell back to the CPU) blocks of
+    CPU_BLOCK values: the driver merges both kinds, in any order, to the same words as one sum of every client."""
+    updates = client_updates(big)
+    numel = CPU_BLOCK + 7 + 5 + 12  # w, b and the control variate v, in one buffer
+    reference = summed(updates, [list(range(8))]).mean()
+
+    def partial(group: list[int], block: int) -> WeightedSum:
+        total = WeightedSum(block=block)
+        for k in group:
+            total.add(updates[k][1], updates[k][0], loss=0.0)
+        return pickle.loads(pickle.dumps(total))
+
+    for blocks in ([numel, CPU_BLOCK, numel], [CPU_BLOCK, numel, CPU_BLOCK], [numel, numel, numel],
+                   [1000, CPU_BLOCK, 333]):
+        total = WeightedSum()
+        for group, block in zip([[3, 0], [1, 2, 7], [4, 5, 6]], blocks):
+            total.merge(partial(group, block))
+        mean = total.mean()
+        for kind, name in [("delta", "w"), ("delta", "b"), ("control", "v")]:
+            assert torch.equal(mean[kind][name], reference[kind][name]), (blocks, kind, name)

@@ -67,6 +67,9 @@ class WeightedSum:
     high: Tensor | None = None  # float64 integers in units of 2^30·2^-40, for split blocks (allocated on the first)
     invalid: Tensor | None = None  # bool: positions where some client sent a value outside the range
     bounds: list[float] = field(default_factory=list)  # per block: a bound on |low|, or inf once it is split
+    # values per block (per entry of ``bounds``): CPU_BLOCK on a CPU, the whole buffer on a GPU; set when the sum
+    # is allocated (or taken from the first partial sum merged). Partial sums with other blocks merge all the same.
+    block: int = 0
     _scratch: tuple[Tensor, Tensor] | None = field(default=None, repr=False)  # two float32 blocks (never shipped)
 
     # --- adding clients and partial sums ----------------------------------------------------------
@@ -84,13 +87,13 @@ class WeightedSum:
                            pieces[0][2].device if pieces else torch.device("cpu"))
         assert self.low is not None
         if self._scratch is None:
-            scratch_size = min(self._block_size(), self.low.numel())
+            scratch_size = min(self.block, self.low.numel())
             self._scratch = (torch.empty(scratch_size, device=self.low.device),
                              torch.empty(scratch_size, device=self.low.device))
         scratch, spare = self._scratch
         kernel = kernel_for(self.low.device)
         stream = _blocks([(a.reshape(-1), None if b is None else b.reshape(-1)) for _, _, a, b in pieces],
-                         self._block_size())
+                         self.block)
         for index, (start, length, parts) in enumerate(stream):
             x = scratch[:length]
             peak, outside = kernel.quantize(x, parts)  # q: integers in a float32 block
@@ -108,30 +111,29 @@ class WeightedSum:
         if other.low is None:  # a sum of no clients
             return
         if self.low is None:  # the first: a copy of its words (they may be read-only object-store memory)
-            self.layout, self.bounds = other.layout, list(other.bounds)
+            self.layout, self.bounds, self.block = other.layout, list(other.bounds), other.block
             self.low = other.low.clone()
             self.high = None if other.high is None else other.high.clone()
             self.invalid = None if other.invalid is None else other.invalid.clone()
             return
         if other.invalid is not None:
             self._invalid().logical_or_(other.invalid)
-        size = self._block_size()
-        for index, bound in enumerate(other.bounds):
-            start = index * size
-            block = slice(start, min(start + size, self.low.numel()))
+        # a GPU worker's partial sum has one block, a CPU worker's many: walk the pieces both agree on
+        for index, theirs, piece in _pieces_of_blocks(self.low.numel(), self.block, other.block):
+            bound = other.bounds[theirs]
             if math.isinf(bound) or self.bounds[index] + bound >= EXACT:
                 self._split(index)
                 if math.isinf(bound):
                     assert other.high is not None
-                    high, low = other.high[block], other.low[block]
+                    high, low = other.high[piece], other.low[piece]
                 else:
-                    high, low = _split_words(other.low[block])
+                    high, low = _split_words(other.low[piece])
                 assert self.high is not None
-                self.high[block].add_(high)
-                self.low[block].add_(low)
+                self.high[piece].add_(high)
+                self.low[piece].add_(low)
             else:
-                self.low[block].add_(other.low[block])
-                self.bounds[index] += bound
+                self.low[piece].add_(other.low[piece])
+                self.bounds[index] += bound  # per piece: a sum of bounds still bounds the block
 
     # --- the result -------------------------------------------------------------------------------
     def mean(self) -> dict[str, dict[str, Tensor]]:
@@ -190,8 +192,7 @@ class WeightedSum:
         assert self.low is not None
         if self.high is None:
             self.high = torch.zeros_like(self.low)
-        size = self._block_size()
-        block = slice(index * size, min((index + 1) * size, self.low.numel()))
+        block = slice(index * self.block, min((index + 1) * self.block, self.low.numel()))
         high, low = _split_words(self.low[block])
         self.high[block].copy_(high)
         self.low[block].copy_(low)
@@ -201,11 +202,8 @@ class WeightedSum:
         self.layout = layout
         numel = sum(math.prod(shape) for _, _, shape in layout)
         self.low = torch.zeros(numel, dtype=torch.float64, device=device)
-        self.bounds = [0.0] * math.ceil(numel / self._block_size()) if numel else []
-
-    def _block_size(self) -> int:
-        assert self.low is not None
-        return CPU_BLOCK if self.low.device.type == "cpu" else max(1, self.low.numel())
+        self.block = self.block or (CPU_BLOCK if device.type == "cpu" else max(1, numel))
+        self.bounds = [0.0] * math.ceil(numel / self.block) if numel else []
 
     def _invalid(self) -> Tensor:
         assert self.low is not None
@@ -217,15 +215,26 @@ class WeightedSum:
         """Ship the words as CPU arrays (see runner/wire.py; the driver may have no GPU), not the scratch."""
         words = {name: t for name, t in (("low", self.low), ("high", self.high), ("invalid", self.invalid))
                  if t is not None}
-        return _unpack, (self.weight, self.losses, self.layout, self.bounds, to_wire(words))
+        return _unpack, (self.weight, self.losses, self.layout, self.bounds, self.block, to_wire(words))
 
 
-def _unpack(weight: float, losses: list[float], layout: Layout, bounds: list[float],
+def _unpack(weight: float, losses: list[float], layout: Layout, bounds: list[float], block: int,
             words: dict) -> WeightedSum:
     """A received partial sum. Its tensors are views of object-store memory, so it is read-only: merge
     it into another sum (which reads it), never add to it."""
     views = {name: read_only_view(array) for name, array in words.items()}
-    return WeightedSum(weight, losses, layout, views.get("low"), views.get("high"), views.get("invalid"), bounds)
+    return WeightedSum(weight, losses, layout, views.get("low"), views.get("high"), views.get("invalid"), bounds,
+                       block)
+
+
+def _pieces_of_blocks(numel: int, mine: int, theirs: int) -> Iterator[tuple[int, int, slice]]:
+    """(my block, their block, positions) for the pieces of [0, numel) that lie in one block of each size."""
+    start = 0
+    while start < numel:
+        index, other = start // mine, start // theirs
+        end = min((index + 1) * mine, (other + 1) * theirs, numel)
+        yield index, other, slice(start, end)
+        start = end
 
 
 def _split_words(total: Tensor) -> tuple[Tensor, Tensor]:
