@@ -438,3 +438,20 @@ def test_a_shipped_study_is_found_by_name_from_any_directory(tmp_path, monkeypat
         find_sweep_file("other/fig4.yaml")  # a path to elsewhere is not a shipped study
     assert sweep_cli.main(["--dry-run", "train.rounds=2"]) == 0  # the default, sweeps/quickstart.yaml
     assert f"sweep quickstart ({SWEEPS / 'quickstart.yaml'}): 4 trials" in capsys.readouterr().out
+
+
+def test_an_override_can_mend_a_file_and_trials_are_checked_once_after_the_overrides(tmp_path, monkeypatch):
+    from runner.study import sweep_file
+
+    path = write(tmp_path, "name: mend\nbase:\n  data: {dataset: synthetic}\n  train: {lr: -1}\n"
+                           "grid:\n  model.gamma: [0.1, 0.5]\n")
+    with pytest.raises(SweepError, match=r"train\.lr"):
+        load_sweep(path)  # the file alone is refused, naming the field
+    with pytest.raises(SweepError, match=r"train\.lr"):
+        sweep_file.load_with_overrides(path, [], str(tmp_path / "results"))
+    calls = []
+    real_expand = sweep_file.expand
+    monkeypatch.setattr(sweep_file, "expand", lambda *a, **k: calls.append(1) or real_expand(*a, **k))
+    loaded = sweep_file.load_with_overrides(path, ["train.lr=0.2"], str(tmp_path / "results"))
+    assert [t.train.lr for t in loaded.trials] == [0.2, 0.2] and len(calls) == 1
+    assert loaded.results_root == str((tmp_path / "results").resolve())

@@ -104,8 +104,9 @@ def find_sweep_file(given: str | Path) -> Path:
     raise SweepError(f"{given}: no such sweep file (a path, or one of the shipped studies: {names})")
 
 
-def load_sweep(path: str | Path) -> Sweep:
-    """Read and validate a sweep file; every trial it expands to is validated too."""
+def load_sweep(path: str | Path, *, check_trials: bool = True) -> Sweep:
+    """Read and validate a sweep file; every trial it expands to is validated too (``check_trials``; a caller
+    that applies overrides first validates the trials after them, as :func:`load_with_overrides` does)."""
     path = find_sweep_file(path)
     try:
         raw = yaml.load(path.read_text(), Loader=_Loader)
@@ -136,7 +137,8 @@ def load_sweep(path: str | Path) -> Sweep:
     )
     _check_no_overlap(sweep)
     _check_search_fits(sweep)
-    expand(sweep)
+    if check_trials:
+        expand(sweep)
     return sweep
 
 
@@ -155,7 +157,7 @@ def load_with_overrides(path: str | Path, pairs: Iterable[str], results: str) ->
     (raises :class:`SweepError` or :class:`ConfigError` naming what is wrong)."""
     root = results if is_uri(results) else str(Path(results).expanduser().resolve())
     overrides = parse_overrides(pairs)
-    sweep = apply_overrides(load_sweep(path), overrides)
+    sweep = apply_overrides(load_sweep(path, check_trials=False), overrides)  # the trials are checked once, below
     return LoadedSweep(sweep, overrides, expand(sweep, results_root=root), root)
 
 
