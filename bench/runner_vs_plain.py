@@ -14,7 +14,9 @@ comparison free of that.)
     python bench/runner_vs_plain.py --profile --models cnn fc2   # CPU ms per client, phase by phase
 
 Besides the default layout the table has 1-thread rows: the plain loop at one thread against the runner
-at one worker x one thread, where the runner's per-client overhead shows undiluted by parallelism.
+at one worker x one thread, where the runner's per-client overhead shows undiluted by parallelism. For the
+runner it also gives the median milliseconds a round spends outside its slowest worker's training call
+(the rows' round_seconds less worker_seconds: broadcast, partial sums, merge, server step, Ray's latency).
 """
 
 from __future__ import annotations
