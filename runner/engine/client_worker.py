@@ -156,8 +156,8 @@ class ClientWorker:
     def train(self, round_index: int, clients: list[int], payload: dict[str, State], lr: float,
               *arrivals: dict[int, dict[str, State]]) -> tuple[str, tuple[WeightedSum, float, float]]:
         """Train the given clients from the broadcast payload; returns their updates as one weighted sum,
-        this worker's peak memory so far in MiB (see :meth:`peak_memory_mib`) and the seconds this call took
-        (the rest of a round is the driver's and Ray's).
+        this worker's peak memory so far in MiB (what sizes ``resources.gpus_per_worker``: CUDA memory on a GPU,
+        the resident set on a CPU) and the seconds this call took (the rest of a round is the driver's and Ray's).
 
         ``arrivals`` are other workers' ``hand_over`` replies: the state of clients that moved here.
         """
@@ -180,7 +180,12 @@ class ClientWorker:
             update = self.cfg.upload.apply(update, generator)
             partial.add(float(data.num_samples), update, loss)  # reads the update now: before the next client
             self._keep(state["params"])
-        return self.incarnation, (partial, self.peak_memory_mib(), time.perf_counter() - started)
+        return self.incarnation, (partial, peak_memory_mib(self.device), time.perf_counter() - started)
+
+    def _global_weights(self, weights: State) -> list[Tensor]:
+        """The broadcast global weights (arrays off the wire) on this device, in ``global_names`` order."""
+        on_device = from_wire(weights, self.device)
+        return [on_device[n] for n in self.global_names]
 
     @torch.no_grad()
     def _load(self, weights: list[Tensor], params: State) -> None:
@@ -197,11 +202,6 @@ class ClientWorker:
         if params:
             torch._foreach_copy_(list(params.values()), [self.live[n] for n in params])
 
-    def peak_memory_mib(self) -> float:
-        """What sizes ``resources.gpus_per_worker``: on a GPU the most CUDA memory torch has held, on a CPU
-        the process's peak resident set."""
-        return peak_memory_mib(self.device)
-
     # --- evaluation ---------------------------------------------------------------------------------
     @torch.no_grad()
     def _score(self, x: Tensor, y: Tensor) -> tuple[float, int, int]:
@@ -215,7 +215,7 @@ class ClientWorker:
 
     def evaluate_global(self, weights: State) -> tuple[str, dict[int, tuple[float, int, int]]]:
         """(loss sum, correct, count) for each global test batch this worker holds."""
-        self.model.load_state_dict({**from_wire(weights, self.device), **self.initial_local}, strict=True)
+        self._load(self._global_weights(weights), self.initial_local)
         self.model.eval()
         return self.incarnation, {b: self._score(x, y) for b, (x, y) in self.test_batches.items()}
 
@@ -224,11 +224,10 @@ class ClientWorker:
 
         The driver passes the clients this worker holds; a client never trained has the initial local part.
         """
-        weights = from_wire(weights, self.device)
+        self._load(self._global_weights(weights), {})  # once; each client then brings only its own part
+        self.model.eval()
         results = {}
         for k in clients:
-            params = self.states[k]["params"] if k in self.states else self.initial_local
-            self.model.load_state_dict({**weights, **params}, strict=True)
-            self.model.eval()
+            self._load([], self.states[k]["params"] if k in self.states else self.initial_local)
             results[k] = self._score(self.clients[k].x_test, self.clients[k].y_test)
         return self.incarnation, results

@@ -61,15 +61,11 @@ class Driver:
         return {**self.constants, "round": self.round}
 
     # --- the trial's steps (each redone after restoring when a worker fails) ----------------------------
-    def run_round(self) -> dict[str, Any]:
-        """Run the next round; returns its metrics row."""
-        return retrying(lambda: self._round(evaluate=True), self, "training")
-
     def run_rounds(self, last: int) -> Iterator[dict[str, Any]]:
         """Run the rounds up to ``last`` back to back, yielding each row when it is ready (called remotely,
         a Ray generator: the caller receives each row while the next round runs)."""
         while self.round < last:
-            yield self.run_round()
+            yield retrying(lambda: self._round(evaluate=True), self, "training")
 
     def save_checkpoint(self) -> None:
         """Write the whole trial state (the trial calls this after the round's row is on disk)."""
