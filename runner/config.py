@@ -151,13 +151,13 @@ class TrialConfig:
             return self.name
         d, m, a = self.data, self.model, self.algorithm
         split = f"dir{d.alpha:g}" if d.partition == "dirichlet" else d.partition
-        if d.client_fraction != 1:
+        if d.client_fraction != ADDED_FIELDS["data.client_fraction"]:
             split += f"-frac{d.client_fraction:g}"
         knob = "" if m.parameterization == "original" else (
             f"-g{m.gamma:g}" if m.gamma is not None else f"-rho{m.ratio:g}")
         levels = self.upload.quantize_levels
         upload = "" if levels is None else f"-q{levels}"
-        precision = "" if self.train.precision == "fp32" else f"-{self.train.precision}"
+        precision = "" if self.train.precision == ADDED_FIELDS["train.precision"] else f"-{self.train.precision}"
         identity = {k: v for k, v in self.flat().items() if not k.startswith(("logging.", "resources."))
                     and not (k in ADDED_FIELDS and v == ADDED_FIELDS[k])}
         digest = hashlib.sha1(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:8]
@@ -262,9 +262,14 @@ def config_columns() -> dict[str, Any]:
     return columns
 
 
+def hint_options(hint: Any) -> tuple[Any, ...]:
+    """The types a field's annotation allows: the members of ``A | B``, or the one type."""
+    return typing.get_args(hint) if isinstance(hint, types.UnionType) else (hint,)
+
+
 def _coerce(hint: Any, value: Any, dotted: str) -> Any:
     """Accept a value of the declared type (ints for floats too); anything else is a ConfigError."""
-    options = typing.get_args(hint) if isinstance(hint, types.UnionType) else (hint,)
+    options = hint_options(hint)
     if value is None and type(None) in options:
         return None
     for option in options:

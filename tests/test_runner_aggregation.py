@@ -31,11 +31,13 @@ def client_updates(big: float = 1.0) -> list[tuple[dict, float]]:
     return out
 
 
-def summed(updates: list[tuple[dict, float]], groups: list[list[int]]) -> WeightedSum:
-    """What workers and the driver do: each group pre-reduced, shipped through pickle, merged."""
+def summed(updates: list[tuple[dict, float]], groups: list[list[int]],
+           blocks: list[int] | None = None) -> WeightedSum:
+    """What workers and the driver do: each group pre-reduced (in blocks of ``blocks[i]`` values, or the
+    device's), shipped through pickle, merged."""
     total = WeightedSum()
-    for group in groups:
-        partial = WeightedSum()
+    for index, group in enumerate(groups):
+        partial = WeightedSum(block=blocks[index] if blocks else 0)
         for k in group:
             partial.add(updates[k][1], updates[k][0], loss=0.1 * k)
         total.merge(pickle.loads(pickle.dumps(partial)))
@@ -155,18 +157,8 @@ def test_partial_sums_with_a_gpus_one_block_merge_with_a_cpus_many(big):
     updates = client_updates(big)
     numel = CPU_BLOCK + 7 + 5 + 12  # w, b and the control variate v, in one buffer
     reference = summed(updates, [list(range(8))]).mean()
-
-    def partial(group: list[int], block: int) -> WeightedSum:
-        total = WeightedSum(block=block)
-        for k in group:
-            total.add(updates[k][1], updates[k][0], loss=0.0)
-        return pickle.loads(pickle.dumps(total))
-
     for blocks in ([numel, CPU_BLOCK, numel], [CPU_BLOCK, numel, CPU_BLOCK], [numel, numel, numel],
                    [1000, CPU_BLOCK, 333]):
-        total = WeightedSum()
-        for group, block in zip([[3, 0], [1, 2, 7], [4, 5, 6]], blocks):
-            total.merge(partial(group, block))
-        mean = total.mean()
+        mean = summed(updates, [[3, 0], [1, 2, 7], [4, 5, 6]], blocks).mean()
         for kind, name in [("delta", "w"), ("delta", "b"), ("control", "v")]:
             assert torch.equal(mean[kind][name], reference[kind][name]), (blocks, kind, name)

@@ -79,6 +79,8 @@ def test_precision_fp32_keeps_the_names_of_trials_from_before_the_field_and_bf16
     assert unset.trial_name == fp32.trial_name == "synthetic-iid-cnn-fedpara-g0.3-fedavg-s0-2accab0b"
     assert bf16.trial_name.startswith("synthetic-iid-cnn-fedpara-g0.3-fedavg-bf16-s0-")
     assert bf16.trial_name[-8:] != fp32.trial_name[-8:]
+
+
 def test_a_client_fraction_names_its_trials_and_the_default_leaves_earlier_names_alone():
     # names of trials written before data.client_fraction existed: their results and checkpoints still resume
     assert TrialConfig().trial_name == "synthetic-iid-cnn-fedpara-g0.1-fedavg-s0-e4d34333"

@@ -105,7 +105,7 @@ def test_a_bad_search_section_names_the_key(tmp_path, change, message):
     assert str(path) in str(error.value) and message in str(error.value), str(error.value)
 
 
-def test_a_search_sweep_lists_its_grid_points_and_tune_draws_the_rest(tmp_path):
+def test_a_search_sweep_lists_its_grid_points_and_tune_draws_the_rest():
     sweep = load_sweep(SWEEPS / "lr_search.yaml")
     points = expand(sweep)
     assert len(points) == 6 and trial_count(sweep, len(points)) == 48

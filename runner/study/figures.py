@@ -303,8 +303,7 @@ def tables_markdown(rounds: pd.DataFrame) -> str | None:
 def _with_labels(rounds: pd.DataFrame) -> pd.DataFrame:
     """Add the readable ``split`` and ``model`` labels every figure and table groups by."""
     rounds = rounds.copy()
-    rounds["split"] = [_split_label(r) for r in rounds[["data.partition", "data.alpha", "data.classes_per_client",
-                                                        "data.client_fraction"]].itertuples(index=False)]
+    rounds["split"] = [_split_label(r) for r in rounds[SPLIT_COLUMNS].itertuples(index=False)]
     rounds["model"] = [_model_label(*r) for r in rounds[["model.arch", "model.parameterization", "model.gamma",
                                                          "model.ratio"]].itertuples(index=False)]
     rounds["method"] = [_method_label(*r) for r in rounds[METHOD].itertuples(index=False)]
@@ -318,7 +317,7 @@ def _split_label(row: Any) -> str:
         label = f"dirichlet(α={alpha:g})"
     elif partition == "pathological":
         label = f"pathological({int(classes)} classes)"
-    if fraction is not None and not pd.isna(fraction) and fraction != 1:
+    if not pd.isna(fraction) and fraction != 1:
         label += f", {100 * fraction:g}% of local data"
     return label
 

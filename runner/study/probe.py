@@ -34,7 +34,7 @@ from dataclasses import dataclass
 from multiprocessing import get_context
 from typing import Any
 
-from runner.config import TrialConfig, config_columns
+from runner.config import ADDED_FIELDS, TrialConfig, config_columns
 from runner.engine.storage import Location
 
 PROBE_FILE = "probe.json"
@@ -55,9 +55,9 @@ def key_text(key: dict[str, Any], device: str) -> str:
     """``cifar10 vgg16-fedpara g0.1 batch 64 [cuda]``: the key as it is shown and stored."""
     knob = "" if key["parameterization"] == "original" else (
         f" g{key['gamma']:g}" if key["gamma"] is not None else f" rho{key['ratio']:g}")
-    # fp32, the default, is not shown: the keys of probes stored before train.precision existed stay valid
+    # a field at the value it had before it existed is not shown: keys of probes stored before then stay valid
     extra = "".join(f" {k.rsplit('.', 1)[-1]} {key[k]}" for k in PRECISION_FIELDS
-                    if key.get(k) not in (None, "fp32"))
+                    if key.get(k) not in (None, ADDED_FIELDS.get(k)))
     tanh = " tanh" if key["tanh"] else ""
     return (f"{key['dataset']} {key['arch']}-{key['parameterization']}{knob}{tanh} batch {key['batch_size']}"
             f"{extra} [{device}]")

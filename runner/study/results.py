@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import math
 import os
-import types
-import typing
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
@@ -21,7 +19,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from runner.config import ADDED_FIELDS, config_columns
+from runner.config import ADDED_FIELDS, config_columns, hint_options
 from runner.engine.storage import Location
 from runner.engine.trial import RoundSink
 
@@ -45,8 +43,7 @@ _ARROW = {str: pa.string(), int: pa.int64(), float: pa.float64(), bool: pa.bool_
 
 
 def _arrow_type(hint: Any) -> pa.DataType:
-    options = typing.get_args(hint) if isinstance(hint, types.UnionType) else (hint,)
-    return next(_ARROW[o] for o in options if o in _ARROW)
+    return next(_ARROW[o] for o in hint_options(hint) if o in _ARROW)
 
 
 SCHEMA = pa.schema([*((name, _arrow_type(hint)) for name, hint in config_columns().items()),

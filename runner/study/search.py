@@ -22,11 +22,11 @@ the other draws of its own grid point, at evaluated rounds. This module only rea
 from __future__ import annotations
 
 import math
-import types
-import typing
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
+
+from runner.config import hint_options
 
 ALGORITHMS = ("random", "optuna")
 DOMAINS = ("uniform", "loguniform")
@@ -146,7 +146,7 @@ def _space(raw: Any, fields: Mapping[str, Any]) -> dict[str, Domain]:
         where = f"search.space.{key}"
         if key not in fields:
             raise SearchError(f"{where}: not a config field")
-        if float not in _options(fields[key]) or int in _options(fields[key]):
+        if float not in hint_options(fields[key]) or int in hint_options(fields[key]):
             raise SearchError(f"{where}: only float fields are searched (a discrete choice belongs in the grid, "
                               "where every value runs once)")
         if not isinstance(spec, Mapping) or len(spec) != 1:
@@ -194,6 +194,3 @@ def _positive_int(value: Any, where: str) -> int:
         raise SearchError(f"{where}: expected an int >= 1, got {value!r}")
     return value
 
-
-def _options(hint: Any) -> tuple[Any, ...]:
-    return typing.get_args(hint) if isinstance(hint, types.UnionType) else (hint,)

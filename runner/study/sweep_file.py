@@ -462,7 +462,7 @@ def _variants(variants: Any, path: Path) -> list[dict[str, Any]]:
         if not isinstance(variant, Mapping) or not variant:
             raise SweepError(f"{where}: expected a non-empty mapping of dotted keys to values, got {variant!r}")
         for key, value in variant.items():
-            if isinstance(value, list) and is_axis_of_sets(key, value):
+            if is_axis_of_sets(key, value):
                 _check_axis(key, value, f"{where}: {key}")
                 continue
             _check_field(key, where)

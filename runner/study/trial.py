@@ -47,7 +47,7 @@ class Report(RoundSink):
 
 def last_evaluated(rows: pd.DataFrame) -> dict[str, Any] | None:
     """The metrics of a trial's last evaluated row, as :class:`Report` hands them on (None before any)."""
-    evaluated = rows[rows["test_accuracy"].notna()] if len(rows) else rows
+    evaluated = rows[rows["test_accuracy"].notna()]
     if not len(evaluated):
         return None
     last = evaluated.iloc[-1]

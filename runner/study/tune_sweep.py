@@ -48,8 +48,8 @@ def tune_trainable(params: dict[str, Any], context: SweepContext | None = None) 
 
     # ASHA stopped it in an earlier run (a restored Tune run knows that; a fresh one learns it here)
     rows = trial_rows(cfg) if stopped_early(cfg) else run_trial(cfg, report=report, context=context)
-    final = last_evaluated(rows)
-    if not reported and final is not None:  # done before this run: Tune (its searcher, ASHA) still gets its result
+    final = None if reported else last_evaluated(rows)
+    if final is not None:  # done before this run: Tune (its searcher, ASHA) still gets its result
         tune.report(final)
 
 
