@@ -139,18 +139,10 @@ def figure4(rounds: pd.DataFrame) -> Figure | None:
 
     figure, ax = plt.subplots(figsize=(7.5, 5), layout="constrained")
     for panel, in_panel in _sorted_panels(factorized):
-        # Same color for a (dataset, split); a different marker for each other setting inside it.
-        for marker, (_, line) in zip(MARKERS, _ordered_groups(in_panel, extra)):
-            line = line.sort_values("param_ratio")
-            label = " ".join(panel) + "".join(f" · {_value_text(line.iloc[0], c)}" for c in extra)
-            ax.plot(100 * line["param_ratio"], 100 * line["final_accuracy"], marker=marker,
-                    color=colors[panel], label=label)
+        _ratio_lines(ax, in_panel, extra, " ".join(panel), colors[panel])  # a color per (dataset, split)
     reference_extra = [c for c in _series_columns(originals) if not c.startswith("model.")] if len(originals) else []
     for panel, in_panel in _sorted_panels(originals):
-        for style, (_, line) in zip(REFERENCE_STYLES, _ordered_groups(in_panel, reference_extra)):
-            label = " ".join(panel) + "".join(f" · {_value_text(line.iloc[0], c)}" for c in reference_extra)
-            ax.axhline(100 * line["final_accuracy"].mean(), linestyle=style, linewidth=1,
-                       color=colors[panel], label=f"{label} · original")
+        _reference_lines(ax, in_panel, reference_extra, " ".join(panel), colors[panel])
     ax.set_xlabel("parameters (% of the original model)")
     ax.set_ylabel(FINAL_LABEL)
     ax.set_title("Figure 4: accuracy vs parameter ratio")
@@ -193,18 +185,9 @@ def figure_grid(rounds: pd.DataFrame) -> Figure | None:
             in_panel = summary[(summary["model.arch"] == arch) & (summary["data.dataset"] == dataset)]
             for split in sorted(in_panel["split"].unique(), key=_split_rank):
                 rows = in_panel[in_panel["split"] == split]
-                lines = rows[rows["model.parameterization"] != "original"]
-                for marker, (_, line) in zip(MARKERS, _ordered_groups(lines, extra) if len(lines) else []):
-                    line = line.sort_values("param_ratio")
-                    label = split + "".join(f" · {_value_text(line.iloc[0], c)}" for c in extra)
-                    ax.plot(100 * line["param_ratio"], 100 * line["final_accuracy"], marker=marker,
-                            color=colors[split], label=label)
-                originals = rows[rows["model.parameterization"] == "original"]
-                for style, (_, line) in zip(REFERENCE_STYLES,
-                                            _ordered_groups(originals, reference_extra) if len(originals) else []):
-                    label = split + "".join(f" · {_value_text(line.iloc[0], c)}" for c in reference_extra)
-                    ax.axhline(100 * line["final_accuracy"].mean(), linestyle=style, linewidth=1,
-                               color=colors[split], label=f"{label} · original")
+                original = rows["model.parameterization"] == "original"
+                _ratio_lines(ax, rows[~original], extra, split, colors[split])
+                _reference_lines(ax, rows[original], reference_extra, split, colors[split])
             ax.set_title(f"{arch} · {dataset}")
             ax.set_xlabel("parameters (% of the original model)")
             ax.set_ylabel("final test accuracy (%)")
@@ -396,6 +379,22 @@ def _sorted_panels(frame: pd.DataFrame) -> list[tuple[tuple[str, str], pd.DataFr
     groups = frame.groupby(PANEL, sort=False)
     return sorted((((str(key[0]), str(key[1])), rows) for key, rows in groups),
                   key=lambda item: (item[0][0], *_split_rank(item[0][1])))
+
+
+def _ratio_lines(ax: Any, rows: pd.DataFrame, extra: list[str], prefix: str, color: str) -> None:
+    """Final accuracy against parameter ratio, a line (and a marker) per value of the ``extra`` settings."""
+    for marker, (_, line) in zip(MARKERS, _ordered_groups(rows, extra) if len(rows) else []):
+        line = line.sort_values("param_ratio")
+        label = prefix + "".join(f" · {_value_text(line.iloc[0], c)}" for c in extra)
+        ax.plot(100 * line["param_ratio"], 100 * line["final_accuracy"], marker=marker, color=color, label=label)
+
+
+def _reference_lines(ax: Any, rows: pd.DataFrame, extra: list[str], prefix: str, color: str) -> None:
+    """The original models' final accuracy as horizontal lines, a line style per value of ``extra``."""
+    for style, (_, line) in zip(REFERENCE_STYLES, _ordered_groups(rows, extra) if len(rows) else []):
+        label = prefix + "".join(f" · {_value_text(line.iloc[0], c)}" for c in extra)
+        ax.axhline(100 * line["final_accuracy"].mean(), linestyle=style, linewidth=1, color=color,
+                   label=f"{label} · original")
 
 
 def _split_rank(split: str) -> tuple[int, str]:
