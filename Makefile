@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint bench report clean min-versions
+.PHONY: demo test lint bench report clean min-versions offline-bundle gpu-check
 
 $(STAMP): pyproject.toml
 	test -d $(VENV) || $(PY) -m venv $(VENV)
@@ -47,6 +47,17 @@ min-versions: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python bench/runner_vs_plain.py
+
+# One self-extracting file with the runner, Ray and W&B for a machine with no package index (README, "Air-gapped
+# GPU machines"): make offline-bundle PYTHON=3.12 [HAVE_FILE=the-targets-pip-freeze.txt]
+PYTHON ?=
+HAVE_FILE ?=
+offline-bundle: $(STAMP)
+	$(BIN)/python -m runner.bundle $(if $(PYTHON),--python $(PYTHON)) $(if $(HAVE_FILE),--have-file $(HAVE_FILE))
+
+# On a GPU machine: every GPU test and bench in one go (~9 min), tables into results/gpu-check/summary.md
+gpu-check: $(STAMP)
+	$(BIN)/python bench/gpu_check.py --out results/gpu-check
 
 report: $(STAMP)
 	$(BIN)/python -m models.report

@@ -19,11 +19,14 @@ updates per second at the same precision, and bf16 at least 1.8x fp32.
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import json
 import os
 import statistics
 import sys
 import tempfile
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 
@@ -121,6 +124,8 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
                         help="rounds a run (>= 4: warm-up and evaluation are not counted)")
     parser.add_argument("--clients", type=int, default=16, help="clients, all trained every round")
     parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--json", type=Path, default=None,
+                        help="also write the rows, the workload and the table here (bench/gpu_check.py reads it)")
     args = parser.parse_args(argv)
     if args.rounds < 4:
         parser.error(f"--rounds must be at least 4 (round 1 is warm-up, the last evaluates), got {args.rounds}")
@@ -149,6 +154,11 @@ def main(argv: list[str] | None = None) -> str:
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU ({os.cpu_count()} cores), no GPU"
     table = report(rows, name, args)
     print("\n" + table)
+    if args.json is not None:
+        args.json.write_text(json.dumps({
+            "device": name, "model": args.model, "images_a_client": SYNTHETIC_IMAGES // args.clients,
+            "local_epochs": 1, "batch_size": args.batch_size, "rows": [dataclasses.asdict(r) for r in rows],
+            "table": table}, indent=2))
     return table
 
 

@@ -37,6 +37,7 @@ from runner.study.sweep_file import (
 )
 from runner.study.sweep_record import SweepRecord, check_resume, read_record
 from runner.study.tune_sweep import EXPERIMENT_NAME, short_names
+from runner.study.wandb_access import refuse_unavailable
 
 DEFAULT_SWEEP = Path("sweeps/quickstart.yaml")
 DEFAULT_RESULTS = Path("results")
@@ -102,6 +103,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(dry_run_capacity_check(trials, args.address))
             return 0
         check_data(trials)
+        refuse_unavailable(t.logging.wandb for t in trials)
         results_dir = join(results_root, sweep.name)
         record = SweepRecord.of(sweep.name, sweep.source, overrides, planned_trials(sweep, trials, results_root),
                                 max_concurrent=args.max_concurrent, max_failures=args.max_failures,

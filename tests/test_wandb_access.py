@@ -156,3 +156,21 @@ def test_context_is_what_the_sweep_process_sees(home, monkeypatch):
     assert context.wandb.mode == "online" and context.code == CodeVersion("abc123", True)
     assert KEY not in repr(context)
     assert os.environ.get("WANDB_API_KEY") is None  # resolving never sets the key in this process
+
+
+def test_without_the_wandb_package_auto_is_disabled_and_an_explicit_mode_is_refused(home, monkeypatch):
+    """An offline bundle may be made without W&B: the sweep runs without runs rather than failing each trial."""
+    import importlib.util
+
+    from runner.config import ConfigError
+    from runner.study import wandb_access
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "wandb" else real(name, *a))
+    access = resolve_access("auto")
+    assert (access.mode, access.reason) == ("disabled", "the wandb package is not installed here")
+    wandb_access.refuse_unavailable(["auto", "disabled"])
+    with pytest.raises(ConfigError, match=r"^logging.wandb: offline needs the wandb package"):
+        wandb_access.refuse_unavailable(["disabled", "offline"])
+    monkeypatch.setattr(importlib.util, "find_spec", real)
+    wandb_access.refuse_unavailable(["offline"])  # installed: nothing to refuse

@@ -13,6 +13,7 @@ node that started the sweep. The key is never printed, logged, or written to res
 from __future__ import annotations
 
 import configparser
+import importlib.util
 import netrc
 import os
 import platform
@@ -20,6 +21,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from urllib.parse import urlsplit
+
+from runner.config import ConfigError
 
 DEFAULT_HOST = "https://api.wandb.ai"
 MODES = ("online", "offline", "disabled")
@@ -51,9 +54,24 @@ class WandbAccess:
         return "; ".join(f"logging.wandb={v}: {self.for_trial(v).describe()}" for v in values)
 
 
+def installed() -> bool:
+    """Whether the wandb package is importable here (an offline bundle may be made without it)."""
+    return importlib.util.find_spec("wandb") is not None
+
+
+def refuse_unavailable(requested: Iterable[str]) -> None:
+    """Before any cluster work: a trial that asks for W&B runs where wandb is not installed is refused."""
+    wanted = sorted(set(requested) & {"online", "offline"})
+    if wanted and not installed():
+        raise ConfigError(f"logging.wandb: {wanted[0]} needs the wandb package, which is not installed here "
+                          "(pip install wandb, or set logging.wandb=disabled)")
+
+
 def resolve_access(requested: str = "auto") -> WandbAccess:
     """Decide the mode for ``logging.wandb: requested`` from this process's environment and files."""
     host = _host()
+    if requested == "auto" and not installed():
+        return WandbAccess("disabled", "the wandb package is not installed here", host)
     if requested in ("offline", "disabled"):
         return WandbAccess(requested, f"logging.wandb={requested}", host)
     key, source = _api_key(host)
