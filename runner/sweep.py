@@ -26,6 +26,14 @@ from runner.engine.layout import Bundle, TrialLayout
 from runner.engine.storage import Location, is_uri, join
 from runner.study.console_view import DEFAULT_EVERY_S
 from runner.study.probe import dry_run_lines
+from runner.study.ray_address import (
+    JOB_RESULTS,
+    cluster_to_check,
+    ignored_environment,
+    in_ray_job,
+    job_results_root,
+    ray_description,
+)
 from runner.study.sweep_context import SweepContext
 from runner.study.sweep_file import (
     Sweep,
@@ -61,9 +69,10 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                         help="override a config field for every trial, e.g. train.rounds=2 (YAML value)")
     parser.add_argument("--address", default=None,
                         help="Ray cluster to join ('auto' on a `ray up` head node); default: a local Ray")
-    parser.add_argument("--results", default=str(DEFAULT_RESULTS),
+    parser.add_argument("--results", default=None,
                         help="results root, a path or a URI such as s3://bucket/prefix; the sweep writes to "
-                             f"<results>/<sweep name> (default: {DEFAULT_RESULTS})")
+                             f"<results>/<sweep name> (default: {DEFAULT_RESULTS}; in a Ray job "
+                             f"{JOB_RESULTS}, and a relative path is refused there)")
     parser.add_argument("--max-concurrent", type=int, default=None, metavar="N",
                         help="run at most N trials at once (default: as many as the cluster fits)")
     parser.add_argument("--max-failures", type=int, default=0, metavar="N",
@@ -91,6 +100,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     show_library_logs()
     try:
+        args.results = job_results_root(args.results, str(DEFAULT_RESULTS))
+    except ValueError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    try:
         loaded = load_with_overrides(args.sweep_file, args.overrides, args.results)
         sweep, overrides, trials, results_root = loaded.sweep, loaded.overrides, loaded.trials, loaded.results_root
         layouts = [TrialLayout.of(trial.resources) for trial in trials]
@@ -100,7 +114,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 print(line)
             print(format_data_check(trials))
             print("\n".join(dry_run_lines(trials, join(results_root, sweep.name))))  # runner/study/probe.py
-            print(dry_run_capacity_check(trials, args.address))
+            print(dry_run_capacity_check(trials, cluster_to_check(args.address)))
             return 0
         check_data(trials)
         refuse_unavailable(t.logging.wandb for t in trials)
@@ -118,7 +132,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     context = SweepContext.here()  # W&B mode and key, code version: decided once, handed to every trial
     print(f"sweep {sweep.name}: {trial_count(sweep, len(trials))} trials -> {results_dir}")
     print(f"W&B: {context.wandb.line({t.logging.wandb for t in trials})}")
-    if args.address and not is_uri(results_root):
+    print(f"Ray: {ray_description(args.address)}")
+    note = ignored_environment(args.address)
+    if note:
+        print(note)
+    if (args.address or in_ray_job()) and not is_uri(results_root):
         print(f"note: {results_root} is a path on this node; trials on other nodes write to their own disks unless it "
               "is a shared file system (use --results s3://<bucket>/<prefix>, see README 'On a cluster')")
     for line in changes:

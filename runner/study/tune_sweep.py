@@ -19,6 +19,7 @@ from runner.config import TrialConfig
 from runner.engine.layout import TrialLayout
 from runner.engine.storage import Location
 from runner.study.capacity import check_trials, connected_cluster
+from runner.study.ray_address import ray_address
 from runner.study.sweep_context import SweepContext
 from runner.study.sweep_file import (
     Sweep,
@@ -74,10 +75,9 @@ def run_tune(sweep: Sweep, trials: list[TrialConfig], results_dir: str | Locatio
 
     from runner.study.tune_search import tune_search
 
-    if address:
-        ray.init(address=address)
-    else:
-        ray.init()  # an embedded local Ray with this machine's CPUs and GPUs
+    # --address, or the cluster a Ray job runs on, or else a new embedded Ray with this machine's CPUs and GPUs
+    # (never whatever RAY_ADDRESS or a dead head's address file points at: runner/study/ray_address.py)
+    ray.init(address=ray_address(address))
     check_trials(trials, connected_cluster(address))  # a trial that can never be placed: refused before it starts
     if record is not None:
         record.write(results_dir)  # <results>/<sweep>/sweep.json, read by --resume and runner.plot
