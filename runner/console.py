@@ -8,7 +8,10 @@ runner's warnings and notes appear on stderr as plain lines, without touching Ra
 from __future__ import annotations
 
 import logging
+import signal
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 PACKAGES = ("runner", "models", "partitions")
@@ -30,3 +33,27 @@ def command_name(module: str) -> str:
     """How the user called a command line: its console script (``fedpara-sweep``), or ``python -m <module>``."""
     called = Path(sys.argv[0]).name if sys.argv and sys.argv[0] else ""
     return called if called.startswith("fedpara-") else f"python -m {module}"
+
+
+@contextmanager
+def stopping_says(how_to_resume: str) -> Iterator[None]:
+    """While a sweep runs, SIGTERM (what `ray job stop` and most schedulers send) first prints how to resume,
+    then stops the sweep as Ctrl+C does (Tune saves its state and returns); a Ctrl+C outside Tune's loop ends in
+    the same line instead of a traceback. `ray job stop` kills the process a few seconds later, so the line is
+    printed before anything else. Enter it after ``ray.init``, whose own SIGTERM handler exits mid-loop."""
+    def on_term(signum: int, frame: object) -> None:
+        print(f"stopped ({signal.Signals(signum).name}); finished rounds and checkpoints are kept. "
+              f"Resume with: {how_to_resume}", file=sys.stderr, flush=True)
+        signal.raise_signal(signal.SIGINT)
+
+    previous = signal.signal(signal.SIGTERM, on_term)
+    previous_int = signal.signal(signal.SIGINT, signal.default_int_handler)  # Tune installs its own while it runs
+    try:
+        yield
+    except KeyboardInterrupt:
+        print(f"stopped; finished rounds and checkpoints are kept. Resume with: {how_to_resume}", file=sys.stderr,
+              flush=True)
+        raise SystemExit(130) from None
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        signal.signal(signal.SIGINT, previous_int)

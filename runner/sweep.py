@@ -147,12 +147,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         errored = run_tune(sweep, trials, results_dir, address=args.address, max_concurrent=args.max_concurrent,
                            max_failures=args.max_failures, resume=args.resume, restore=not changes,
                            progress_every_s=args.progress_every, context=context,
-                           record=record)
+                           record=record, resume_hint=resume_command(args))
     except ConfigError as error:  # a trial the cluster can never hold (checked before any actor starts)
         print(f"error: {error}", file=sys.stderr)
         return 2
     for line in errored:
         print(f"trial failed: {line}", file=sys.stderr)
+    left = unfinished_lines(results_dir) if not errored else []
+    if left:  # Tune returned early: stopped with Ctrl+C or SIGTERM
+        print("\n".join(["stopped before the end:", *left, f"Resume with: {resume_command(args)}"]),
+              file=sys.stderr)
+        return 130
     figures: list[Location] = []
     if not args.no_plot:
         from runner.study.figures import plot_results
@@ -309,11 +314,25 @@ def format_summary(sweep: Sweep, results_dir: str, figures: list[Location], args
                                                        f"{results_dir})"),
         *(f"         {path}" for path in figures),
         *where_runs_are(results_dir, sweep.name, context.wandb),
-        f"Tune     {join(results_dir, EXPERIMENT_NAME)}   (continue with: {command_name('runner.sweep')} "
-        f"{args.sweep_file} "
-        f"{' '.join(args.overrides)}{' ' if args.overrides else ''}--results {args.results} --resume)",
+        f"Tune     {join(results_dir, EXPERIMENT_NAME)}   (continue with: {resume_command(args)})",
     ]
     return "\n".join(lines)
+
+
+def resume_command(args: argparse.Namespace) -> str:
+    """The command line that continues this sweep."""
+    return " ".join([command_name("runner.sweep"), str(args.sweep_file), *args.overrides, "--results",
+                     str(args.results), "--resume"])
+
+
+def unfinished_lines(results_dir: str) -> list[str]:
+    """What is not done yet, in words (none when every trial has its rows), from the rows on disk."""
+    from runner.study.progress import sweep_progress
+
+    progress = sweep_progress(results_dir)
+    if not progress.missing_count and not progress.unfinished:
+        return []
+    return [f"  {line}" for line in progress.lines()]
 
 
 def _cell(value: Any) -> str:

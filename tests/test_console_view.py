@@ -44,8 +44,33 @@ def test_the_reporter_prints_at_most_every_n_seconds_and_at_the_end():
             progress.report(trials, done=False)
     assert asked == [100.0, 131.0]
     assert progress.should_report(trials, done=True)
-    assert re.fullmatch(r"s \[31s\]: 0 done, 1 running, 2 pending \| rounds 2/15 \| ETA 6m43s\n"
+    # a fresh run: both rounds of the running trial are this run's (31 s), 3 + 5 + 5 are left
+    assert re.fullmatch(r"s \[31s\]: 0 done, 1 running, 2 pending \| rounds 2/15 \| ETA 3m22s\n"
                         r"  running synthetic-\S+-s0-\w+ round 2/5", lines[-1])
+
+
+def test_a_resume_counts_earlier_rounds_from_the_first_line_and_only_this_runs_in_the_eta():
+    now, lines = [0.0], []
+    resumed = tune_trial("RUNNING", 1, None)  # restarted, no report yet in this run
+    name = TrialView.of(resumed).name
+    progress = SweepProgress("s", every_s=30, rounds={"done-before": 5, name: 5, "fresh": 5},
+                             done_before={"done-before": 5, name: 2}, clock=lambda: now[0], write=lines.append)
+    progress.report([resumed], done=False)
+    assert lines[-1].splitlines() == ["s [0s]: 1 done, 1 running, 1 pending | rounds 7/15 | ETA -",
+                                      f"  running {name} round 2/5"]  # not 0/5 before its first report
+    now[0] = 20.0
+    resumed.last_result = {"round": 4}
+    progress.report([resumed], done=False)  # 2 rounds in 20 s, 1 + 5 left: 60 s
+    assert lines[-1].splitlines()[0] == "s [20s]: 1 done, 1 running, 1 pending | rounds 9/15 | ETA 1m00s"
+
+
+def test_a_trial_that_ran_whole_between_two_lines_counts_toward_the_eta():
+    now, lines = [0.0], []
+    progress = SweepProgress("s", every_s=30, rounds={"later": 5}, clock=lambda: now[0], write=lines.append)
+    progress.report([], done=False)
+    now[0] = 50.0
+    progress.report([tune_trial("TERMINATED", 0, 5)], done=False)  # 5 rounds in 50 s; 5 left
+    assert lines[-1] == "s [50s]: 1 done, 0 running, 1 pending | rounds 5/10 | ETA 50s"
 
 
 def test_a_search_counts_the_trials_tune_has_not_created_yet(tmp_path):
@@ -90,3 +115,21 @@ def test_a_sweep_prints_the_compact_block_and_not_tunes_table(tmp_path, capsys, 
         assert re.fullmatch(r"  running synthetic-\S+-s[01]-\w+ round [0-2]/2", line)
     assert "Trial name" not in out and "== Status ==" not in out and "+----" not in out  # Tune's table
     assert "Trial status" not in out
+
+
+def test_sigterm_says_how_to_resume_then_stops_like_ctrl_c(capsys):
+    import os
+    import signal
+    import time
+
+    from runner.console import stopping_says
+
+    before = signal.getsignal(signal.SIGTERM)
+    with pytest.raises(SystemExit) as stopped, stopping_says("python -m runner.sweep s.yaml --resume"):
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(10)  # interrupted long before
+    assert stopped.value.code == 130
+    err = capsys.readouterr().err
+    assert err.startswith("stopped (SIGTERM); finished rounds and checkpoints are kept. "
+                          "Resume with: python -m runner.sweep s.yaml --resume\n")
+    assert signal.getsignal(signal.SIGTERM) == before  # put back

@@ -4,6 +4,7 @@ honored, printed) and what it may not (what a trial is: refused by name, before 
 from __future__ import annotations
 
 import dataclasses
+import re
 from pathlib import Path
 
 import pandas as pd
@@ -67,9 +68,15 @@ def test_resume_refuses_a_changed_trial_by_name_and_honors_new_flags(tmp_path, c
     assert files(results) == written  # refused before anything was written
     assert [kind for kind, _ in tuners] == ["new"]
 
-    argv = [*common, "train.rounds=1", "logging.checkpoint_every=2", "--max-concurrent", "1", "--resume"]
+    argv = [*common, "train.rounds=1", "logging.checkpoint_every=2", "--max-concurrent", "1", "--resume",
+            "--progress-every", "0"]
+    drivers = driver_actors()
     assert sweep_cli.main(argv) == 0
-    out = capsys.readouterr().out
+    assert driver_actors() == drivers  # finished trials are not relaunched: no Driver (nor worker) starts
+    captured = capsys.readouterr()
+    out = captured.out
+    heads = re.findall(r"^small \[\w+\]: .*$", out + captured.err, re.MULTILINE)
+    assert heads and heads[0].endswith("2 done, 0 running, 0 pending | rounds 2/2 | ETA -"), heads  # first line
     assert "resume: --max-concurrent 1 (the run started with none)" in out
     assert "resume: logging.checkpoint_every=2 for 2 of 2 trials" in out
     kind, built = tuners[-1]
@@ -83,6 +90,13 @@ def test_resume_refuses_a_changed_trial_by_name_and_honors_new_flags(tmp_path, c
     assert sweep_cli.main([*common, "train.rounds=1", "logging.checkpoint_every=2", "--max-concurrent", "1",
                            "--resume"]) == 0
     assert tuners[-1][0] == "restore"  # nothing changed: Tune's own experiment is restored
+
+
+def driver_actors() -> int:
+    """Driver actors this Ray session has started, alive or dead (one per trial launched)."""
+    import ray
+
+    return sum(actor["ActorClassName"] == "Driver" for actor in ray._private.state.actors().values())
 
 
 def named(**fields) -> TrialConfig:

@@ -26,15 +26,17 @@ class SweepProgress(ProgressReporter):
     """Prints :func:`progress_block` at most every ``every_s`` seconds, and once at the end."""
 
     def __init__(self, sweep: str, every_s: float = DEFAULT_EVERY_S, rounds: Mapping[str, int] | None = None, *,
-                 expected: tuple[int, int] | None = None, clock: Callable[[], float] | None = None,
-                 write: Callable[[str], None] | None = None) -> None:
+                 expected: tuple[int, int] | None = None, done_before: Mapping[str, int] | None = None,
+                 clock: Callable[[], float] | None = None, write: Callable[[str], None] | None = None) -> None:
         # Tune pickles the reporter with the experiment: the defaults are looked up when used, not stored
         # (Ray 2.41 with W&B 0.17 refused to pickle a stored builtins.print)
         self.sweep, self.every_s, self._clock, self._write = sweep, every_s, clock, write
         self.started: float | None = None  # set at the first call (a restored experiment unpickles this)
         self.last: float | None = None
         self.rounds = dict(rounds or {})  # every trial of the sweep: Tune creates them lazily under --max-concurrent
-        self.first_round: dict[str, int] = {}  # rounds a trial had done when this run first saw it (a resume)
+        # rounds each trial had written before this run started (a resume): counted as done from the first line,
+        # and not as this run's work in the ETA
+        self.first_round: dict[str, int] = dict(done_before or {})
         self.expected = expected  # (trials, rounds each) when the trials are not named up front (Optuna)
 
     def clock(self) -> float:
@@ -54,11 +56,15 @@ class SweepProgress(ProgressReporter):
         if self.started is None:
             self.started = self.last
         views = [TrialView.of(trial) for trial in trials]
-        for view in views:  # the round before its first report in this run (a resumed trial starts late)
-            if view.status == "TERMINATED" or view.round > 0:
-                self.first_round.setdefault(view.name, view.round if view.status == "TERMINATED" else view.round - 1)
+        for view in views:  # a resumed trial has its earlier rounds before it reports again
+            view.round = max(view.round, self.first_round.get(view.name, 0))
+            if view.status == "PENDING" and view.round >= view.rounds:
+                view.status = "TERMINATED"  # finished in an earlier run: Tune only has to hand it its result
         seen = {view.name for view in views}
-        views += [TrialView(name, "PENDING", 0, rounds) for name, rounds in self.rounds.items() if name not in seen]
+        for name, rounds in self.rounds.items():
+            if name not in seen:  # not handed to Tune yet: done in an earlier run, or pending
+                before = self.first_round.get(name, 0)
+                views.append(TrialView(name, "TERMINATED" if before >= rounds else "PENDING", before, rounds))
         if self.expected is not None:  # trials not proposed yet
             count, rounds_each = self.expected
             views += [TrialView(f"(not proposed yet {i})", "PENDING", 0, rounds_each)

@@ -16,6 +16,7 @@ from collections import Counter
 from typing import Any
 
 from runner.config import TrialConfig
+from runner.console import stopping_says
 from runner.engine.layout import TrialLayout
 from runner.engine.storage import Location
 from runner.study.capacity import check_trials, connected_cluster
@@ -47,8 +48,13 @@ def tune_trainable(params: dict[str, Any], context: SweepContext | None = None) 
         reported.append(metrics)
         tune.report(metrics)
 
-    # ASHA stopped it in an earlier run (a restored Tune run knows that; a fresh one learns it here)
-    rows = trial_rows(cfg) if stopped_early(cfg) else run_trial(cfg, report=report, context=context)
+    # Done in an earlier run: ASHA stopped it, or its rows reach its last round. A restored Tune run knows that;
+    # a fresh one learns it here, before any actor starts (a finished trial's Driver and workers would only
+    # load its final checkpoint and exit).
+    rows = trial_rows(cfg)
+    finished = len(rows) and int(rows["round"].max()) >= cfg.train.rounds
+    if not (finished or stopped_early(cfg)):
+        rows = run_trial(cfg, report=report, context=context)
     final = None if reported else last_evaluated(rows)
     if final is not None:  # done before this run: Tune (its searcher, ASHA) still gets its result
         tune.report(final)
@@ -63,11 +69,12 @@ def trial_resources(params: dict[str, Any]) -> Any:
 def run_tune(sweep: Sweep, trials: list[TrialConfig], results_dir: str | Location, *, address: str | None,
              max_concurrent: int | None, max_failures: int, resume: bool,
              restore: bool = True, progress_every_s: float = 30.0, context: SweepContext | None = None,
-             record: SweepRecord | None = None) -> list[str]:
+             record: SweepRecord | None = None, resume_hint: str | None = None) -> list[str]:
     """Run (or resume) the sweep under Tune; returns one line per errored trial. A resume restores Tune's own
     experiment, unless ``restore`` is False (flags or settings changed, which a restore would ignore): then a
     fresh experiment runs the same trials, each from its own checkpoint.
-    ``record`` (the trials, overrides and flags of this start) is written once the cluster can hold them."""
+    ``record`` (the trials, overrides and flags of this start) is written once the cluster can hold them.
+    ``resume_hint``: the command that resumes, printed when a SIGTERM or Ctrl+C stops the sweep."""
     # Tune ignores a custom progress reporter unless its newer console output is switched off.
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
     import ray
@@ -105,11 +112,13 @@ def run_tune(sweep: Sweep, trials: list[TrialConfig], results_dir: str | Locatio
                 name=EXPERIMENT_NAME,
                 storage_path=str(results_dir),  # a path or a URI: Tune opens it with pyarrow, as we do
                 failure_config=tune.FailureConfig(max_failures=max_failures),
-                progress_reporter=progress_reporter(sweep, trials, progress_every_s, record),
+                progress_reporter=progress_reporter(sweep, trials, progress_every_s, record,
+                                                    rounds_written(results_dir) if resume else {}),
                 verbose=1,  # the reporter's lines; no per-trial result dicts
             ),
         )
-    grid = tuner.fit()
+    with stopping_says(resume_hint or "the same command with --resume"):  # after ray.init, which sets its own
+        grid = tuner.fit()
     results = [grid[i] for i in range(len(grid))]
     return [f"{result.path}: {_last_line(result.error)}" for result in results if result.error is not None]
 
@@ -120,7 +129,7 @@ def tune_trial_name(trial: Any) -> str:
 
 
 def progress_reporter(sweep: Sweep, trials: list[TrialConfig], every_s: float,
-                      record: SweepRecord | None = None) -> Any:
+                      record: SweepRecord | None = None, done_before: dict[str, int] | None = None) -> Any:
     """A few lines every ``every_s`` seconds: trials done/running/pending, each running trial's round, an ETA.
 
     Pending counts every trial the sweep will run, although Tune creates them one by one: a grid's points,
@@ -129,12 +138,26 @@ def progress_reporter(sweep: Sweep, trials: list[TrialConfig], every_s: float,
 
     rounds = {t.trial_name: t.train.rounds for t in trials}
     if record is None or record.search is None:
-        return SweepProgress(sweep.name, every_s, rounds)
+        return SweepProgress(sweep.name, every_s, rounds, done_before=done_before)
     if record.names_known:
         return SweepProgress(sweep.name, every_s, {name: int(flat["train.rounds"])
-                                                   for name, flat in record.trials.items()})
+                                                   for name, flat in record.trials.items()}, done_before=done_before)
     # Optuna names its trials as it proposes them: the rest of its count is pending
-    return SweepProgress(sweep.name, every_s, {}, expected=(record.trial_count, max(rounds.values())))
+    return SweepProgress(sweep.name, every_s, {}, expected=(record.trial_count, max(rounds.values())),
+                         done_before=done_before)
+
+
+def rounds_written(results_dir: str | Location) -> dict[str, int]:
+    """Each trial's last round on disk (what a resume starts from); empty for a sweep with no rows yet."""
+    from runner.study.results import load_rounds
+
+    try:
+        rows = load_rounds(results_dir)
+    except FileNotFoundError:
+        return {}
+    if not len(rows):
+        return {}
+    return {str(k): int(v) for k, v in rows.groupby("trial")["round"].max().items()}
 
 
 def short_names(keys: list[str]) -> dict[str, str]:
