@@ -80,6 +80,7 @@ def test_a_bad_python_version_is_refused_before_anything_is_downloaded(tmp_path)
         bundle.build("312", tmp_path / "b.sh", {})
 
 
+@pytest.mark.slow
 def test_a_real_bundle_for_this_python_imports_ray_and_the_runner_and_runs_the_quickstart(tmp_path):
     """Everything this interpreter has is 'on the target' except Ray: the bundle carries Ray (from pip's
     cache, as installed) and the runner; run from a folder that is not the checkout, both come from it."""
