@@ -26,6 +26,7 @@ from runner.engine.layout import Bundle, TrialLayout
 from runner.engine.storage import Location, is_uri, join
 from runner.study.console_view import DEFAULT_EVERY_S
 from runner.study.probe import dry_run_lines
+from runner.study.progress import sweep_progress
 from runner.study.ray_address import (
     JOB_RESULTS,
     cluster_to_check,
@@ -153,6 +154,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     for line in errored:
         print(f"trial failed: {line}", file=sys.stderr)
+    for name, at, what in sweep_progress(results_dir).diverged:
+        print(f"trial diverged: {name} at round {at} ({what}); stopped there, no final accuracy", file=sys.stderr)
     left = unfinished_lines(results_dir) if not errored else []
     if left:  # Tune returned early: stopped with Ctrl+C or SIGTERM
         print("\n".join(["stopped before the end:", *left, f"Resume with: {resume_command(args)}"]),

@@ -1,4 +1,4 @@
-"""Shared fixtures: one local Ray instance for the whole session, W&B offline."""
+"""Shared fixtures: one local Ray instance for the whole session, W&B offline, a local S3 bucket."""
 
 from __future__ import annotations
 
@@ -19,3 +19,24 @@ def ray_session():
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
     yield ray
     ray.shutdown()
+
+
+@pytest.fixture(scope="module")
+def s3_bucket():
+    """A bucket on moto's S3 server at 127.0.0.1; pyarrow finds it through AWS_ENDPOINT_URL."""
+    moto_server = pytest.importorskip("moto.server", reason="moto is in the dev extra: pip install -e '.[dev]'")
+    import pyarrow.fs as pafs
+
+    server = moto_server.ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    settings = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1",
+                "AWS_ENDPOINT_URL": f"http://{host}:{port}"}
+    saved = {k: os.environ.get(k) for k in settings}
+    os.environ.update(settings)
+    pafs.S3FileSystem(endpoint_override=f"{host}:{port}", scheme="http",
+                      allow_bucket_creation=True).create_dir("results")
+    yield "s3://results"
+    server.stop()
+    for key, value in saved.items():
+        os.environ.pop(key) if value is None else os.environ.__setitem__(key, value)

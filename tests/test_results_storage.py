@@ -89,15 +89,16 @@ def test_file_uri_results_land_at_the_path_and_read_back(tmp_path, monkeypatch):
     table = RoundsTable(rounds_path(f"{uri}/unit", "t"))
     table.append(row(1))
     table.append(row(2))
-    checkpoint = CheckpointFile(trial_dir(cfg) / "checkpoint.pt")
+    checkpoint = CheckpointFile(trial_dir(cfg))
     checkpoint.save({"round": 2, "weights": [1.5, 2.5]})
 
     assert sorted(os.listdir(where / "unit" / "rounds")) == ["t.parquet"]
-    assert (where / "unit" / "trials" / "t" / "checkpoint.pt").is_file()
+    assert sorted(os.listdir(where / "unit" / "trials" / "t")) == ["checkpoint-000002.pt",
+                                                                    "checkpoint-000002.pt.sha256"]
     assert not (tmp_path / "file:").exists()
     pd.testing.assert_frame_equal(load_rounds(f"{uri}/unit"), load_rounds(where / "unit"))
     assert list(load_rounds(f"{uri}/unit")["round"]) == [1, 2]
-    assert CheckpointFile(f"{uri}/unit/trials/t/checkpoint.pt").load() == {"round": 2, "weights": [1.5, 2.5]}
+    assert CheckpointFile(f"{uri}/unit/trials/t").load() == {"round": 2, "weights": [1.5, 2.5]}
     assert RoundsTable(rounds_path(f"{uri}/unit", "t")).last_round == 2  # a resumed trial finds its rows
 
 
@@ -112,28 +113,7 @@ def test_locations_join_and_normalize_without_touching_storage():
     assert str(Location("~/r")) == str(Path("~/r").expanduser())
 
 
-# --- S3, through a local emulator --------------------------------------------------------------------------
-
-@pytest.fixture(scope="module")
-def s3_bucket():
-    """A bucket on moto's S3 server at 127.0.0.1; pyarrow finds it through AWS_ENDPOINT_URL."""
-    moto_server = pytest.importorskip("moto.server", reason="moto is in the dev extra: pip install -e '.[dev]'")
-    import pyarrow.fs as pafs
-
-    server = moto_server.ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    settings = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1",
-                "AWS_ENDPOINT_URL": f"http://{host}:{port}"}
-    saved = {k: os.environ.get(k) for k in settings}
-    os.environ.update(settings)
-    pafs.S3FileSystem(endpoint_override=f"{host}:{port}", scheme="http",
-                      allow_bucket_creation=True).create_dir("results")
-    yield "s3://results"
-    server.stop()
-    for key, value in saved.items():
-        os.environ.pop(key) if value is None else os.environ.__setitem__(key, value)
-
+# --- S3, through a local emulator (the s3_bucket fixture: tests/conftest.py) ----------------------------------
 
 def keys(bucket: str, prefix: str) -> list[str]:
     import pyarrow.fs as pafs
@@ -150,12 +130,13 @@ def test_s3_results_rows_checkpoints_and_figures(s3_bucket):
         for r in (1, 2, 3):
             table.append(row(r, trial))
     cfg = TrialConfig.from_dict({"logging": {"results_dir": results}, "sweep": "unit", "name": "a"})
-    CheckpointFile(trial_dir(cfg) / "checkpoint.pt").save({"round": 3})
+    CheckpointFile(trial_dir(cfg)).save({"round": 3})
 
-    assert keys(s3_bucket, "fedpara/unit") == ["rounds/a.parquet", "rounds/b.parquet", "trials/a/checkpoint.pt"]
+    assert keys(s3_bucket, "fedpara/unit") == ["rounds/a.parquet", "rounds/b.parquet", "trials/a/checkpoint-000003.pt",
+                                               "trials/a/checkpoint-000003.pt.sha256"]
     rows = load_rounds(results)
     assert list(rows["trial"]) == ["a"] * 3 + ["b"] * 3 and list(rows["round"]) == [1, 2, 3] * 2
-    assert CheckpointFile(f"{results}/trials/a/checkpoint.pt").load() == {"round": 3}
+    assert CheckpointFile(f"{results}/trials/a").load() == {"round": 3}
     assert RoundsTable(rounds_path(results, "b")).last_round == 3
 
     (Location(results) / "rounds" / storage.temporary_name("c.parquet")).write_bytes(b"PAR1 cut short")

@@ -117,7 +117,8 @@ def test_a_resumed_trial_continues_its_wandb_run_from_a_file_uri(tmp_path):
     resumed = run_trial(cfg)  # from the checkpoint of round 1
     assert list(resumed["round"]) == [1, 2, 3]
     assert sorted(p.name for p in (tmp_path / "a" / "trials" / cfg.trial_name).iterdir()) == [
-        "checkpoint.pt", "config.json", "wandb_run_id"]
+        "checkpoint-000002.pt", "checkpoint-000002.pt.sha256", "checkpoint-000003.pt", "checkpoint-000003.pt.sha256",
+        "config.json", "wandb_run_id"]  # the newest checkpoint and the one before it, each with its checksum
     pd.testing.assert_frame_equal(load_rounds(tmp_path / "a"), resumed)
     runs = sorted((tmp_path / "a" / "wandb").glob("offline-run-*/run-*.wandb"))
     assert len(runs) == 2 and len({wandb_records.run_info(f).run_id for f in runs}) == 1

@@ -6,10 +6,16 @@ worker), puts the broadcast payload into the object store once, adds the workers
 sums, and applies the algorithm's server step. It counts the bytes that cross the wire and, when the
 trial asks, checkpoints everything needed to continue. When a worker fails, runner/engine/recovery.py
 restores the trial from that checkpoint and the step is redone.
+
+A round whose training loss or any global weight is not finite ends the trial: its row says what diverged
+(``diverged``), it is not evaluated, and no later round runs (a diverged model never comes back, and a
+sweep's GPUs are better spent on its other trials). The checkpoint after it remembers, so a resume does not
+run it again.
 """
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -27,16 +33,16 @@ from runner.engine.model import initial_model
 from runner.engine.planning import client_cost, plan_round
 from runner.engine.recovery import retrying
 from runner.engine.seeding import sample_clients
-from runner.engine.wire import to_wire
+from runner.engine.wire import from_wire, to_wire
 from runner.engine.worker_pool import WorkerPool
 
 
 class Driver:
-    def __init__(self, cfg: TrialConfig, checkpoint_path: str) -> None:
+    def __init__(self, cfg: TrialConfig, checkpoint_dir: str) -> None:
         torch.set_num_threads(1)
         reuse_freed_memory()
         self.cfg = cfg
-        self.checkpoint = CheckpointFile(checkpoint_path)
+        self.checkpoint = CheckpointFile(checkpoint_dir)
         self.algorithm = cfg.algorithm.build()
         model, self.initial_global, self.initial_local = initial_model(cfg, self.algorithm)
         numels = [t.numel() for t in self.initial_global.values()]  # what one copy of the model sends
@@ -57,29 +63,40 @@ class Driver:
         self.restore(self.checkpoint.load())
 
     def facts(self) -> dict[str, Any]:
-        """Per-trial constants that go into every result row, and the round the trial resumes after."""
-        return {**self.constants, "round": self.round}
+        """Per-trial constants that go into every result row."""
+        return dict(self.constants)
+
+    def resume_point(self) -> dict[str, Any]:
+        """Where the trial continues: the round it resumes after (0: a fresh start), whether it diverged there
+        (it then runs no further), and what its sinks kept with the checkpoint."""
+        return {"round": self.round, "diverged": self.diverged, "sinks": self.sink_states}
 
     # --- the trial's steps (each redone after restoring when a worker fails) ----------------------------
     def run_rounds(self, last: int) -> Iterator[dict[str, Any]]:
         """Run the rounds up to ``last`` back to back, yielding each row when it is ready (called remotely,
         a Ray generator: the caller receives each row while the next round runs)."""
-        while self.round < last:
+        while self.round < last and self.diverged is None:
             yield retrying(lambda: self._round(evaluate=True), self, "training")
 
-    def save_checkpoint(self) -> None:
-        """Write the whole trial state (the trial calls this after the round's row is on disk)."""
+    def save_checkpoint(self, sink_states: dict[str, Any] | None = None) -> None:
+        """Write the whole trial state, with what the trial's sinks keep (the trial calls this after the round's
+        row is on disk)."""
+        self.sink_states: dict[str, Any] = dict(sink_states or {})
         retrying(lambda: self.checkpoint.save(self.snapshot()), self, "checkpointing")
 
     # --- state --------------------------------------------------------------------------------------
     def snapshot(self) -> dict[str, Any]:
         return {"round": self.round, "global": self.global_state, "server": self.server_state,
-                "clients": self.pool.client_states(), "cumulative_bytes": self.cumulative_bytes,
-                "elapsed": self.elapsed, "trial": self.cfg.trial_name}
+                "clients": from_wire(self.pool.client_states()),  # tensors: a checkpoint loads weights only
+                "cumulative_bytes": self.cumulative_bytes,
+                "elapsed": self.elapsed, "trial": self.cfg.trial_name, "diverged": self.diverged,
+                "sinks": self.sink_states}
 
     def restore(self, state: dict[str, Any] | None) -> None:
         """Continue from a checkpoint's state, or from the start when there is none; every worker gets the
         states of its home clients."""
+        self.diverged: str | None = None if state is None else state.get("diverged")
+        self.sink_states = {} if state is None else state.get("sinks", {})
         if state is None:
             self.round, self.cumulative_bytes, self.elapsed = 0, 0, 0.0
             self.global_state = {n: t.clone() for n, t in self.initial_global.items()}
@@ -88,7 +105,7 @@ class Driver:
             self.round, self.elapsed = state["round"], state["elapsed"]
             self.cumulative_bytes = state["cumulative_bytes"]
             self.global_state, self.server_state = state["global"], state["server"]
-        self.pool.load_client_states({} if state is None else state["clients"])
+        self.pool.load_client_states({} if state is None else to_wire(state["clients"]))
 
     def replay_round(self) -> None:
         """Redo the next round as it ran before (recovery): same clients, same updates, no evaluation."""
@@ -111,7 +128,10 @@ class Driver:
             "bytes_down": down, "bytes_up": up, "bytes_round": down + up, "cumulative_bytes": self.cumulative_bytes,
             "test_accuracy": float("nan"), "test_loss": float("nan"), "worker_peak_mib": peak_memory,
             "worker_seconds": worker_seconds}
-        if evaluate and (index % cfg.train.eval_every == 0 or index == cfg.train.rounds):
+        self.diverged = non_finite(total.mean_loss, self.global_state)
+        if self.diverged is not None:
+            row["diverged"] = self.diverged  # and no evaluation: a model with NaN weights has no accuracy
+        elif evaluate and (index % cfg.train.eval_every == 0 or index == cfg.train.rounds):
             row.update(self.evaluate())
         row["round_seconds"] = time.perf_counter() - started
         self.elapsed += row["round_seconds"]
@@ -150,3 +170,13 @@ class Driver:
         correct = sum(v[1] for v in merged.values())
         count = sum(v[2] for v in merged.values())
         return {"test_accuracy": correct / max(count, 1), "test_loss": loss / max(count, 1)}
+
+
+def non_finite(train_loss: float, global_state: dict[str, torch.Tensor]) -> str | None:
+    """What is not finite after a round (the training loss, else the first global weight), or None."""
+    if not math.isfinite(train_loss):
+        return f"train_loss {train_loss}"
+    for name, tensor in global_state.items():
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+            return f"global weight {name} not finite"
+    return None

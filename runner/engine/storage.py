@@ -8,11 +8,16 @@ A write is whole or absent for every reader. On a file system the bytes go to a 
 with ``.`` (pyarrow's directory readers, and so ``pd.read_parquet(<dir>)``, skip names starting with ``.``
 or ``_``), then a rename replaces the file; on an object store a single put publishes the object whole.
 The bytes are serialized in memory first, so an error while producing them never reaches storage.
+
+A file whose damage must be caught when it is read back (a checkpoint: cut short by a full disk, edited by
+hand) is written with :func:`write_checked`: its SHA-256 goes to ``<name>.sha256`` beside it, after the file
+itself, and :func:`read_checked` refuses the bytes unless they match, raising :class:`DamagedFile` naming it.
 """
 
 from __future__ import annotations
 
 import functools
+import hashlib
 import os
 import re
 from pathlib import Path
@@ -23,6 +28,7 @@ import pyarrow.fs as pafs
 _URI = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
 HIDDEN_PREFIXES = (".", "_")  # names pyarrow's dataset discovery skips (its default ignore_prefixes)
 RENAMING_FILE_SYSTEMS = ("local", "hdfs")  # pyarrow type names where a rename replaces a file in one step
+CHECKSUM_SUFFIX = ".sha256"  # beside a file written with write_checked: its SHA-256, in hex
 
 
 def is_uri(where: str | os.PathLike[str]) -> bool:
@@ -57,6 +63,10 @@ def temporary_name(name: str) -> str:
 
 class StorageError(OSError):
     """Reading or writing results failed; the message says where, from which node, and what to check."""
+
+
+class DamagedFile(ValueError):
+    """A file read back is not what the runner wrote (cut short, edited, or its checksum missing): names it."""
 
 
 class Location:
@@ -172,6 +182,38 @@ class Location:
                 f"cannot {what} {self.text} from {_node()}: {error} (every node that runs trials must reach "
                 "this storage: the bucket must exist and the node needs credentials for it, on AWS an instance "
                 "profile with S3 access; see README 'On a cluster')") from error
+
+
+def checksum_of(location: Location) -> Location:
+    return location.parent / (location.name + CHECKSUM_SUFFIX)
+
+
+def write_checked(location: Location, data: bytes) -> None:
+    """Write ``data``, then its SHA-256 beside it: a reader of the file can tell whether it is whole."""
+    location.write_bytes(data)
+    checksum_of(location).write_bytes(hashlib.sha256(data).hexdigest().encode())
+
+
+def read_checked(location: Location) -> bytes:
+    """The bytes of a file written with :func:`write_checked`; :class:`DamagedFile` when they do not match the
+    checksum beside them (cut short, edited) or there is none (the write was cut short before it)."""
+    data = location.read_bytes()
+    try:
+        expected = checksum_of(location).read_bytes().decode().strip()
+    except FileNotFoundError:
+        raise DamagedFile(f"{location} has no checksum beside it ({checksum_of(location).name}): its write was "
+                          "cut short, or the runner did not write it") from None
+    actual = hashlib.sha256(data).hexdigest()
+    if actual != expected:
+        raise DamagedFile(f"{location} is damaged: {len(data)} bytes whose SHA-256 {actual[:12]}… does not match "
+                          f"{checksum_of(location).name} ({expected[:12]}…); cut short or edited")
+    return data
+
+
+def delete_checked(location: Location) -> None:
+    """Delete a file written with :func:`write_checked` and its checksum."""
+    location.delete()
+    checksum_of(location).delete()
 
 
 def _replace(fs: pafs.FileSystem, staged: str, path: str) -> None:

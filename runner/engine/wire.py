@@ -22,6 +22,8 @@ def to_wire(tree: Tree) -> Tree:
     """Tensors (anywhere in nested dicts) as CPU NumPy arrays; dtypes NumPy lacks stay tensors."""
     if isinstance(tree, dict):
         return {k: to_wire(v) for k, v in tree.items()}
+    if isinstance(tree, np.ndarray):  # already an array (a checkpoint written before they held tensors)
+        return tree
     tensor = tree.detach().cpu()
     return tensor if tensor.dtype == torch.bfloat16 else tensor.numpy()
 

@@ -12,7 +12,8 @@
 
 "Final accuracy" is a trial's mean test accuracy over its last 5 evaluated rounds
 (runner/study/results.py ``final_accuracy``, also the W&B summary's ``final_test_accuracy``), then averaged
-over seeds; trials that differ only in ``seed`` form one group (one line, one table cell).
+over seeds; trials that differ only in ``seed`` form one group (one line, one table cell). A group with a
+diverged trial has no final accuracy: its cells say "diverged at round r" and its figure points are not drawn.
 A figure whose data is missing is skipped with the reason printed, never drawn half-empty.
 """
 
@@ -36,7 +37,7 @@ from matplotlib.figure import Figure
 from runner.algorithms import REGISTRY
 from runner.config import config_columns
 from runner.engine.storage import Location
-from runner.study.results import BYTES_PER_GB, FINAL_ROUNDS, final_accuracy, load_rounds
+from runner.study.results import BYTES_PER_GB, FINAL_ROUNDS, diverged_text, final_accuracy, load_rounds
 
 FIGURE3_FILE = "fig3_accuracy_vs_gb.png"
 FIGURE4_FILE = "fig4_accuracy_vs_param_ratio.png"
@@ -215,18 +216,20 @@ def _summary_with_factorized(rounds: pd.DataFrame, figure: str) -> tuple[pd.Data
 def summarize(rounds: pd.DataFrame) -> pd.DataFrame | None:
     """One row per trial group (trials equal but for ``seed``) with its final numbers."""
     rounds = _with_labels(rounds)
-    evaluated = rounds[rounds["test_accuracy"].notna()]
-    if evaluated.empty:
+    diverged = rounds["diverged"].notna() if "diverged" in rounds else pd.Series(False, index=rounds.index)
+    if rounds["test_accuracy"].isna().all() and not diverged.any():
         return None
     identity = _identity_columns(rounds)
     per_trial = []
     for trial, rows in rounds.groupby("trial", sort=True):
         rows = rows.sort_values("round")
         last = rows.iloc[-1]
+        stopped = int(last["round"]) if pd.notna(last.get("diverged")) else None
         per_trial.append({
             **{c: last[c] for c in [*identity, "split", "model", "method"]},
             "trial": trial,
-            "final_accuracy": final_accuracy(rows["test_accuracy"]),
+            "final_accuracy": final_accuracy(rows["test_accuracy"]) if stopped is None else math.nan,
+            "diverged_at": math.nan if stopped is None else stopped,
             "param_ratio": last["param_ratio"],
             "total_gb": last["cumulative_bytes"] / BYTES_PER_GB,
             "rounds": int(last["round"]),
@@ -234,7 +237,8 @@ def summarize(rounds: pd.DataFrame) -> pd.DataFrame | None:
     trials = pd.DataFrame(per_trial)
     keys = [c for c in identity if c != "seed"] + ["split", "model", "method"]
     grouped = trials.groupby(keys, dropna=False, sort=False)
-    summary = grouped.agg(final_accuracy=("final_accuracy", "mean"), final_accuracy_std=("final_accuracy", "std"),
+    summary = grouped.agg(final_accuracy=("final_accuracy", lambda a: a.mean(skipna=False)),  # a diverged seed: NaN
+                          final_accuracy_std=("final_accuracy", "std"), diverged_at=("diverged_at", "min"),
                           param_ratio=("param_ratio", "mean"), total_gb=("total_gb", "mean"),
                           rounds=("rounds", "min"), seeds=("trial", "count")).reset_index()
     return summary
@@ -275,8 +279,8 @@ def tables_markdown(rounds: pd.DataFrame) -> str | None:
         for _, group in _ordered_groups(in_panel, row_keys):
             for _, r in group.iterrows():
                 std = r["final_accuracy_std"]
-                every.append([*panel, *row_head(r), f"{100 * r['param_ratio']:.1f}",
-                              f"{100 * r['final_accuracy']:.2f}", "" if pd.isna(std) else f"{100 * std:.2f}",
+                every.append([*panel, *row_head(r), f"{100 * r['param_ratio']:.1f}", _accuracy_text(r),
+                              "" if pd.isna(std) or not pd.isna(r["diverged_at"]) else f"{100 * std:.2f}",
                               f"{r['total_gb']:.3g}", str(r["rounds"]), str(r["seeds"])])
     text += _markdown_table(["dataset", "split", *head, "params (%)", "final acc (%)", "std (%)", "total GB",
                              "rounds", "seeds"], every)
@@ -405,7 +409,16 @@ def _split_rank(split: str) -> tuple[int, str]:
 
 def _cell(group: pd.DataFrame, panel: tuple[str, str], column: str, scale: float, fmt: str) -> str:
     rows = group[(group["data.dataset"] == panel[0]) & (group["split"] == panel[1])]
+    if column == "final_accuracy" and rows["diverged_at"].notna().any():
+        return diverged_text(int(rows["diverged_at"].min()))
     return "–" if rows.empty else fmt.format(scale * rows[column].mean())
+
+
+def _accuracy_text(group: pd.Series) -> str:
+    """A trial group's final accuracy in %, or where it diverged (never a number for a diverged group)."""
+    if not pd.isna(group["diverged_at"]):
+        return diverged_text(int(group["diverged_at"]))
+    return f"{100 * group['final_accuracy']:.2f}"
 
 
 def _range_text(values: pd.Series, fmt: str) -> str:

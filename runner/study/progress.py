@@ -5,7 +5,8 @@ trial by name where the names are known before it runs (a grid; a random search'
 how many trials it runs. :func:`sweep_progress` compares that list with the rows on disk (each trial's Parquet
 file holds its rounds so far) and with the trials ASHA stopped early (``<results>/<sweep>/stopped/``,
 runner/study/tune_search.py), so ``python -m runner.plot`` can draw a sweep still running and say what its
-figures do not show yet.
+figures do not show yet. A trial whose last row says it diverged is listed as such, neither finished nor
+unfinished.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ class Progress:
     finished: int = 0
     unfinished: list[tuple[str, int, int]] = field(default_factory=list)  # (trial, last round, rounds)
     stopped: list[tuple[str, int, int]] = field(default_factory=list)     # stopped early by ASHA
+    diverged: list[tuple[str, int, str]] = field(default_factory=list)    # (trial, round, what was not finite)
     missing: list[str] = field(default_factory=list)                      # trials without rows, by name
     missing_count: int = 0
     strangers: list[str] = field(default_factory=list)  # trials with rows that the record does not list
@@ -45,8 +47,9 @@ class Progress:
             lines.append(f"{self.with_rows} trials have rows ({self.where}/{RECORD_NAME} is missing, so which trials "
                          "have none yet is unknown: python -m runner.sweep writes it)")
         elif self.missing_count == 0 and not self.unfinished:
-            done = f"all {total} trials have rows" + (f"; {len(self.stopped)} of them stopped early by ASHA"
-                                                       if self.stopped else ", all finished")
+            ended = [f"{len(self.stopped)} of them stopped early by ASHA"] if self.stopped else []
+            ended += [f"{len(self.diverged)} diverged"] if self.diverged else []
+            done = f"all {total} trials have rows" + (f"; {', '.join(ended)}" if ended else ", all finished")
             lines.append(done)
         else:
             kind = f" drawn by the {self.search} search" if self.search else ""
@@ -60,6 +63,9 @@ class Progress:
         if self.stopped:
             lines.append(f"{len(self.stopped)} stopped early by ASHA (at round): "
                          + _listed([f"{name} ({last}/{rounds})" for name, last, rounds in self.stopped]))
+        if self.diverged:
+            lines.append(f"{len(self.diverged)} diverged (stopped, no final accuracy): "
+                         + _listed([f"{name} at round {at} ({what})" for name, at, what in self.diverged]))
         if self.strangers:
             lines.append(f"{len(self.strangers)} trials with rows are not in {RECORD_NAME} (from an earlier version "
                          f"of the sweep or other overrides; the figures include them): {_listed(self.strangers)}")
@@ -82,9 +88,12 @@ def sweep_progress(results_dir: str | os.PathLike[str] | Location, rounds: pd.Da
     names_known = record is not None and record.names_known
     if record is not None and names_known:
         progress.strangers = sorted(set(last.index) - set(record.trials))
+    diverged = _diverged(rounds)
     for trial in sorted(set(last.index) - set(progress.strangers)):
         at, of = int(last[trial]), int(planned[trial])
-        if at >= of:
+        if trial in diverged:
+            progress.diverged.append((trial, at, diverged[trial]))
+        elif at >= of:
             progress.finished += 1
         elif trial in stopped:
             progress.stopped.append((trial, at, of))
@@ -111,6 +120,14 @@ def _stopped(results_dir: Location) -> set[str]:
         return {path.name.removesuffix(".json") for path in (results_dir / STOPPED_DIR).files(".json")}
     except FileNotFoundError:
         return set()
+
+
+def _diverged(rounds: pd.DataFrame) -> dict[str, str]:
+    """The trials whose last row says they diverged, and what was not finite."""
+    if "diverged" not in rounds or not len(rounds):
+        return {}
+    marked = rounds[rounds["diverged"].notna()]
+    return dict(zip(marked["trial"], marked["diverged"]))
 
 
 def _listed(names: list[str]) -> str:

@@ -5,10 +5,21 @@ columns), so a sweep's files read as one table: ``pd.read_parquet(<results_dir>/
 rewritten whole after each round (runner/engine/storage.py: a hidden temporary name and a rename, or one
 put on an object store): a reader, during a sweep or after a crash, sees each trial's last complete file
 once, never a truncated one or a second copy.
+
+Each file carries the SHA-256 of its rows in its Parquet metadata (``fedpara.rows_sha256``), checked when it is
+read back: a file cut short or edited is reported by name (:class:`DamagedFile`). A trial whose file is
+damaged continues from the rows its checkpoint keeps (:meth:`RoundsTable.state`), the rounds after it redone;
+a reader of a whole sweep (figures, progress) leaves a damaged file out, saying so.
+
+A trial that diverged (runner/engine/driver.py) has a last row whose ``diverged`` column says what was not
+finite; its final accuracy is not a number but "diverged at round r" (:func:`diverged_at`).
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
+import logging
 import math
 import os
 from collections.abc import Iterable, Mapping, Sequence
@@ -20,8 +31,10 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from runner.config import ADDED_FIELDS, config_columns, hint_options
-from runner.engine.storage import Location
+from runner.engine.storage import DamagedFile, Location
 from runner.engine.trial import RoundSink
+
+log = logging.getLogger(__name__)
 
 METRIC_COLUMNS: dict[str, pa.DataType] = {
     "trial": pa.string(), "num_parameters": pa.int64(), "original_parameters": pa.int64(),
@@ -31,6 +44,7 @@ METRIC_COLUMNS: dict[str, pa.DataType] = {
     "round_seconds": pa.float64(), "elapsed_seconds": pa.float64(),
     "worker_seconds": pa.float64(),  # the slowest worker's training call; round_seconds less this: the round's overhead
     "worker_peak_mib": pa.float64(),  # the busiest worker's peak memory so far (CUDA on a GPU, RSS on a CPU)
+    "diverged": pa.string(),  # null, or on a diverged trial's last row what was not finite
     # which code made the row (runner/provenance.py)
     "code_commit": pa.string(), "code_dirty": pa.bool_(), "runner_version": pa.string(),
     "torch_version": pa.string(), "ray_version": pa.string(),
@@ -39,6 +53,7 @@ METRIC_COLUMNS: dict[str, pa.DataType] = {
 MACHINE_COLUMNS = ("round_seconds", "elapsed_seconds", "worker_seconds", "worker_peak_mib")
 FINAL_ROUNDS = 5  # a trial's final accuracy: the mean test accuracy over this many last evaluated rounds
 BYTES_PER_GB = 1e9
+ROWS_DIGEST_KEY = b"fedpara.rows_sha256"  # Parquet metadata: the SHA-256 of the file's rows (rows_digest)
 _ARROW = {str: pa.string(), int: pa.int64(), float: pa.float64(), bool: pa.bool_()}
 
 
@@ -59,13 +74,27 @@ def final_accuracy(accuracies: Iterable[float | None]) -> float:
     return sum(last) / len(last) if last else math.nan
 
 
+def diverged_at(rows: Sequence[Mapping[str, Any]]) -> int | None:
+    """The round a trial diverged at (its rows in round order), or None."""
+    return rows[-1]["round"] if rows and rows[-1].get("diverged") else None
+
+
+def diverged_text(round_: int) -> str:
+    """What tables, the W&B summary and the console say instead of a diverged trial's accuracy."""
+    return f"diverged at round {round_}"
+
+
 def final_numbers(rows: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
-    """A finished trial's headline numbers, from its rows in round order (the W&B summary)."""
+    """A finished trial's headline numbers, from its rows in round order (the W&B summary). A diverged trial
+    has no final accuracy: ``diverged`` says at which round and what was not finite."""
     last = rows[-1]
-    return {"final_test_accuracy": final_accuracy(r["test_accuracy"] for r in rows),
-            "param_ratio": last["param_ratio"], "num_parameters": last["num_parameters"],
-            "cumulative_bytes": last["cumulative_bytes"], "total_gb": last["cumulative_bytes"] / BYTES_PER_GB,
-            "rounds": last["round"]}
+    numbers = {"param_ratio": last["param_ratio"], "num_parameters": last["num_parameters"],
+               "cumulative_bytes": last["cumulative_bytes"], "total_gb": last["cumulative_bytes"] / BYTES_PER_GB,
+               "rounds": last["round"]}
+    at = diverged_at(rows)
+    if at is not None:
+        return {**numbers, "diverged": f"{diverged_text(at)} ({last['diverged']})"}
+    return {"final_test_accuracy": final_accuracy(r["test_accuracy"] for r in rows), **numbers}
 
 
 class RoundsTable(RoundSink):
@@ -77,15 +106,37 @@ class RoundsTable(RoundSink):
         self.path = Location(path)
         self.labels = dict(labels or {})
         self.rows: list[dict[str, Any]] = []
+        self.saved: list[dict[str, Any]] | None = None  # the rows the trial's checkpoint keeps (restore)
+        self.damaged = False
         if self.path.exists():
-            self.rows = _read(self.path).to_pylist()
+            try:
+                self.rows = read_rows(self.path).to_pylist()
+            except DamagedFile as error:
+                self.damaged = True
+                log.warning("%s; the trial continues from the rows its checkpoint keeps, redoing the rounds after "
+                            "it", error)
 
     @property
     def last_round(self) -> int:
         return self.rows[-1]["round"] if self.rows else 0
 
+    @property
+    def diverged_at(self) -> int | None:
+        return diverged_at(self.rows)
+
+    def state(self) -> list[dict[str, Any]]:
+        """The rows so far, kept with each checkpoint: the last good rows when this file is damaged."""
+        return list(self.rows)
+
+    def restore(self, state: Any) -> None:
+        self.saved = list(state)
+
     def open(self, resumed_after: int, constants: Mapping[str, Any]) -> None:
-        """Keep the rows up to the round the trial resumes after; the rest are redone identically."""
+        """Keep the rows up to the round the trial resumes after; the rest are redone identically. Rows this
+        file lacks (it was damaged) come from the checkpoint."""
+        if self.saved is not None and (self.damaged or self.last_round < resumed_after):
+            self.rows = [r for r in self.saved if r["round"] <= resumed_after]
+            self._write()
         self.truncate(resumed_after)
         if resumed_after and self.last_round < resumed_after:
             raise RuntimeError(f"{self.path}: the trial's checkpoint is at round {resumed_after} but its rows end "
@@ -102,8 +153,8 @@ class RoundsTable(RoundSink):
             self._write()
 
     def append(self, row: Mapping[str, Any]) -> None:
-        row = {**row, **self.labels}
-        self.rows.append({name: row.get(name) for name in SCHEMA.names})
+        row = {**row, **self.labels}  # as plain Python values (no numpy scalars), as a checkpoint keeps them
+        self.rows.append(pa.Table.from_pylist([row], schema=SCHEMA).to_pylist()[0])
         self._write()
 
     def frame(self) -> pd.DataFrame:
@@ -114,15 +165,34 @@ class RoundsTable(RoundSink):
 
 
 def parquet_bytes(rows: list[dict[str, Any]]) -> bytes:
-    """Rows as one Parquet file with the results schema, serialized in memory."""
+    """Rows as one Parquet file with the results schema and the rows' digest, serialized in memory."""
+    table = pa.Table.from_pylist(rows, schema=SCHEMA)
     sink = pa.BufferOutputStream()
-    pq.write_table(pa.Table.from_pylist(rows, schema=SCHEMA), sink)
+    pq.write_table(table.replace_schema_metadata({ROWS_DIGEST_KEY: rows_digest(table)}), sink)
     return sink.getvalue().to_pybytes()
 
 
-def _read(path: Location) -> pa.Table:
-    """A trial's rows; a config column its file predates reads as the value the trial had (ADDED_FIELDS)."""
-    table = pq.read_table(pa.BufferReader(path.read_bytes()), schema=SCHEMA)
+def rows_digest(table: pa.Table) -> str:
+    """The SHA-256 of a table's column names and values, as Python reads them (the same before a write and
+    after a read, whatever Parquet's encoding)."""
+    text = json.dumps(table.to_pydict(), default=str)  # NaN as NaN; floats round-trip exactly
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def read_rows(path: Location) -> pa.Table:
+    """A trial's rows, checked against their digest; a config column its file predates reads as the value the
+    trial had (ADDED_FIELDS). :class:`DamagedFile` when the file is cut short, unreadable or edited."""
+    data = path.read_bytes()
+    try:
+        written = pq.read_table(pa.BufferReader(data))
+        table = pq.read_table(pa.BufferReader(data), schema=SCHEMA)
+    except (pa.ArrowException, OSError) as error:
+        raise DamagedFile(f"{path} is damaged: {len(data)} bytes that do not read as Parquet ({error})") from None
+    expected = (written.schema.metadata or {}).get(ROWS_DIGEST_KEY)
+    if expected is not None:  # files written before rows carried a digest are read unchecked
+        written = written.replace_schema_metadata(None)
+        if rows_digest(written) != expected.decode():
+            raise DamagedFile(f"{path} is damaged: its rows do not match the digest written with them (edited?)")
     for name, value in ADDED_FIELDS.items():
         i = table.schema.get_field_index(name)
         table = table.set_column(i, name, pc.fill_null(table.column(i), value))
@@ -140,4 +210,12 @@ def load_rounds(results_dir: Location | str | os.PathLike[str]) -> pd.DataFrame:
     files = directory.files(".parquet")
     if not files:
         raise FileNotFoundError(f"no results under {directory}: run a sweep or trial first")
-    return pa.concat_tables([_read(f) for f in files]).to_pandas()
+    tables = []
+    for path in files:
+        try:
+            tables.append(read_rows(path))
+        except DamagedFile as error:
+            log.warning("%s; its trial's rows are left out (resuming the sweep rewrites them)", error)
+    if not tables:
+        raise FileNotFoundError(f"no readable results under {directory}: every rows file is damaged")
+    return pa.concat_tables(tables).to_pandas()

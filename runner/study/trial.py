@@ -4,12 +4,13 @@
 on disk before any actor starts, records the config beside the checkpoint, and runs the engine with
 the standard sinks (runner/study/results.py, runner/study/wandb_run.py). What the sweep decided once
 (W&B mode and key, code version: runner/study/sweep_context.py) comes as ``context``; a trial run on its
-own decides it from its own process.
+own decides it from its own process. A trial whose rows say it diverged is left stopped, as ASHA's are.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import math
 import os
 from collections.abc import Callable, Mapping
@@ -26,6 +27,7 @@ from runner.study.results import RoundsTable, rounds_path
 from runner.study.sweep_context import SweepContext
 from runner.study.wandb_run import WandbRun
 
+log = logging.getLogger(__name__)
 METRICS_REPORTED = ("round", "test_accuracy", "test_loss", "train_loss", "cumulative_bytes", "round_seconds")
 
 
@@ -77,6 +79,10 @@ def run_trial(cfg: TrialConfig, *, report: Callable[[dict[str, Any]], None] | No
     labels = provenance(context.code)
     (trial_dir(cfg) / "config.json").write_bytes(json.dumps(cfg.to_dict(), indent=2).encode())
     table = RoundsTable(rounds_path(cfg.logging.results_dir, cfg.trial_name), labels)
+    if table.diverged_at is not None:  # it stopped there in an earlier run: rerunning would diverge again
+        log.warning("trial %s diverged at round %d in an earlier run: left stopped", cfg.trial_name,
+                    table.diverged_at)
+        return table.frame()
     sinks: list[RoundSink] = [table, WandbRun(cfg, context.wandb, table, labels)]
     if report is not None:
         sinks.append(Report(report))

@@ -7,7 +7,8 @@ re-run after ``make clean`` or into a new ``--results`` never writes into an old
 
 Every round is logged at step = round, with ``round`` and ``cumulative_gb`` declared as the two axes
 (``define_metric``): each per-round metric is drawn against rounds, and ``by_gb/test_accuracy`` against
-cumulative transferred GB. At the end the summary holds the final numbers (runner/study/results.py).
+cumulative transferred GB. At the end the summary holds the final numbers (runner/study/results.py), or, for
+a trial that diverged, ``diverged`` ("diverged at round r (...)") instead of a final accuracy.
 
 Runs live on the local disk of the node that ran the trial (W&B needs a local directory): under
 ``<results>/wandb`` for a local ``--results``, else under ``~/fedpara-wandb/<sweep>``. Offline runs are
@@ -33,6 +34,7 @@ RUN_ID_FILE = "wandb_run_id"
 LOCAL_ROOT = "~/fedpara-wandb"  # where runs go when the results are not on this machine's disk
 ROUND_AXIS, GB_AXIS = "round", "cumulative_gb"
 BY_GB = ("test_accuracy",)      # also logged as by_gb/<name>, drawn against cumulative GB
+SUMMARY_ONLY = ("diverged",)    # row fields that go to the summary at the end, not to the history
 
 
 def local_dir(results_dir: str | Location, sweep: str) -> Path:
@@ -93,8 +95,8 @@ class WandbRun(RoundSink):
 
     def open(self, resumed_after: int, constants: Mapping[str, Any]) -> None:
         self.constants = set(constants)
-        if self.access.mode == "disabled" or resumed_after >= self.cfg.train.rounds:
-            return  # nothing will be logged: a finished trial keeps its run as it is
+        if self.access.mode == "disabled" or resumed_after >= self.cfg.train.rounds or self.table.diverged_at:
+            return  # nothing will be logged: a finished (or diverged) trial keeps its run as it is
         id_file = trial_dir(self.cfg) / RUN_ID_FILE
         if resumed_after and id_file.exists():
             run_id, resume = id_file.read_bytes().decode().strip(), "allow"
@@ -112,7 +114,8 @@ class WandbRun(RoundSink):
     def write(self, row: Mapping[str, Any]) -> None:
         if self.run is None:
             return
-        metrics = {k: v for k, v in row.items() if k not in self.constants and k not in self.labels}
+        metrics = {k: v for k, v in row.items() if k not in self.constants and k not in self.labels
+                   and k not in SUMMARY_ONLY}
         metrics[GB_AXIS] = row["cumulative_bytes"] / BYTES_PER_GB
         metrics.update({f"by_gb/{name}": row[name] for name in BY_GB})
         for name in metrics.keys() - self.defined - {ROUND_AXIS, GB_AXIS}:
