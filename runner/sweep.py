@@ -7,7 +7,8 @@ trial reserves (runner/engine/layout.py), refusing a trial that this machine (or
 could never place (runner/study/capacity.py). A real run checks the same right after ``ray.init`` and hands
 the trials to Tune (runner/study/tune_sweep.py). ``--resume`` continues an interrupted sweep: Tune skips
 finished trials and restarts unfinished ones, which pick up from their own checkpoints under
-``<results>/<sweep>/trials/``.
+``<results>/<sweep>/trials/``. One run of a sweep at a time: a second is refused naming the first
+(runner/study/sweep_lease.py).
 """
 
 from __future__ import annotations
@@ -44,6 +45,7 @@ from runner.study.sweep_file import (
     trial_count,
     varying_keys,
 )
+from runner.study.sweep_lease import SweepLease, SweepRunning
 from runner.study.sweep_record import SweepRecord, check_resume, read_record
 from runner.study.tune_sweep import EXPERIMENT_NAME, short_names
 from runner.study.wandb_access import refuse_unavailable
@@ -145,11 +147,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     if changes:
         print("resume: a fresh Tune run over the same trials applies these; each continues from its own checkpoint")
     try:
-        errored = run_tune(sweep, trials, results_dir, address=args.address, max_concurrent=args.max_concurrent,
-                           max_failures=args.max_failures, resume=args.resume, restore=not changes,
-                           progress_every_s=args.progress_every, context=context,
-                           record=record, resume_hint=resume_command(args))
-    except ConfigError as error:  # a trial the cluster can never hold (checked before any actor starts)
+        with SweepLease(results_dir).held():  # one run of a sweep at a time (runner/study/sweep_lease.py)
+            errored = run_tune(sweep, trials, results_dir, address=args.address, max_concurrent=args.max_concurrent,
+                               max_failures=args.max_failures, resume=args.resume, restore=not changes,
+                               progress_every_s=args.progress_every, context=context,
+                               record=record, resume_hint=resume_command(args))
+    except (ConfigError, SweepRunning) as error:  # a trial the cluster can never hold; another run of the sweep
         print(f"error: {error}", file=sys.stderr)
         return 2
     for line in errored:
