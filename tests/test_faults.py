@@ -198,3 +198,40 @@ def test_a_diverging_trial_stops_at_that_round_says_so_everywhere_and_stays_stop
     again = run_trial(cfg, context=context)
     pd.testing.assert_frame_equal(again, rows)
     assert len(list((tmp_path / "wandb").glob("offline-run-*/run-*.wandb"))) == 1  # no round logged again
+
+
+DIVERGING_SWEEP = """
+name: diverging
+description: a tiny trial that learns beside one whose learning rate blows it up
+base:
+  data: {dataset: synthetic, num_clients: 4, clients_per_round: 2}
+  model: {arch: fc2, parameterization: fedpara, gamma: 0.5}
+  train: {rounds: 2, local_epochs: 1, batch_size: 64}
+  resources: {num_workers: 1, cpus_per_worker: 0.25, gpus_per_worker: 0, driver_cpus: 0.25}
+  logging: {checkpoint_every: 1, wandb: disabled}
+grid:
+  train.lr: [0.05, 1000.0]
+"""
+
+
+def test_a_sweep_names_its_diverged_trial_marks_it_in_tables_and_runs_the_others(ray_session, tmp_path, capsys,
+                                                                                  monkeypatch):
+    import ray
+
+    from runner import sweep as sweep_cli
+
+    monkeypatch.setattr(ray, "init", lambda **kwargs: None)  # the session's Ray is already up
+    (tmp_path / "diverging.yaml").write_text(DIVERGING_SWEEP)
+    argv = [str(tmp_path / "diverging.yaml"), "--results", str(tmp_path / "results")]
+    assert sweep_cli.main(argv) == 0  # a diverged trial is a result, not a failure of the sweep
+    results = tmp_path / "results" / "diverging"
+    rows = load_rounds(results)
+    last = rows.groupby("train.lr")["round"].max().to_dict()
+    assert last == {0.05: 2, 1000.0: 1}  # the other trial ran to its end
+    [diverged] = rows.loc[rows["diverged"].notna(), "trial"]
+    assert f"trial diverged: {diverged} at round 1 (" in capsys.readouterr().err
+    tables = (results / "figures" / "tables.md").read_text()
+    assert "diverged at round 1" in tables and "| 2 | 1 |" in tables  # and the learning trial's full row
+
+    assert sweep_cli.main([*argv, "--resume", "--no-plot"]) == 0
+    pd.testing.assert_frame_equal(load_rounds(results), rows)  # still stopped, nothing redone

@@ -140,7 +140,8 @@ class RoundsTable(RoundSink):
         self.truncate(resumed_after)
         if resumed_after and self.last_round < resumed_after:
             raise RuntimeError(f"{self.path}: the trial's checkpoint is at round {resumed_after} but its rows end "
-                               f"at round {self.last_round}; delete the trial's checkpoint to start it over")
+                               f"at round {self.last_round}; delete the trial's checkpoints "
+                               "(trials/<trial>/checkpoint-*) to start it over")
 
     def write(self, row: Mapping[str, Any]) -> None:
         self.append(row)
