@@ -1,7 +1,7 @@
 """One run of a sweep at a time (runner/study/sweep_lease.py): a second run is refused naming the first; the
 lease of a run that crashed expires, or is taken over at once when its process on this host is gone.
 
-Leases here live a second or less, so the tests wait fractions of a second; on a local path and on S3."""
+Leases here live a few seconds or less, so the tests wait a second or two at most; on a local path and on S3."""
 
 from __future__ import annotations
 
@@ -20,11 +20,12 @@ from runner import sweep as sweep_cli
 from runner.engine.storage import Location
 from runner.study.sweep_lease import LEASE_NAME, Holder, SweepLease, SweepRunning
 
-TTL_S = 0.6
+TTL_S = 0.6       # a lease nobody renews: how long a start waits before it takes it over
+LIVE_TTL_S = 3.0  # a lease renewed from a thread: long enough for renewals on a loaded machine and S3
 
 
-def quick(where, said: list[str] | None = None) -> SweepLease:
-    return SweepLease(where, ttl_s=TTL_S, settle_s=0.05, say=(said if said is not None else []).append)
+def quick(where, said: list[str] | None = None, ttl_s: float = TTL_S) -> SweepLease:
+    return SweepLease(where, ttl_s=ttl_s, settle_s=0.05, say=(said if said is not None else []).append)
 
 
 @pytest.fixture(params=["local", "s3"])
@@ -35,14 +36,14 @@ def results(request, tmp_path):
 
 
 def test_a_second_run_is_refused_naming_the_running_one_until_it_ends(results):
-    first = quick(results)
+    first = quick(results, ttl_s=LIVE_TTL_S)
     with first.held():
-        time.sleep(TTL_S / 2)  # it renews meanwhile
-        second = quick(results)
+        time.sleep(LIVE_TTL_S / 2)  # it renews meanwhile
+        second = quick(results, ttl_s=LIVE_TTL_S)
         started = time.monotonic()
         with pytest.raises(SweepRunning) as refused:
             second.acquire()
-        assert time.monotonic() - started < TTL_S  # told as soon as the first renews, not after a whole TTL
+        assert time.monotonic() - started < LIVE_TTL_S  # told once the first renews, not after a whole TTL
         held = first.read()
         assert held is not None and held.token == first.mine.token and held.renewals >= 1
     assert str(refused.value).startswith(
@@ -92,7 +93,7 @@ def test_a_sweep_started_while_it_runs_elsewhere_is_refused_before_it_starts_ray
 
     monkeypatch.setattr(tune_sweep, "run_tune", must_not_run)
     sweep_file = write_tiny_sweep(tmp_path / "small.yaml", "small")
-    running = quick(tmp_path / "results" / "small")
+    running = quick(tmp_path / "results" / "small", ttl_s=LIVE_TTL_S)
     with running.held():
         code = sweep_cli.main([str(sweep_file), "--results", str(tmp_path / "results"), "--no-plot", "--resume"])
     assert code == 2
