@@ -6,6 +6,7 @@ CLI is exercised through ``--dry-run`` and with ``ray.init``/``Tuner`` replaced 
 
 from __future__ import annotations
 
+import re
 import types
 from pathlib import Path
 from typing import ClassVar
@@ -34,9 +35,11 @@ from runner.study.sweep_file import (
 )
 
 SWEEPS = Path(__file__).resolve().parents[1] / "sweeps"
-# trials a sweep runs; a search sweep's are drawn over its grid points (lr_search: 6 points x 8 draws)
-EXPECTED_TRIALS = {"quickstart": 4, "fig3": 12, "fig4": 40, "fig5": 12, "table2": 14, "table3": 12, "grid": 150,
-                   "lr_search": 48}
+SHIPPED = sorted(SWEEPS.glob("*.yaml"))  # every shipped study: adding one needs no change here
+# the trials of the studies whose size the paper (or the README's quickstart) fixes; a search sweep's are drawn
+# over its grid points (lr_search: 6 points x 8 draws)
+PAPER_TRIALS = {"quickstart": 4, "fig3": 12, "fig4": 40, "fig5": 12, "table2": 14, "table3": 12, "grid": 150,
+                "lr_search": 48}
 
 
 def expected_bundles(cfg: TrialConfig) -> list[dict[str, float]]:
@@ -69,13 +72,16 @@ variants:
 
 # ---- every shipped sweep file ---------------------------------------------------------------------
 
-@pytest.mark.parametrize("path", sorted(SWEEPS.glob("*.yaml")), ids=lambda p: p.stem)
+@pytest.mark.parametrize("path", SHIPPED, ids=lambda p: p.stem)
 def test_every_sweep_file_loads_expands_and_matches_tune(path):
     sweep = load_sweep(path)
-    assert sweep.name == path.stem and sweep.name in EXPECTED_TRIALS
+    assert sweep.name == path.stem
     assert "Figure" in sweep.description or "Table" in sweep.description
     trials = expand(sweep, results_root="/runs")  # a search sweep's grid points
-    assert trial_count(sweep, len(trials)) == EXPECTED_TRIALS[sweep.name]
+    # a grid runs its points; a random search draws samples at each point; Optuna proposes samples in all
+    search = sweep.search
+    expected = len(trials) if search is None else search.samples * (len(trials) if search.algorithm == "random" else 1)
+    assert trial_count(sweep, len(trials)) == expected
     assert len({t.trial_name for t in trials}) == len(trials)
     assert {t.logging.results_dir for t in trials} == {f"/runs/{sweep.name}"}
     assert {t.sweep for t in trials} == {sweep.name}
@@ -86,6 +92,14 @@ def test_every_sweep_file_loads_expands_and_matches_tune(path):
     from_tune = [trial_config_from_tune({k: v for k, v in config.items() if k not in drawn})
                  for _, config in generate_variants(space)]
     assert sorted(t.trial_name for t in from_tune) == sorted(t.trial_name for t in trials)
+
+
+def test_the_papers_studies_are_shipped_with_their_sizes():
+    shipped = {path.stem: path for path in SHIPPED}
+    assert set(PAPER_TRIALS) <= set(shipped)  # a study may be added; none of these may go missing
+    for name, count in PAPER_TRIALS.items():
+        sweep = load_sweep(shipped[name])
+        assert trial_count(sweep, len(expand(sweep))) == count, name
 
 
 def test_fig4_is_datasets_x_splits_x_nine_gammas_plus_original():
@@ -431,8 +445,8 @@ def test_a_shipped_study_is_found_by_name_from_any_directory(tmp_path, monkeypat
     assert load_sweep("table3").name == "table3"
     mine = write(tmp_path, SMALL.replace("name: small", "name: fig4"), "fig4.yaml")
     assert find_sweep_file("fig4.yaml").resolve() == mine  # a file that exists as given wins
-    shipped = "fig3, fig4, fig5, grid, lr_search, quickstart"
-    with pytest.raises(SweepError, match=rf"fig9: no such sweep file .*shipped studies: {shipped}"):
+    shipped = re.escape(", ".join(path.stem for path in SHIPPED))  # all of them, in order
+    with pytest.raises(SweepError, match=rf"fig9: no such sweep file .*shipped studies: {shipped}\)$"):
         find_sweep_file("fig9")
     with pytest.raises(SweepError, match="no such sweep file"):
         find_sweep_file("other/fig4.yaml")  # a path to elsewhere is not a shipped study
