@@ -34,9 +34,9 @@ lint: $(STAMP)
 # A throwaway venv sees .venv's packages (torch, pytest, ...) behind its own, so only Ray, W&B and what they pin
 # are installed.
 MIN_VENV := .venv-min
-MIN_TESTS := tests/test_sweep_resume.py tests/test_console_view.py tests/test_runner_wandb_run.py \
-             tests/test_wandb_access.py tests/test_runner_trial.py::test_trial_writes_parquet_and_an_offline_wandb_run \
-             tests/test_runner_trial.py::test_a_resumed_trial_continues_its_wandb_run_from_a_file_uri
+MIN_TESTS := tests/study/test_sweep_resume.py tests/study/test_console_view.py tests/study/test_wandb_run.py \
+             tests/study/test_wandb_access.py tests/study/test_trial.py::test_trial_writes_parquet_and_an_offline_wandb_run \
+             tests/study/test_trial.py::test_a_resumed_trial_continues_its_wandb_run_from_a_file_uri
 LOWER_BOUNDS := import re, tomllib; deps = tomllib.load(open("pyproject.toml", "rb"))["project"]["dependencies"]; \
                 print(" ".join(re.sub(r">=([^,]+).*", r"==\1", d) for d in deps if re.match(r"(ray|wandb)\b", d)))
 

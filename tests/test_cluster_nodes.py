@@ -42,7 +42,7 @@ grid:
 
 
 def metrics(frame: pd.DataFrame) -> pd.DataFrame:
-    """What the trial learnt: everything but timings and where it ran (as in test_runner_trial.py)."""
+    """What the trial learnt: everything but timings and where it ran (as in tests/small_trial.py)."""
     dropped = [*MACHINE_COLUMNS, *(c for c in frame.columns if c.startswith(("logging.", "resources.")))]
     return frame.drop(columns=dropped).sort_values("round").reset_index(drop=True)
 

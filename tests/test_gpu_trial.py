@@ -10,7 +10,7 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 import torch
-from test_runner_trial import metrics, small
+from small_trial import metrics, small
 
 from runner.study.trial import run_trial
 

@@ -53,7 +53,7 @@ def drawn_trials(sweep: Sweep, results_root: str) -> list[TrialConfig] | None:
     """The trials a random search will run, in Tune's order: its seeded draws are known before it starts (so
     ``sweep.json`` names them, and a resumed or restarted sweep runs the same ones); None for Optuna, whose
     proposals depend on the results. Draws as Tune's ``BasicVariantGenerator(random_state=seed)`` does: each
-    sample resolves the whole space (every grid point) from one generator (tests/test_search.py checks a run)."""
+    sample resolves the whole space (every grid point) from one generator (tests/study/test_search.py checks a run)."""
     search = sweep.search
     if search is None or search.algorithm != "random":
         return None

@@ -10,7 +10,7 @@ import stat
 
 import pytest
 import torch
-from test_runner_aggregation import summed
+from test_aggregation import summed
 
 from runner.algorithms.base import Difference
 from runner.engine import aggregation, exact_sum_kernel

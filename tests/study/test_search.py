@@ -35,7 +35,7 @@ from runner.study.sweep_record import SweepRecord, read_record
 from runner.study.trial import Report
 from runner.study.tune_search import AshaPerPoint, drawn_trials, tune_search
 
-SWEEPS = Path(__file__).resolve().parents[1] / "sweeps"
+SWEEPS = Path(__file__).resolve().parents[2] / "sweeps"
 TINY = """
 name: tiny_search
 description: Figure 4's lr search in miniature (synthetic data, FC-2)

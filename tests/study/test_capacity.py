@@ -18,7 +18,7 @@ from runner.study import capacity
 from runner.study.capacity import Capacity, NodeShape, layout_problem
 from runner.study.sweep_file import expand, load_sweep
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def layout(workers: int, cpus: float, gpus: float, driver: float = 0.25) -> TrialLayout:

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import json
 import math
-from pathlib import Path
 
 import pandas as pd
 import pytest
 import ray
 import torch
 import wandb_records
+from small_trial import metrics, small
 
 from models import head_parameter_names, local_parameter_names
 from runner.config import TrialConfig
@@ -19,32 +19,12 @@ from runner.engine.planning import plan_round
 from runner.engine.seeding import sample_clients
 from runner.provenance import CodeVersion
 from runner.study import figures
-from runner.study.results import MACHINE_COLUMNS, load_rounds
+from runner.study.results import load_rounds
 from runner.study.sweep_context import SweepContext
 from runner.study.trial import run_trial
 from runner.study.wandb_access import WandbAccess
 
 pytestmark = pytest.mark.usefixtures("ray_session")
-
-
-def small(tmp_path: Path, **sections) -> TrialConfig:
-    raw = {
-        "data": {"dataset": "synthetic", "num_clients": 50, "clients_per_round": 3},
-        "model": {"arch": "fc2", "parameterization": "fedpara", "gamma": 0.5},
-        "train": {"rounds": 3, "local_epochs": 1, "batch_size": 32, "lr": 0.05, "eval_every": 1},
-        "resources": {"num_workers": 1, "cpus_per_worker": 0.5, "driver_cpus": 0.25},
-        "logging": {"results_dir": str(tmp_path), "checkpoint_every": 1, "wandb": "disabled"},
-        "seed": 3,
-    }
-    for section, values in sections.items():
-        raw.setdefault(section, {}).update(values) if isinstance(values, dict) else raw.__setitem__(section, values)
-    return TrialConfig.from_dict(raw)
-
-
-def metrics(frame: pd.DataFrame) -> pd.DataFrame:
-    """Everything but wall-clock times and where/how the trial ran."""
-    dropped = [*MACHINE_COLUMNS, *(c for c in frame.columns if c.startswith(("logging.", "resources.")))]
-    return frame.drop(columns=dropped).reset_index(drop=True)
 
 
 def global_floats(cfg: TrialConfig) -> int:
@@ -105,7 +85,7 @@ def test_trial_writes_parquet_and_an_offline_wandb_run(tmp_path):
 
 def test_a_resumed_trial_continues_its_wandb_run_from_a_file_uri(tmp_path):
     """Results under a file:// URI: the checkpoint is read back through it, and the resumed trial logs into
-    the run it started (tests/test_runner_wandb_run.py: a fresh trial never does)."""
+    the run it started (tests/study/test_wandb_run.py: a fresh trial never does)."""
     cfg = small(tmp_path, logging={"results_dir": f"file://{tmp_path}/a", "wandb": "offline"}, sweep="unit")
 
     def crash_after_round_two(metrics):
@@ -229,7 +209,7 @@ def test_learning_happens_on_synthetic_data(tmp_path):
 def test_a_bf16_trial_learns_and_its_rows_say_bf16(tmp_path):
     """The original FC-2: a CPU without native bfloat16 runs a FedPara layer's composed weight about 15x
     slower under autocast (a CNN step takes seconds); FedPara's layers under bf16 autocast are tested in
-    tests/test_models_layers.py."""
+    tests/test_models_autocast.py."""
     cfg = small(tmp_path, data={"num_clients": 10, "clients_per_round": 2},
                 model={"parameterization": "original", "gamma": None},
                 train={"rounds": 4, "local_epochs": 1, "lr": 0.02, "precision": "bf16"})

@@ -66,7 +66,7 @@ def test_probe_measures_each_model_once_on_the_cpu_and_the_dry_run_reads_it_back
 
 def test_a_gpu_measurement_counts_the_cuda_context_and_judges_the_trials_share(tmp_path):
     """The numbers a GPU run stores (made up here: no GPU on this machine) and what the dry run makes of them."""
-    trials = expand(load_sweep(Path(__file__).resolve().parents[1] / "sweeps" / "fig4.yaml"), {"model.gamma": 0.1})
+    trials = expand(load_sweep(Path(__file__).resolve().parents[2] / "sweeps" / "fig4.yaml"), {"model.gamma": 0.1})
     cifar10 = trials[0]
     key = probe.key_text(probe.model_key(cifar10), "cuda")
     measured = probe.Measurement(key, "cuda", "NVIDIA A10G", peak_mib=2900.0, growth_mib=2600.0, context_mib=300.0,
@@ -78,7 +78,7 @@ def test_a_gpu_measurement_counts_the_cuda_context_and_judges_the_trials_share(t
     assert lines[1] == ("  1: 6 workers per 24 GiB GPU fit (measured 3.12 GiB each, 10 % margin), 4.2 client updates/s "
                         "on NVIDIA A10G; gpus_per_worker 0.25 puts 4 on a GPU: fits")
 
-    crowded = [t for t in expand(load_sweep(Path(__file__).resolve().parents[1] / "sweeps" / "fig4.yaml"),
+    crowded = [t for t in expand(load_sweep(Path(__file__).resolve().parents[2] / "sweeps" / "fig4.yaml"),
                                  {"model.gamma": 0.1, "resources.gpus_per_worker": 0.1})]
     assert probe.dry_run_lines(crowded, tmp_path)[1].endswith(
         "gpus_per_worker 0.1 puts 10 on a GPU: TOO MANY, use gpus_per_worker >= 0.167")

@@ -34,7 +34,7 @@ from runner.study.sweep_file import (
     varying_keys,
 )
 
-SWEEPS = Path(__file__).resolve().parents[1] / "sweeps"
+SWEEPS = Path(__file__).resolve().parents[2] / "sweeps"
 SHIPPED = sorted(SWEEPS.glob("*.yaml"))  # every shipped study: adding one needs no change here
 # the trials of the studies whose size the paper (or the README's quickstart) fixes; a search sweep's are drawn
 # over its grid points (lr_search: 6 points x 8 draws)
