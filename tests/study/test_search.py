@@ -245,12 +245,12 @@ def test_a_random_search_sweep_is_interrupted_resumes_the_same_draws_and_plots(t
             super().__init__(**kwargs, callbacks=[InterruptAfterFirstResult()])
 
     monkeypatch.setattr(tune, "RunConfig", InterruptingRunConfig)
-    path = write(tmp_path, TINY)
+    path = write(tmp_path, edited(lambda d: d["search"].update(samples=2)))  # two draws: one resumed, one new
     argv = [str(path), "--results", str(tmp_path / "results"), "--max-concurrent", "1", "--no-plot"]
     results = tmp_path / "results" / "tiny_search"
     # the seed's draws, known before the sweep runs; the run below must be exactly these
     draws = drawn_trials(load_sweep(path), str(tmp_path / "results"))
-    assert draws is not None and len({t.train.lr for t in draws}) == 3
+    assert draws is not None and len({t.train.lr for t in draws}) == 2
 
     sweep_cli.main(argv)  # interrupted after the first evaluated round of the first trial
     first = load_rounds(results)
@@ -259,15 +259,15 @@ def test_a_random_search_sweep_is_interrupted_resumes_the_same_draws_and_plots(t
     assert list(first["round"]) == list(range(1, reached + 1)) and reached >= 2
     record = read_record(results)  # sweep.json names the draws: a resume compares them like a grid's trials
     assert record is not None and list(record.trials) == [t.trial_name for t in draws]
-    assert record.search == {"algorithm": "random", "seed": 1, "samples": 3, "trials": 3, "drawn": ["train.lr"]}
+    assert record.search == {"algorithm": "random", "seed": 1, "samples": 2, "trials": 2, "drawn": ["train.lr"]}
     lines = sweep_progress(results).lines()
-    assert lines[:2] == [f"1 of 3 trials drawn by the random search have rows, {int(reached == 3)} finished",
-                         f"2 of 3 trials have no rows yet: {draws[1].trial_name}, {draws[2].trial_name}"]
+    assert lines[:2] == [f"1 of 2 trials drawn by the random search have rows, {int(reached == 3)} finished",
+                         f"1 of 2 trials have no rows yet: {draws[1].trial_name}"]
     assert lines[2:] == ([f"1 unfinished (last round so far): {draws[0].trial_name} (2/3)"] if reached < 3 else [])
 
     assert sweep_cli.main([*argv, "--resume"]) == 0
     rows = load_rounds(results)
-    assert sorted(set(rows["trial"])) == sorted(t.trial_name for t in draws)  # the same 3 draws, none twice
+    assert sorted(set(rows["trial"])) == sorted(t.trial_name for t in draws)  # the same 2 draws, none twice
     stopped = {p.stem: json.loads(p.read_text()) for p in (results / STOPPED_DIR).glob("*.json")}
     for draw in draws:
         mine = rows[rows["trial"] == draw.trial_name]
@@ -275,7 +275,7 @@ def test_a_random_search_sweep_is_interrupted_resumes_the_same_draws_and_plots(t
         last = 2 if draw.trial_name in stopped else 3  # ASHA stops at an evaluated round (2), before the last
         assert list(mine["round"]) == list(range(1, last + 1))  # no round twice: the first resumed at round 3
     assert draws[0].trial_name not in stopped  # ASHA had nothing to compare it with at its rung
-    assert sweep_progress(results).lines()[0].startswith("all 3 trials have rows")
+    assert sweep_progress(results).lines()[0].startswith("all 2 trials have rows")
 
     # run again without --resume: a fresh Tune run draws the same trials, each finds itself done or stopped
     before = load_rounds(results)
@@ -284,7 +284,7 @@ def test_a_random_search_sweep_is_interrupted_resumes_the_same_draws_and_plots(t
 
     capsys.readouterr()
     assert plot_cli.main([str(results)]) == 0
-    assert "all 3 trials have rows" in capsys.readouterr().out
+    assert "all 2 trials have rows" in capsys.readouterr().out
 
 
 def test_progress_counts_an_optuna_search_and_names_a_grids_missing_and_foreign_trials(tmp_path):
