@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 import os
+import types
 
 import pytest
 
@@ -40,3 +43,25 @@ def s3_bucket():
     server.stop()
     for key, value in saved.items():
         os.environ.pop(key) if value is None else os.environ.__setitem__(key, value)
+
+
+@pytest.fixture(scope="session")
+def finished_tiny_sweep(ray_session, tmp_path_factory):
+    """The tiny sweep (tests/tiny_sweep.py) run once through the command line on the session's Ray, with
+    ``train.rounds=1`` and a progress block at every report: its file, results, what it printed and how it
+    built its Tuner. The console view reads what it printed; the resume test continues its results."""
+    from tiny_sweep import spy_on_tuners, write_tiny_sweep
+
+    from runner import sweep as sweep_cli
+
+    root = tmp_path_factory.mktemp("tiny-sweep")
+    sweep_file = write_tiny_sweep(root / "tiny.yaml", "tiny")
+    results = root / "results"
+    printed = io.StringIO()
+    with pytest.MonkeyPatch.context() as patch, contextlib.redirect_stdout(printed), \
+            contextlib.redirect_stderr(printed):
+        tuners = spy_on_tuners(patch)
+        code = sweep_cli.main([str(sweep_file), "--results", str(results), "--no-plot", "--progress-every", "0",
+                               "train.rounds=1"])
+    return types.SimpleNamespace(code=code, sweep_file=sweep_file, results=results, output=printed.getvalue(),
+                                 tuners=tuners)

@@ -9,7 +9,6 @@ import types
 import pytest
 from tiny_sweep import write_tiny_sweep
 
-from runner import sweep as sweep_cli
 from runner.study.console_view import SweepProgress, TrialView, duration, progress_block
 
 
@@ -96,23 +95,15 @@ def test_a_search_counts_the_trials_tune_has_not_created_yet(tmp_path):
         assert f"0 done, 1 running, {pending} pending" in lines[-1]
 
 
-@pytest.mark.usefixtures("ray_session")
-def test_a_sweep_prints_the_compact_block_and_not_tunes_table(tmp_path, capsys, monkeypatch):
-    import ray
-
-    monkeypatch.setattr(ray, "init", lambda **kwargs: None)  # the session's Ray is already up
-    sweep_file = tmp_path / "tiny.yaml"
-    write_tiny_sweep(sweep_file, "tiny")
-    argv = [str(sweep_file), "--results", str(tmp_path / "results"), "--no-plot", "--progress-every", "0"]
-    assert sweep_cli.main(argv) == 0
-    captured = capsys.readouterr()
-    out = captured.out + captured.err
-    heads = re.findall(r"^tiny \[\w+\]: (\d+) done, (\d+) running, (\d+) pending \| rounds (\d+)/4 \| (.*)$", out,
+def test_a_sweep_prints_the_compact_block_and_not_tunes_table(finished_tiny_sweep):
+    assert finished_tiny_sweep.code == 0
+    out = finished_tiny_sweep.output  # two trials of one round (train.rounds=1), a block at every report
+    heads = re.findall(r"^tiny \[\w+\]: (\d+) done, (\d+) running, (\d+) pending \| rounds (\d+)/2 \| (.*)$", out,
                        re.MULTILINE)
-    assert heads and heads[-1] == ("2", "0", "0", "4", "finished")
+    assert heads and heads[-1] == ("2", "0", "0", "2", "finished")
     assert all(sum(map(int, head[:3])) == 2 for head in heads)
     for line in re.findall(r"^  running .*$", out, re.MULTILINE):
-        assert re.fullmatch(r"  running synthetic-\S+-s[01]-\w+ round [0-2]/2", line)
+        assert re.fullmatch(r"  running synthetic-\S+-s[01]-\w+ round [01]/1", line)
     assert "Trial name" not in out and "== Status ==" not in out and "+----" not in out  # Tune's table
     assert "Trial status" not in out
 

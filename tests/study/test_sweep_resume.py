@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from tiny_sweep import write_tiny_sweep
+from tiny_sweep import spy_on_tuners
 
 from runner import sweep as sweep_cli
 from runner.config import TrialConfig
@@ -24,40 +24,20 @@ def files(root: Path) -> dict[str, bytes]:
 @pytest.fixture
 def tuners(ray_session, monkeypatch):
     """The real Tuner on the session's Ray, recording how each run builds or restores it."""
-    import ray
-    from ray import tune
-
-    calls: list[tuple[str, dict]] = []
-    real_restore = tune.Tuner.restore
-
-    class Spy(tune.Tuner):
-        def __init__(self, *args, **kwargs):
-            if "tune_config" in kwargs:
-                calls.append(("new", kwargs))
-            super().__init__(*args, **kwargs)
-
-        @classmethod
-        def restore(cls, path, **kwargs):
-            calls.append(("restore", {"path": path}))
-            return real_restore(path, **kwargs)
-
-    monkeypatch.setattr(ray, "init", lambda **kwargs: None)  # the session's Ray is already up
-    monkeypatch.setattr(tune, "Tuner", Spy)
-    return calls
+    return spy_on_tuners(monkeypatch)
 
 
-def test_resume_refuses_a_changed_trial_by_name_and_honors_new_flags(tmp_path, capsys, tuners):
-    sweep_file = tmp_path / "small.yaml"
-    write_tiny_sweep(sweep_file, "small")
-    results = tmp_path / "results"
+def test_resume_refuses_a_changed_trial_by_name_and_honors_new_flags(finished_tiny_sweep, capsys, tuners):
+    """Continues the session's one run of the tiny sweep (``train.rounds=1``)."""
+    sweep_file, results = finished_tiny_sweep.sweep_file, finished_tiny_sweep.results
     common = [str(sweep_file), "--results", str(results), "--no-plot"]
-    assert sweep_cli.main([*common, "train.rounds=1"]) == 0
-    record = read_record(results / "small")
+    assert finished_tiny_sweep.code == 0 and [kind for kind, _ in finished_tiny_sweep.tuners] == ["new"]
+    record = read_record(results / "tiny")
     assert record is not None and record.overrides == {"train.rounds": 1} and record.max_concurrent is None
     assert sorted(flat["seed"] for flat in record.trials.values()) == [0, 1]
     assert {flat["train.rounds"] for flat in record.trials.values()} == {1}
     written = files(results)
-    rows = pd.read_parquet(results / "small" / "rounds")
+    rows = pd.read_parquet(results / "tiny" / "rounds")
     assert sorted(rows.groupby("seed")["round"].max().items()) == [(0, 1), (1, 1)]
     capsys.readouterr()
 
@@ -66,7 +46,7 @@ def test_resume_refuses_a_changed_trial_by_name_and_honors_new_flags(tmp_path, c
     assert sweep_cli.main([*common, "--resume"]) == 2  # the file's 2 rounds: other trials
     assert "the run being resumed was started with train.rounds=1: without it" in capsys.readouterr().err
     assert files(results) == written  # refused before anything was written
-    assert [kind for kind, _ in tuners] == ["new"]
+    assert tuners == []  # nor any Tuner built
 
     argv = [*common, "train.rounds=1", "logging.checkpoint_every=2", "--max-concurrent", "1", "--resume",
             "--progress-every", "0"]
@@ -75,16 +55,16 @@ def test_resume_refuses_a_changed_trial_by_name_and_honors_new_flags(tmp_path, c
     assert driver_actors() == drivers  # finished trials are not relaunched: no Driver (nor worker) starts
     captured = capsys.readouterr()
     out = captured.out
-    heads = re.findall(r"^small \[\w+\]: .*$", out + captured.err, re.MULTILINE)
+    heads = re.findall(r"^tiny \[\w+\]: .*$", out + captured.err, re.MULTILINE)
     assert heads and heads[0].endswith("2 done, 0 running, 0 pending | rounds 2/2 | ETA -"), heads  # first line
     assert "resume: --max-concurrent 1 (the run started with none)" in out
     assert "resume: logging.checkpoint_every=2 for 2 of 2 trials" in out
     kind, built = tuners[-1]
     assert kind == "new" and built["tune_config"].max_concurrent_trials == 1  # restore would keep the old config
     assert built["param_space"]["base"]["logging"]["checkpoint_every"] == 2
-    record = read_record(results / "small")
+    record = read_record(results / "tiny")
     assert record is not None and record.max_concurrent == 1
-    assert pd.read_parquet(results / "small" / "rounds").sort_values(["seed", "round"]).reset_index(drop=True) \
+    assert pd.read_parquet(results / "tiny" / "rounds").sort_values(["seed", "round"]).reset_index(drop=True) \
         .equals(rows.sort_values(["seed", "round"]).reset_index(drop=True))  # finished trials: nothing redone
 
     assert sweep_cli.main([*common, "train.rounds=1", "logging.checkpoint_every=2", "--max-concurrent", "1",
