@@ -27,7 +27,7 @@ from runner.engine.layout import Bundle, TrialLayout
 from runner.engine.storage import Location, is_uri, join
 from runner.study.console_view import DEFAULT_EVERY_S
 from runner.study.probe import dry_run_lines
-from runner.study.progress import sweep_progress
+from runner.study.progress import Progress, sweep_progress
 from runner.study.ray_address import (
     JOB_RESULTS,
     cluster_to_check,
@@ -157,19 +157,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     for line in errored:
         print(f"trial failed: {line}", file=sys.stderr)
-    for name, at, what in sweep_progress(results_dir).diverged:
+    progress = sweep_progress(results_dir)
+    for name, at, what in progress.diverged:
         print(f"trial diverged: {name} at round {at} ({what}); stopped there, no final accuracy", file=sys.stderr)
-    left = unfinished_lines(results_dir) if not errored else []
-    if left:  # Tune returned early: stopped with Ctrl+C or SIGTERM
-        print("\n".join(["stopped before the end:", *left, f"Resume with: {resume_command(args)}"]),
-              file=sys.stderr)
-        return 130
     figures: list[Location] = []
     if not args.no_plot:
         from runner.study.figures import plot_results
 
         figures = plot_results(results_dir)
     print(format_summary(sweep, results_dir, figures, args, context))
+    left = [] if errored else unfinished_lines(progress)
+    if left:  # Tune returned early: stopped with Ctrl+C or SIGTERM
+        print("\n".join(["stopped before the end:", *left, f"Resume with: {resume_command(args)}"]),
+              file=sys.stderr)
+        return 130
     return 1 if errored else 0
 
 
@@ -331,11 +332,8 @@ def resume_command(args: argparse.Namespace) -> str:
                      str(args.results), "--resume"])
 
 
-def unfinished_lines(results_dir: str) -> list[str]:
-    """What is not done yet, in words (none when every trial has its rows), from the rows on disk."""
-    from runner.study.progress import sweep_progress
-
-    progress = sweep_progress(results_dir)
+def unfinished_lines(progress: Progress) -> list[str]:
+    """What is not done yet, in words (none when every trial has its rows)."""
     if not progress.missing_count and not progress.unfinished:
         return []
     return [f"  {line}" for line in progress.lines()]

@@ -406,7 +406,7 @@ def test_run_builds_one_tuner_per_sweep_or_restores_it(tmp_path, capsys, monkeyp
     RecordingTuner.calls, RecordingTuner.restorable = [], restorable
     argv = ["sweeps/quickstart.yaml", "--results", str(tmp_path), "--max-concurrent", "2", "--no-plot",
             "--address", "auto", *(["--resume"] if restorable else [])]
-    assert sweep_cli.main(argv) == 0
+    assert sweep_cli.main(argv) == 130  # the recording Tuner runs nothing: the sweep says it stopped early
     experiment = str(tmp_path.resolve() / "quickstart" / "tune")
     assert inits == [{"address": "auto"}]
     kinds = [kind for kind, _ in RecordingTuner.calls]
@@ -431,7 +431,11 @@ def test_run_builds_one_tuner_per_sweep_or_restores_it(tmp_path, capsys, monkeyp
         space = built["param_space"]
         assert space["base"]["logging"]["results_dir"] == str(tmp_path.resolve() / "quickstart")
         assert len(list(generate_variants(space))) == 4
-    out = capsys.readouterr().out
+    captured = capsys.readouterr()
+    out = captured.out
+    assert "stopped before the end:\n  0 of 4 trials have rows, 0 finished\n" in captured.err
+    assert captured.err.rstrip().endswith(f"Resume with: python -m runner.sweep sweeps/quickstart.yaml --results "
+                                          f"{tmp_path} --resume")
     assert f"wandb sync {tmp_path.resolve() / 'quickstart' / 'wandb'}/offline-run-*" in out
     assert f"note: {tmp_path.resolve()} is a path on this node" in out  # --address with results on local disk
 
