@@ -65,3 +65,18 @@ def finished_tiny_sweep(ray_session, tmp_path_factory):
                                "train.rounds=1"])
     return types.SimpleNamespace(code=code, sweep_file=sweep_file, results=results, output=printed.getvalue(),
                                  tuners=tuners)
+
+
+@pytest.fixture(scope="module")
+def bench_module():
+    """Import a script of bench/ by name, as its scripts import each other (bench/ is not a package)."""
+    import importlib
+    import pathlib
+    import sys
+
+    bench = str(pathlib.Path(__file__).resolve().parents[1] / "bench")
+    sys.path.insert(0, bench)
+    try:
+        yield importlib.import_module
+    finally:
+        sys.path.remove(bench)

@@ -2,22 +2,12 @@
 
 from __future__ import annotations
 
-import importlib
-import pathlib
-import sys
-
 import pytest
-
-BENCH = pathlib.Path(__file__).resolve().parents[1] / "bench"
 
 
 @pytest.fixture(scope="module")
-def gpu_check():
-    sys.path.insert(0, str(BENCH))
-    try:
-        yield importlib.import_module("gpu_check")
-    finally:
-        sys.path.remove(str(BENCH))
+def gpu_check(bench_module):
+    return bench_module("gpu_check")
 
 
 def test_fig4_hours_follow_from_the_best_layouts_client_updates_per_second(gpu_check):

@@ -5,22 +5,13 @@ The bench itself runs on a GPU (bench/gpu_sharing.py); here its table is built f
 from __future__ import annotations
 
 import argparse
-import importlib
-import pathlib
-import sys
 
 import pytest
 
-BENCH = pathlib.Path(__file__).resolve().parents[1] / "bench"
-
 
 @pytest.fixture(scope="module")
-def gpu_sharing():
-    sys.path.insert(0, str(BENCH))
-    try:
-        yield importlib.import_module("gpu_sharing")
-    finally:
-        sys.path.remove(str(BENCH))
+def gpu_sharing(bench_module):
+    return bench_module("gpu_sharing")
 
 
 def rows(module, seconds: dict[tuple[str, int], float]):
