@@ -25,6 +25,7 @@ import torch
 
 from models import count_parameters, original_parameter_count
 from partitions import DATASETS
+from runner.algorithms import Participation
 from runner.config import TrialConfig
 from runner.engine.aggregation import WeightedSum
 from runner.engine.allocator import reuse_freed_memory
@@ -57,8 +58,8 @@ class Driver:
         self.pool = WorkerPool(cfg, ray.util.get_current_placement_group())
         self.pool.setup(self.initial_local, self.initial_global)
         t = cfg.train
-        sizes = ray.get(self.pool.workers[0].client_sizes.remote())
-        self.costs = [client_cost(n, t.batch_size, t.local_epochs) for n in sizes]
+        self.sizes = ray.get(self.pool.workers[0].client_sizes.remote())  # training samples: every average's weights
+        self.costs = [client_cost(n, t.batch_size, t.local_epochs) for n in self.sizes]
         self.stateful = bool(self.initial_local or self.algorithm.init_client_state(self.initial_global))
         self.restore(self.checkpoint.load())
 
@@ -118,8 +119,9 @@ class Driver:
         lr = cfg.train.lr * cfg.train.lr_decay ** (index - 1)
         sampled = sample_clients(cfg.seed, index, cfg.data.num_clients, cfg.data.clients_per_round)
         total, peak_memory, worker_seconds = self._train(index, sampled, lr)
+        participation = Participation(sum(self.sizes[k] for k in sampled), sum(self.sizes))
         self.global_state = self.algorithm.server_update(self.global_state, self.server_state, total.mean(),
-                                                         len(sampled), cfg.data.num_clients)
+                                                         participation)
         self.round = index
         down, up = len(sampled) * self.bytes_down, len(sampled) * self.bytes_up
         self.cumulative_bytes += down + up
@@ -156,7 +158,7 @@ class Driver:
 
     def evaluate(self) -> dict[str, float]:
         """Global test accuracy, or per-client accuracy on each client's own data (personalized methods)."""
-        weights = ray.put(to_wire(self.global_state))
+        weights = ray.put(to_wire(self.algorithm.evaluated_model(self.global_state, self.server_state)))
         workers = self.pool.workers
         if self.cfg.personalized:
             calls = {i: w.evaluate_personal.remote(weights, self.pool.held_by(i, self.cfg.data.num_clients))
