@@ -107,7 +107,23 @@ def _matching_test(train_labels: list[np.ndarray], test_labels: np.ndarray, num_
 
 
 def partition_clients(dataset: FederatedDataset, scheme: str, num_clients: int, *, alpha: float = 0.5,
-                      classes_per_client: int = 2, seed: int = 0) -> ClientPartition:
+                      classes_per_client: int = 2, seed: int = 0, client_tests: bool = False) -> ClientPartition:
+    """The clients' training and own test samples. ``client_tests``: each client is scored on its own test
+    samples (personalized evaluation), so a split that leaves a client without any is refused, naming it."""
+    partition = _partition(dataset, scheme, num_clients, alpha, classes_per_client, seed)
+    empty = [k for k, test in enumerate(partition.test) if len(test) == 0]
+    if client_tests and empty:
+        shown = ", ".join(f"client {k} ({len(partition.train[k])} training samples)" for k in empty[:5])
+        more = f" and {len(empty) - 5} more" if len(empty) > 5 else ""
+        raise ValueError(f"partition_clients: {shown}{more} of the {scheme} split of {dataset.name} into "
+                         f"{num_clients} clients {'has' if len(empty) == 1 else 'have'} no test samples of its own, "
+                         "so its personalized accuracy is undefined; use fewer clients, a larger data.alpha, or "
+                         "another seed")
+    return partition
+
+
+def _partition(dataset: FederatedDataset, scheme: str, num_clients: int, alpha: float, classes_per_client: int,
+               seed: int) -> ClientPartition:
     labels = dataset.y_train.numpy()
     if scheme == "natural":
         if dataset.train_users is None:

@@ -118,3 +118,18 @@ def test_subsample_keeps_a_seeded_fraction_of_each_client_and_at_least_one_sampl
     for bad in (0.0, 1.5, -0.1):
         with pytest.raises(ValueError, match=r"subsample: fraction must be in \(0, 1\]"):
             subsample(parts, bad, seed=0)
+
+
+def test_a_split_that_leaves_a_client_without_test_samples_is_refused_for_personal_scores_naming_it():
+    from partitions.synthetic import synthetic_images
+
+    ds = synthetic_images(0, train=1000, test=40)  # 40 test samples dealt to 30 clients: some get none
+    part = partition_clients(ds, "dirichlet", 30, alpha=0.2, seed=0)  # a global test set needs none of them
+    empty = [k for k, test in enumerate(part.test) if len(test) == 0]
+    assert empty
+    first = empty[0]
+    with pytest.raises(ValueError, match=rf"client {first} \({len(part.train[first])} training samples\)"):
+        partition_clients(ds, "dirichlet", 30, alpha=0.2, seed=0, client_tests=True)
+    whole = partition_clients(load_dataset("synthetic", "unused"), "dirichlet", 30, alpha=0.2, seed=0,
+                              client_tests=True)  # the full test set reaches every client
+    assert min(len(test) for test in whole.test) > 0

@@ -75,7 +75,8 @@ class ClientWorker:
         d = cfg.data
         dataset = load_dataset(d.dataset, os.path.expanduser(d.root), download=d.download, seed=cfg.seed)
         partition = partition_clients(dataset, d.partition, d.num_clients, alpha=d.alpha,
-                                      classes_per_client=d.classes_per_client, seed=cfg.seed)
+                                      classes_per_client=d.classes_per_client, seed=cfg.seed,
+                                      client_tests=cfg.personalized)
         # scarce local data: each client trains on a fraction of its samples; its own test samples stay whole
         train_parts = subsample(partition.train, d.client_fraction, seed=cfg.seed)
         dev = self.device

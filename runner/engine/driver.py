@@ -128,7 +128,8 @@ class Driver:
         row: dict[str, Any] = {
             "round": index, "lr": lr, "train_loss": total.mean_loss, "clients": len(sampled),
             "bytes_down": down, "bytes_up": up, "bytes_round": down + up, "cumulative_bytes": self.cumulative_bytes,
-            "test_accuracy": float("nan"), "test_loss": float("nan"), "worker_peak_mib": peak_memory,
+            "test_accuracy": math.nan, "test_loss": math.nan, "test_accuracy_client_mean": math.nan,
+            "worker_peak_mib": peak_memory,
             "worker_seconds": worker_seconds}
         self.diverged = non_finite(total.mean_loss, self.global_state)
         if self.diverged is not None:
@@ -168,10 +169,28 @@ class Driver:
         merged: dict[int, tuple[float, int, int]] = {}
         for part in self.pool.gather(calls):
             merged.update(part)
-        loss = sum(merged[k][0] for k in sorted(merged))
-        correct = sum(v[1] for v in merged.values())
-        count = sum(v[2] for v in merged.values())
-        return {"test_accuracy": correct / max(count, 1), "test_loss": loss / max(count, 1)}
+        return accuracy_columns(merged, per_client=self.cfg.personalized)
+
+
+def accuracy_columns(scores: dict[int, tuple[float, int, int]], per_client: bool) -> dict[str, float]:
+    """A round's test columns from (loss sum, correct, count) per global test batch, or per client.
+
+    ``test_accuracy`` and ``test_loss`` pool the samples: Σ correct / Σ count, so a client counts by its number of
+    test samples. A personalized trial's rows also carry ``test_accuracy_client_mean``, the unweighted mean over
+    clients of each client's own accuracy (every client has test samples: partitions refuses a split where one
+    has none). Sums run in a fixed order, so the numbers do not depend on which worker scored what.
+    """
+    keys = sorted(scores)
+    count = sum(scores[k][2] for k in keys)
+    columns = {"test_accuracy": sum(scores[k][1] for k in keys) / max(count, 1),
+               "test_loss": sum(scores[k][0] for k in keys) / max(count, 1),
+               "test_accuracy_client_mean": math.nan}
+    if per_client:
+        empty = [k for k in keys if scores[k][2] == 0]
+        if empty:
+            raise ValueError(f"clients {empty} have no test samples: their accuracy is undefined")
+        columns["test_accuracy_client_mean"] = sum(scores[k][1] / scores[k][2] for k in keys) / len(keys)
+    return columns
 
 
 def non_finite(train_loss: float, global_state: dict[str, torch.Tensor]) -> str | None:
