@@ -129,6 +129,7 @@ class Driver:
             "round": index, "lr": lr, "train_loss": total.mean_loss, "clients": len(sampled),
             "bytes_down": down, "bytes_up": up, "bytes_round": down + up, "cumulative_bytes": self.cumulative_bytes,
             "test_accuracy": math.nan, "test_loss": math.nan, "test_accuracy_client_mean": math.nan,
+            "val_accuracy": math.nan, "val_loss": math.nan,
             "worker_peak_mib": peak_memory,
             "worker_seconds": worker_seconds}
         self.diverged = non_finite(total.mean_loss, self.global_state)
@@ -166,10 +167,15 @@ class Driver:
                      for i, w in enumerate(workers)}
         else:
             calls = {i: w.evaluate_global.remote(weights) for i, w in enumerate(workers)}
-        merged: dict[int, tuple[float, int, int]] = {}
+        merged: dict[str, dict[int, tuple[float, int, int]]] = {"test": {}, "validation": {}}
         for part in self.pool.gather(calls):
-            merged.update(part)
-        return accuracy_columns(merged, per_client=self.cfg.personalized)
+            for split, scores in part.items():
+                merged[split].update(scores)
+        columns = accuracy_columns(merged["test"], per_client=self.cfg.personalized)
+        if self.cfg.data.validation_fraction > 0:
+            validation = accuracy_columns(merged["validation"], per_client=False)  # pooled over the held-out samples
+            columns.update(val_accuracy=validation["test_accuracy"], val_loss=validation["test_loss"])
+        return columns
 
 
 def accuracy_columns(scores: dict[int, tuple[float, int, int]], per_client: bool) -> dict[str, float]:

@@ -37,7 +37,7 @@ import yaml
 
 from runner.config import ConfigError, TrialConfig, config_columns, flat_items, flatten, unflatten
 from runner.engine.storage import is_uri, join
-from runner.study.search import Search, SearchError, parse_search
+from runner.study.search import VALIDATION_METRICS, Search, SearchError, parse_search
 
 TOP_LEVEL_KEYS = ("name", "description", "base", "grid", "variants", "search")
 BASE_KEY = "base"        # Tune config key holding the resolved base (a constant, not searched)
@@ -307,6 +307,7 @@ def expand(sweep: Sweep, overrides: Mapping[str, Any] | None = None, *,
             except ConfigError as error:
                 raise SweepError(f"{sweep.source}: {error} (in the trial with {_describe(where)})") from None
             _check_search_ends(sweep, base, params, where)
+            _check_validation(sweep, config, where)
             if config.trial_name in seen:
                 raise SweepError(f"{sweep.source}: the trials with {_describe(seen[config.trial_name])} and "
                                  f"{_describe(where)} are identical ({config.trial_name})")
@@ -328,6 +329,15 @@ def _check_search_ends(sweep: Sweep, base: Mapping[str, Any], params: Mapping[st
             ranges = ", ".join(f"{key} ~ {domain.text()}" for key, domain in sweep.search.space.items())
             raise SweepError(f"{sweep.source}: search.space: {error} (at the {end} end of {ranges}, in the trial "
                              f"with {_describe(where)})") from None
+
+
+def _check_validation(sweep: Sweep, config: TrialConfig, where: Mapping[str, Any]) -> None:
+    """A search on a validation metric needs validation data in every trial."""
+    if sweep.search is None or sweep.search.metric not in VALIDATION_METRICS or config.data.validation_fraction > 0:
+        return
+    raise SweepError(f"{sweep.source}: search.metric: {sweep.search.metric} needs validation data, and "
+                     f"data.validation_fraction is 0 (in the trial with {_describe(where)}); hold out a fraction of "
+                     "the clients' training samples, e.g. data.validation_fraction: 0.1")
 
 
 def trial_count(sweep: Sweep, points: int) -> int:
