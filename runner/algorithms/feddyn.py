@@ -6,9 +6,9 @@ the model is (runner/algorithms/base.py): h ← h − α·(n_S/n)·mean_S(Δ). I
 the server model of the FedDyn paper's Algorithm 1.
 
 The accuracy reported is that of the average of the round's client models, θ_global + mean_S(Δ) (= θ + h/α), not
-of the server model θ: the FedDyn authors' code plots this average, and their convergence result is stated for it,
-so published FedDyn numbers, and Table 3's, are numbers of this model. The two coincide at FedDyn's fixed point,
-where the clients' gradients g_k, and so h, sum to zero; early in training they differ by h/α.
+of the server model θ: the FedDyn authors' code plots this average (and their convergence bound is stated for it),
+so FedDyn numbers published from that code are numbers of this model. The two coincide at FedDyn's fixed point,
+where the clients' gradients g_k, and so h, sum to zero; before it they differ by h/α.
 """
 
 from __future__ import annotations
