@@ -304,13 +304,14 @@ def test_rounds_and_gb_to_target_accuracy_per_group_over_seeds(rounds):
     assert fedpara["gb_saving"] == pytest.approx(gb(6, None) / ((gb(8, 0.1) + gb(6, 0.1)) / 2))  # ≈ 8.5x
     half = iid.loc[("vgg16 fedpara γ=0.1", 0.725)]  # seed 1 ends at 73 %, seed 0 at 72 %: not reached
     assert math.isnan(half["rounds_to_target"]) and (half["seeds_reached"], half["seeds"]) == (1, 2)
+    assert (fedpara["rounds_per_seed"], half["rounds_per_seed"]) == ("8, 6", "–, 12")  # seed 0, seed 1
     assert table[table["target"] == 0.9]["seeds_reached"].eq(0).all()
     assert len(table[table["target"] == 0.9]) == 9 and len(table[table["target"] == 0.665]) == 3  # where it applies
 
     text = plot.tables_markdown(rounds, targets)
     section = text[text.index("## Rounds and GB to the target accuracy"):]
     assert re.search(r"\| cifar10 \| iid \| vgg16 fedpara γ=0.1 \| fedavg \| 66.5 \| [\d.]+ \| 7 \| "
-                     rf"{gb(7, 0.1):.3g} \| 8.49 \|", section), section
+                     rf"{gb(7, 0.1):.3g} \| 8.49 \| 8, 6 \|", section), section
     assert "| 72.5 | " in section and "not reached (1/2 seeds)" in section and "not reached (0/1 seeds)" in section
     assert "Rounds and GB" not in plot.tables_markdown(rounds)  # no targets, no section
 

@@ -273,7 +273,8 @@ def _line_targets(line: pd.DataFrame,
     found = []
     for target in targets:
         if firsts and target.applies(firsts[0][1]):
-            per_seed = [reached(trial_rows, target.accuracy) for _, trial_rows in line.groupby("trial", sort=True)]
+            trials = sorted(line.groupby("trial", sort=True), key=lambda item: item[1]["seed"].iloc[0])  # by seed
+            per_seed = [reached(trial_rows, target.accuracy) for _, trial_rows in trials]
             found.append((target, over_seeds(per_seed)))
     return found
 
@@ -353,7 +354,7 @@ def tables_markdown(rounds: pd.DataFrame, targets: list[Target] | tuple[Target, 
                  "The first evaluated round at which a trial's test accuracy reaches the target, and its cumulative "
                  "GB (down + up) then, averaged over seeds when every seed reached it; otherwise \"not reached\" "
                  "(with how many seeds did). × fewer GB: the original model's GB to the same target (same panel and "
-                 "algorithm) over this model's (Figure 3g).", ""]
+                 "algorithm) over this model's (Figure 3g). Rounds per seed: each trial's, by seed.", ""]
         lines = []
         for panel, in_panel in _sorted_panels(reached_table):
             for _, group in _ordered_groups(in_panel, [*row_keys, "target"]):
@@ -363,9 +364,9 @@ def tables_markdown(rounds: pd.DataFrame, targets: list[Target] | tuple[Target, 
                     lines.append([*panel, *row_head(r), f"{100 * r['target']:g}", f"{100 * r['final_accuracy']:.2f}",
                                   f"{r['rounds_to_target']:g}" if done else missed,
                                   f"{r['gb_to_target']:.3g}" if done else missed,
-                                  "" if pd.isna(r["gb_saving"]) else f"{r['gb_saving']:.2f}"])
+                                  "" if pd.isna(r["gb_saving"]) else f"{r['gb_saving']:.2f}", r["rounds_per_seed"]])
         text += _markdown_table(["dataset", "split", *head, "target (%)", "final acc (%)", "rounds to target",
-                                 "GB to target", "× fewer GB than original"], lines)
+                                 "GB to target", "× fewer GB than original", "rounds per seed"], lines)
     return "\n".join(text) + "\n"
 
 

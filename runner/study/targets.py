@@ -94,13 +94,15 @@ def reached(rows: pd.DataFrame, accuracy: float) -> Reached:
 
 
 def over_seeds(per_seed: list[Reached]) -> dict[str, Any]:
-    """A group's numbers for one target: mean rounds and GB when every seed reached it, else NaN."""
+    """A group's numbers for one target: mean rounds and GB when every seed reached it, else NaN; and each seed's
+    round ("–" where it did not reach it), in the order given."""
     rounds = [r.round for r in per_seed if r.round is not None]
     gbs = [r.gb for r in per_seed if r.gb is not None]
     every = bool(per_seed) and len(rounds) == len(per_seed)
     return {"rounds_to_target": sum(rounds) / len(rounds) if every else math.nan,
             "gb_to_target": sum(gbs) / len(gbs) if every else math.nan,
-            "seeds_reached": len(rounds), "seeds": len(per_seed)}
+            "seeds_reached": len(rounds), "seeds": len(per_seed),
+            "rounds_per_seed": ", ".join("–" if r.round is None else str(r.round) for r in per_seed)}
 
 
 def _same(have: Any, want: Any) -> bool:
