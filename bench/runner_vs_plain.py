@@ -36,7 +36,7 @@ import torch
 import torch.nn.functional as F
 
 from partitions import load_dataset, partition_clients
-from runner.algorithms import Upload, forward_precision
+from runner.algorithms import Participation, Upload, forward_precision
 from runner.config import TrialConfig
 from runner.engine.accelerator import memory_format_for, use_fast_cuda_kernels
 from runner.engine.augment import random_crop_flip
@@ -197,6 +197,7 @@ def profile_runner(cfg: TrialConfig, rounds: int) -> tuple[Phases, int]:
     model = trial_model(cfg)
     global_state = {n: t.detach().clone() for n, t in model.state_dict().items()}
     worker.setup({}, global_state)
+    sizes = worker.client_sizes()
     phases, clients = Phases(), 0
     patches = [(worker, "train_preprocess", "batches"), (worker, "_load", "load"), (worker, "_keep", "state"),
                (worker.algorithm, "train_client", "train"), (WeightedSum, "add", "sum"), (Upload, "apply", "upload")]
@@ -221,7 +222,8 @@ def profile_runner(cfg: TrialConfig, rounds: int) -> tuple[Phases, int]:
             total.merge(received)
             mean = total.mean()
             phases.lap("driver: merge, mean")
-            global_state = algorithm.server_update(global_state, {}, mean, len(sampled), cfg.data.num_clients)
+            participation = Participation(sum(sizes[k] for k in sampled), sum(sizes))
+            global_state = algorithm.server_update(global_state, {}, mean, participation)
             phases.lap("server")
             clients += len(sampled)
     finally:

@@ -3,8 +3,9 @@
 Every function is deterministic for a seed and returns one index array per client. The non-natural
 splits assign every training sample to exactly one client. Each client also gets its own held-out test
 samples: its natural user's test data, or else test samples dealt to match the client's training label
-mix, so a personalized model is scored on the distribution it was trained for. :func:`subsample` then
-keeps a fraction of each client's training samples (scarce local data) and leaves its test samples alone.
+mix, so a personalized model is scored on the distribution it was trained for. :func:`hold_out` sets a fraction
+of each client's training samples aside as validation data (what a search tunes on), and :func:`subsample` then
+keeps a fraction of each client's training samples (scarce local data); both leave its test samples alone.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from partitions.dataset import FederatedDataset
 SCHEMES = ("iid", "dirichlet", "pathological", "natural")
 DIRICHLET_ATTEMPTS = 1000
 SUBSAMPLE_STREAM = 2  # subsample draws from its own stream of the seed (the test deal uses seed + 1)
+HOLD_OUT_STREAM = 3  # and hold_out from another
 
 
 @dataclass(frozen=True)
@@ -107,7 +109,23 @@ def _matching_test(train_labels: list[np.ndarray], test_labels: np.ndarray, num_
 
 
 def partition_clients(dataset: FederatedDataset, scheme: str, num_clients: int, *, alpha: float = 0.5,
-                      classes_per_client: int = 2, seed: int = 0) -> ClientPartition:
+                      classes_per_client: int = 2, seed: int = 0, client_tests: bool = False) -> ClientPartition:
+    """The clients' training and own test samples. ``client_tests``: each client is scored on its own test
+    samples (personalized evaluation), so a split that leaves a client without any is refused, naming it."""
+    partition = _partition(dataset, scheme, num_clients, alpha, classes_per_client, seed)
+    empty = [k for k, test in enumerate(partition.test) if len(test) == 0]
+    if client_tests and empty:
+        shown = ", ".join(f"client {k} ({len(partition.train[k])} training samples)" for k in empty[:5])
+        more = f" and {len(empty) - 5} more" if len(empty) > 5 else ""
+        raise ValueError(f"partition_clients: {shown}{more} of the {scheme} split of {dataset.name} into "
+                         f"{num_clients} clients {'has' if len(empty) == 1 else 'have'} no test samples of its own, "
+                         "so its personalized accuracy is undefined; use fewer clients, a larger data.alpha, or "
+                         "another seed")
+    return partition
+
+
+def _partition(dataset: FederatedDataset, scheme: str, num_clients: int, alpha: float, classes_per_client: int,
+               seed: int) -> ClientPartition:
     labels = dataset.y_train.numpy()
     if scheme == "natural":
         if dataset.train_users is None:
@@ -142,3 +160,21 @@ def subsample(parts: list[np.ndarray], fraction: float, seed: int) -> list[np.nd
         count = min(len(part), max(1, round(fraction * len(part))))
         kept.append(np.sort(rng.choice(part, size=count, replace=False)))
     return kept
+
+
+def hold_out(parts: list[np.ndarray], fraction: float, seed: int) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """Split each client's samples into (training, validation): round(fraction × n) of them, seeded, are held out,
+    and every client keeps at least one training sample. ``fraction`` 0 holds out nothing."""
+    if not 0.0 <= fraction < 1.0:
+        raise ValueError(f"hold_out: fraction must be in [0, 1), got {fraction}")
+    if fraction == 0.0:
+        return list(parts), [np.zeros(0, np.int64) for _ in parts]
+    rng = np.random.default_rng([seed, HOLD_OUT_STREAM])
+    kept, held = [], []
+    for part in parts:
+        count = min(len(part) - 1, round(fraction * len(part))) if len(part) else 0
+        chosen = np.zeros(len(part), bool)
+        chosen[rng.choice(len(part), size=count, replace=False)] = True
+        kept.append(part[~chosen])
+        held.append(part[chosen])
+    return kept, held

@@ -27,7 +27,8 @@ PRECISIONS = ("fp32", "bf16")
 # Fields added after trials were first named and run, with the value those trials had in effect: at that value a
 # field stays out of a trial's name (earlier trials keep their names, results and checkpoints), and results and
 # sweep records written before a field existed read as if they had it.
-ADDED_FIELDS: dict[str, Any] = {"train.precision": "fp32", "data.client_fraction": 1.0}
+ADDED_FIELDS: dict[str, Any] = {"train.precision": "fp32", "data.client_fraction": 1.0,
+                                "data.validation_fraction": 0.0}
 
 
 class ConfigError(ValueError):
@@ -47,6 +48,9 @@ class DataConfig:
     num_clients: int = 100
     clients_per_round: int = 16
     client_fraction: float = 1.0  # each client trains on this fraction of its samples (Figure 5's scarce data)
+    # held out of each client's training samples (seeded) as validation data, scored every evaluated round as
+    # val_accuracy: what a search tunes on (never the test set); 0: no validation data, every sample trains
+    validation_fraction: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -153,6 +157,8 @@ class TrialConfig:
         split = f"dir{d.alpha:g}" if d.partition == "dirichlet" else d.partition
         if d.client_fraction != ADDED_FIELDS["data.client_fraction"]:
             split += f"-frac{d.client_fraction:g}"
+        if d.validation_fraction != ADDED_FIELDS["data.validation_fraction"]:
+            split += f"-val{d.validation_fraction:g}"
         knob = "" if m.parameterization == "original" else (
             f"-g{m.gamma:g}" if m.gamma is not None else f"-rho{m.ratio:g}")
         levels = self.upload.quantize_levels
@@ -309,6 +315,9 @@ def _validate(c: TrialConfig) -> None:
              f"must be between 1 and data.num_clients={d.num_clients}, got {d.clients_per_round}")
     _require(0 < d.client_fraction <= 1, "data.client_fraction",
              f"must be in (0, 1] (the fraction of each client's training samples it keeps), got {d.client_fraction}")
+    _require(0 <= d.validation_fraction < 1, "data.validation_fraction",
+             "must be in [0, 1) (the fraction of each client's training samples held out), "
+             f"got {d.validation_fraction}")
 
     _one_of(m.arch, ARCHITECTURES, "model.arch")
     _one_of(m.parameterization, PARAMETERIZATIONS, "model.parameterization")

@@ -124,7 +124,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         results_dir = join(results_root, sweep.name)
         record = SweepRecord.of(sweep.name, sweep.source, overrides, planned_trials(sweep, trials, results_root),
                                 max_concurrent=args.max_concurrent, max_failures=args.max_failures,
-                                search=search_summary(sweep, len(trials)))
+                                search=search_summary(sweep, len(trials)),
+                                targets=[target.to_dict() for target in sweep.targets])
         changes = resume_changes(record, results_dir) if args.resume else []
     except (SweepError, ConfigError, FileNotFoundError) as error:
         print(f"error: {error}", file=sys.stderr)

@@ -7,7 +7,15 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from partitions import dirichlet_split, iid_split, load_dataset, partition_clients, pathological_split, subsample
+from partitions import (
+    dirichlet_split,
+    hold_out,
+    iid_split,
+    load_dataset,
+    partition_clients,
+    pathological_split,
+    subsample,
+)
 
 LABELS = np.repeat(np.arange(10), 600)  # 6000 samples, 10 balanced classes
 
@@ -118,3 +126,34 @@ def test_subsample_keeps_a_seeded_fraction_of_each_client_and_at_least_one_sampl
     for bad in (0.0, 1.5, -0.1):
         with pytest.raises(ValueError, match=r"subsample: fraction must be in \(0, 1\]"):
             subsample(parts, bad, seed=0)
+
+
+def test_a_split_that_leaves_a_client_without_test_samples_is_refused_for_personal_scores_naming_it():
+    from partitions.synthetic import synthetic_images
+
+    ds = synthetic_images(0, train=1000, test=40)  # 40 test samples dealt to 30 clients: some get none
+    part = partition_clients(ds, "dirichlet", 30, alpha=0.2, seed=0)  # a global test set needs none of them
+    empty = [k for k, test in enumerate(part.test) if len(test) == 0]
+    assert empty
+    first = empty[0]
+    with pytest.raises(ValueError, match=rf"client {first} \({len(part.train[first])} training samples\)"):
+        partition_clients(ds, "dirichlet", 30, alpha=0.2, seed=0, client_tests=True)
+    whole = partition_clients(load_dataset("synthetic", "unused"), "dirichlet", 30, alpha=0.2, seed=0,
+                              client_tests=True)  # the full test set reaches every client
+    assert min(len(test) for test in whole.test) > 0
+
+
+def test_hold_out_sets_aside_a_seeded_fraction_of_each_client_and_keeps_one_to_train():
+    parts = [*iid_split(1003, 10, seed=0), np.array([7]), np.array([3, 9]), np.zeros(0, np.int64)]
+    kept, held = hold_out(parts, 0.1, seed=4)
+    assert [len(h) for h in held] == [10] * 10 + [0, 0, 0]  # round(0.1 n), and a client keeps one sample to train
+    assert [len(k) + len(h) for k, h in zip(kept, held)] == [len(p) for p in parts]
+    for k, h, p in zip(kept, held, parts):
+        assert not set(k) & set(h) and set(k) | set(h) == set(p)
+    again, other = hold_out(parts, 0.1, seed=4)[1], hold_out(parts, 0.1, seed=5)[1]
+    assert all(np.array_equal(a, b) for a, b in zip(held, again))
+    assert not all(np.array_equal(a, b) for a, b in zip(held, other))
+    none_kept, none_held = hold_out(parts, 0.0, seed=4)
+    assert all(np.array_equal(a, b) for a, b in zip(none_kept, parts)) and not any(len(h) for h in none_held)
+    with pytest.raises(ValueError, match=r"hold_out: fraction must be in \[0, 1\)"):
+        hold_out(parts, 1.0, seed=0)

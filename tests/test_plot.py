@@ -281,3 +281,60 @@ def test_split_labels_sort_by_partition_also_with_scarce_local_data():
     assert sorted(labels, key=_split_rank) == [
         "iid", "iid, 50% of local data", "dirichlet(α=0.1), 10% of local data", "dirichlet(α=0.5)",
         "pathological(2 classes), 50% of local data", "natural"]
+
+
+def test_rounds_and_gb_to_target_accuracy_per_group_over_seeds(rounds):
+    from runner.study.targets import Target
+
+    cifar10_iid = {"data.dataset": "cifar10", "data.partition": "iid"}
+    targets = [Target(0.665, cifar10_iid), Target(0.725, cifar10_iid), Target(0.9)]
+    table = plot.target_summary(rounds, targets)
+    iid = table[(table["data.dataset"] == "cifar10") & (table["split"] == "iid")].set_index(["model", "target"])
+
+    def gb(rounds_done: float, gamma: float | None) -> float:
+        return rounds_done * 16 * round(ORIGINAL_PARAMS * RATIO[gamma]) * 4 * 2 / 1e9
+
+    # γ=0.1: seed 0 reaches 66.5 % at round 8 (66 % at round 6), seed 1 at round 6: 7 rounds on average
+    fedpara = iid.loc[("vgg16 fedpara γ=0.1", 0.665)]
+    assert (fedpara["rounds_to_target"], fedpara["seeds_reached"], fedpara["seeds"]) == (7, 2, 2)
+    assert fedpara["gb_to_target"] == pytest.approx((gb(8, 0.1) + gb(6, 0.1)) / 2)
+    original = iid.loc[("vgg16 original", 0.665)]
+    assert original["rounds_to_target"] == 6 and original["gb_to_target"] == pytest.approx(gb(6, None))
+    assert iid.loc[("vgg16 fedpara γ=0.5", 0.665)]["rounds_to_target"] == 4
+    assert fedpara["gb_saving"] == pytest.approx(gb(6, None) / ((gb(8, 0.1) + gb(6, 0.1)) / 2))  # ≈ 8.5x
+    half = iid.loc[("vgg16 fedpara γ=0.1", 0.725)]  # seed 1 ends at 73 %, seed 0 at 72 %: not reached
+    assert math.isnan(half["rounds_to_target"]) and (half["seeds_reached"], half["seeds"]) == (1, 2)
+    assert (fedpara["rounds_per_seed"], half["rounds_per_seed"]) == ("8, 6", "–, 12")  # seed 0, seed 1
+    assert table[table["target"] == 0.9]["seeds_reached"].eq(0).all()
+    assert len(table[table["target"] == 0.9]) == 9 and len(table[table["target"] == 0.665]) == 3  # where it applies
+
+    text = plot.tables_markdown(rounds, targets)
+    section = text[text.index("## Rounds and GB to the target accuracy"):]
+    assert re.search(r"\| cifar10 \| iid \| vgg16 fedpara γ=0.1 \| fedavg \| 66.5 \| [\d.]+ \| 7 \| "
+                     rf"{gb(7, 0.1):.3g} \| 8.49 \| 8, 6 \|", section), section
+    assert "| 72.5 | " in section and "not reached (1/2 seeds)" in section and "not reached (0/1 seeds)" in section
+    assert "Rounds and GB" not in plot.tables_markdown(rounds)  # no targets, no section
+
+    figure = plot.figure3(rounds, targets)
+    ax = next(a for a in figure.axes if a.get_title() == "cifar10 iid")
+    stars = {line.get_label(): (line.get_xdata()[0], line.get_ydata()[0]) for line in ax.get_lines()
+             if line.get_marker() == "*"}
+    assert stars["_vgg16 fedpara γ=0.1 reaches 66.5%"] == pytest.approx((gb(7, 0.1), 66.5))
+    assert "_vgg16 fedpara γ=0.1 reaches 72.5%" not in stars and len(stars) == 5  # the other two reach both
+    assert {line.get_label() for line in ax.get_lines()} >= {"target 66.5%", "target 72.5%", "target 90%"}
+    plt.close(figure)
+
+
+def test_runner_plot_takes_the_targets_the_sweep_was_started_with(tmp_path, capsys):
+    from runner.study.sweep_record import SweepRecord
+
+    results = tmp_path / "demo"
+    write_trial(results, "cifar10", "iid", 0.1)
+    assert plot_cli.main([str(results), "--out", str(tmp_path / "none")]) == 0  # no sweep.json: no targets
+    assert "Rounds and GB" not in (tmp_path / "none" / plot.TABLES_FILE).read_text()
+    SweepRecord.of("demo", "demo.yaml", {}, [], max_concurrent=None, max_failures=0,
+                   targets=[{"accuracy": 0.665, "data.partition": "iid"}]).write(results)
+    assert plot_cli.main([str(results), "--out", str(tmp_path / "out")]) == 0
+    section = (tmp_path / "out" / plot.TABLES_FILE).read_text().split("## Rounds and GB to the target accuracy")[1]
+    assert "| cifar10 | iid | vgg16 fedpara γ=0.1 | fedavg | 66.5 | " in section and "| 8 | " in section  # round 8
+    capsys.readouterr()

@@ -3,7 +3,7 @@
 ``REGISTRY`` is the one list of algorithms: the config reads names, settings and requirements from it.
 """
 
-from runner.algorithms.base import Algorithm
+from runner.algorithms.base import Algorithm, Participation
 from runner.algorithms.fedadam import FedAdam
 from runner.algorithms.fedavg import FedAvg
 from runner.algorithms.feddyn import FedDyn
@@ -26,6 +26,7 @@ __all__ = [
     "LocalResult",
     "LocalTraining",
     "NoSettings",
+    "Participation",
     "Upload",
     "broken_rules",
     "forward_precision",

@@ -9,12 +9,20 @@ algorithm's name.
 
 Updates travel as ``{"delta": {name: tensor}, ...}`` (one entry per name in :attr:`Algorithm.sent_up`);
 the loop averages every entry over the round's clients, weighted by their sample counts, and hands the
-mean to :meth:`Algorithm.server_update`.
+mean to :meth:`Algorithm.server_update` with the round's :class:`Participation`.
+
+One weighting throughout: a client counts by its number of training samples n_k, in the model average and in
+the server state that stands for all clients (SCAFFOLD's c, FedDyn's h), which is kept equal to
+Σ_k (n_k/n)·state_k over all N clients (n = Σ_k n_k, sampled this round or not). A round's sampled clients S then
+move it by Σ_{k∈S} (n_k/n)·Δstate_k = (n_S/n)·mean_S(Δstate), :attr:`Participation.share` times the weighted mean
+the loop hands over. With equal n_k (an IID split of n = N·n_k samples) this is the SCAFFOLD and FedDyn papers'
+uniform 1/N average, and n_S/n equals |S|/N.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import torch
@@ -28,6 +36,19 @@ from runner.algorithms.upload import Upload
 State = dict[str, Tensor]
 Update = dict[str, Mapping[str, Tensor]]  # what a client sends: an entry may be a Difference, read when used
 Mean = dict[str, State]  # the weighted mean of the clients' updates, entry by entry
+
+
+@dataclass(frozen=True)
+class Participation:
+    """Who trained this round, in the weight every average uses: training samples."""
+
+    sampled_samples: int  # n_S: the training samples of the round's clients
+    total_samples: int  # n: the training samples of all clients
+
+    @property
+    def share(self) -> float:
+        """n_S/n: what a weighted mean over the round's clients counts for in an average over all clients."""
+        return self.sampled_samples / self.total_samples
 
 
 class Algorithm:
@@ -72,9 +93,13 @@ class Algorithm:
         return None
 
     def server_update(self, global_state: State, server_state: State, mean: Mean,
-                      num_sampled: int, num_clients: int) -> State:
+                      participation: Participation) -> State:
         """The new global weights from the weighted mean of the clients' updates."""
         return {n: w + mean["delta"][n] if n in mean["delta"] else w for n, w in global_state.items()}
+
+    def evaluated_model(self, global_state: State, server_state: State) -> State:
+        """The global model whose accuracy a round reports: the one the server sends (FedDyn's differs)."""
+        return global_state
 
     # --- the wire -------------------------------------------------------------------------------
     def bytes_down(self, global_numels: list[int]) -> int:

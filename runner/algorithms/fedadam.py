@@ -22,7 +22,7 @@ class FedAdam(Algorithm):
         first, second = zeros_like_state(global_state), zeros_like_state(global_state)
         return {**{f"m.{n}": z for n, z in first.items()}, **{f"v.{n}": z for n, z in second.items()}}
 
-    def server_update(self, global_state, server_state, mean, num_sampled, num_clients):
+    def server_update(self, global_state, server_state, mean, participation):
         c = self.settings
         new_state = {}
         for n, w in global_state.items():

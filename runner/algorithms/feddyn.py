@@ -1,8 +1,14 @@
 """FedDyn (Acar et al., 2021): a dynamic regularizer aligns local optima with the global one.
 
 Client k minimizes L_k(θ) − ⟨g_k, θ⟩ + α/2·‖θ − θ_global‖², then updates its kept gradient
-g_k ← g_k − α(θ_k − θ_global). The server keeps h ← h − α·(|S|/N)·mean(Δ) and sends
-θ = θ_global + mean(Δ) − h/α.
+g_k ← g_k − α(θ_k − θ_global). The server keeps h the average of all clients' g_k, weighted by their samples as
+the model is (runner/algorithms/base.py): h ← h − α·(n_S/n)·mean_S(Δ). It sends θ = θ_global + mean_S(Δ) − h/α,
+the server model of the FedDyn paper's Algorithm 1.
+
+The accuracy reported is that of the average of the round's client models, θ_global + mean_S(Δ) (= θ + h/α), not
+of the server model θ: the FedDyn authors' code plots this average (and their convergence bound is stated for it),
+so FedDyn numbers published from that code are numbers of this model. The two coincide at FedDyn's fixed point,
+where the clients' gradients g_k, and so h, sum to zero; before it they differ by h/α.
 """
 
 from __future__ import annotations
@@ -44,11 +50,15 @@ class FedDyn(Algorithm):
             client_state[n] = client_state[n] - alpha * delta[n]
         return {"delta": delta}, result.loss
 
-    def server_update(self, global_state, server_state, mean, num_sampled, num_clients):
-        alpha, share = self.settings.alpha, num_sampled / num_clients
+    def server_update(self, global_state, server_state, mean, participation):
+        alpha, share = self.settings.alpha, participation.share
         new_state = {}
         for n, w in global_state.items():
             d = mean["delta"][n]
             server_state[n] = server_state[n] - alpha * share * d
             new_state[n] = w + d - server_state[n] / alpha
         return new_state
+
+    def evaluated_model(self, global_state, server_state):
+        """The average of the round's client models, θ + h/α (see the module's docstring)."""
+        return {n: w + server_state[n] / self.settings.alpha for n, w in global_state.items()}

@@ -2,7 +2,8 @@
 
 Each client keeps its control variate c_k across rounds; the server keeps c. Local steps use the
 gradient g + c − c_k; afterwards c_k⁺ = c_k − c + (θ_start − θ_end) / (K·lr), K the local steps taken
-(option II of the paper). The server moves θ by the mean delta and c by (|S|/N)·mean(c_k⁺ − c_k).
+(option II of the paper). The server moves θ by the mean delta and keeps c the average of all clients' c_k,
+weighted by their samples as the model is (runner/algorithms/base.py): c ← c + (n_S/n)·mean_S(c_k⁺ − c_k).
 Control variates travel with the weights, so both directions cost twice a plain model.
 """
 
@@ -47,8 +48,7 @@ class Scaffold(Algorithm):
             client_state[n] = new_c
         return {"delta": delta, "control": control_delta}, result.loss
 
-    def server_update(self, global_state, server_state, mean, num_sampled, num_clients):
-        share = num_sampled / num_clients
+    def server_update(self, global_state, server_state, mean, participation):
         for n in server_state:
-            server_state[n] = server_state[n] + share * mean["control"][n]
-        return super().server_update(global_state, server_state, mean, num_sampled, num_clients)
+            server_state[n] = server_state[n] + participation.share * mean["control"][n]
+        return super().server_update(global_state, server_state, mean, participation)

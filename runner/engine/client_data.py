@@ -47,12 +47,14 @@ class Preprocess:
 
 @dataclass
 class ClientData:
-    """One client's training samples (and its own held-out samples for personalized evaluation)."""
+    """One client's training samples (and its own test and validation samples for personalized evaluation)."""
 
     x: Tensor
     y: Tensor
     x_test: Tensor
     y_test: Tensor
+    x_val: Tensor
+    y_val: Tensor
 
     @property
     def num_samples(self) -> int:

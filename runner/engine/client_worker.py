@@ -18,12 +18,13 @@ import time
 import uuid
 from typing import Any
 
+import numpy as np
 import ray
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from partitions import load_dataset, partition_clients, subsample
+from partitions import hold_out, load_dataset, partition_clients, subsample
 from runner.algorithms import LocalTraining, forward_precision
 from runner.config import TrialConfig
 from runner.engine.accelerator import memory_format_for, peak_memory_mib, use_fast_cuda_kernels
@@ -75,21 +76,30 @@ class ClientWorker:
         d = cfg.data
         dataset = load_dataset(d.dataset, os.path.expanduser(d.root), download=d.download, seed=cfg.seed)
         partition = partition_clients(dataset, d.partition, d.num_clients, alpha=d.alpha,
-                                      classes_per_client=d.classes_per_client, seed=cfg.seed)
+                                      classes_per_client=d.classes_per_client, seed=cfg.seed,
+                                      client_tests=cfg.personalized)
+        # validation data: a seeded fraction of each client's training samples, never trained on
+        train_parts, val_parts = hold_out(partition.train, d.validation_fraction, seed=cfg.seed)
         # scarce local data: each client trains on a fraction of its samples; its own test samples stay whole
-        train_parts = subsample(partition.train, d.client_fraction, seed=cfg.seed)
+        train_parts = subsample(train_parts, d.client_fraction, seed=cfg.seed)
         dev = self.device
         self.index, self.num_workers = index, num_workers
-        # test samples only for the evaluation this trial runs: each client's own, or the global batches
+        # test and validation samples only for the evaluation this trial runs: each client's own, or global batches
         personal = cfg.personalized
         self.clients: list[ClientData] = []
-        for train, test in zip(train_parts, partition.test):
-            tr, te = torch.as_tensor(train), torch.as_tensor(test if personal else [], dtype=torch.long)
+        for train, test, val in zip(train_parts, partition.test, val_parts):
+            tr = torch.as_tensor(train)
+            te, va = (torch.as_tensor(ix if personal else [], dtype=torch.long) for ix in (test, val))
             self.clients.append(ClientData(dataset.x_train[tr].to(dev), dataset.y_train[tr].to(dev),
-                                           dataset.x_test[te].to(dev), dataset.y_test[te].to(dev)))
-        self.test_batches = {} if personal else {
-            b: (dataset.x_test[r.start:r.stop].to(dev), dataset.y_test[r.start:r.stop].to(dev))
-            for b, r in enumerate(test_batches(len(dataset.y_test))) if b % num_workers == index}
+                                           dataset.x_test[te].to(dev), dataset.y_test[te].to(dev),
+                                           dataset.x_train[va].to(dev), dataset.y_train[va].to(dev)))
+        pooled_val = torch.as_tensor(np.concatenate(val_parts), dtype=torch.long)  # every client's, in client order
+        self.eval_batches: dict[str, dict[int, tuple[Tensor, Tensor]]] = {"test": {}, "validation": {}}
+        if not personal:
+            for split, x, y in (("test", dataset.x_test, dataset.y_test),
+                                ("validation", dataset.x_train[pooled_val], dataset.y_train[pooled_val])):
+                self.eval_batches[split] = {b: (x[r.start:r.stop].to(dev), y[r.start:r.stop].to(dev))
+                                            for b, r in enumerate(test_batches(len(y))) if b % num_workers == index}
         self.model = trial_model(cfg).to(dev)
         layout = memory_format_for(self.model, dev)  # the model's weights and its input batches alike
         self.model.to(memory_format=layout)
@@ -213,21 +223,25 @@ class ClientWorker:
         loss = F.cross_entropy(logits, y, reduction="sum").item()
         return loss, int((logits.argmax(1) == y).sum()), len(y)
 
-    def evaluate_global(self, weights: State) -> tuple[str, dict[int, tuple[float, int, int]]]:
-        """(loss sum, correct, count) for each global test batch this worker holds."""
+    def evaluate_global(self, weights: State) -> tuple[str, dict[str, dict[int, tuple[float, int, int]]]]:
+        """(loss sum, correct, count) for each global test batch, and validation batch, this worker holds."""
         self._load(self._global_weights(weights), self.initial_local)
         self.model.eval()
-        return self.incarnation, {b: self._score(x, y) for b, (x, y) in self.test_batches.items()}
+        return self.incarnation, {split: {b: self._score(x, y) for b, (x, y) in batches.items()}
+                                  for split, batches in self.eval_batches.items()}
 
-    def evaluate_personal(self, weights: State, clients: list[int]) -> tuple[str, dict[int, tuple[float, int, int]]]:
-        """(loss sum, correct, count) of each given client's own model on its own held-out data.
+    def evaluate_personal(self, weights: State,
+                          clients: list[int]) -> tuple[str, dict[str, dict[int, tuple[float, int, int]]]]:
+        """(loss sum, correct, count) of each given client's own model on its own test and validation data.
 
         The driver passes the clients this worker holds; a client never trained has the initial local part.
         """
         self._load(self._global_weights(weights), {})  # once; each client then brings only its own part
         self.model.eval()
-        results = {}
+        results: dict[str, dict[int, tuple[float, int, int]]] = {"test": {}, "validation": {}}
         for k in clients:
             self._load([], self.states[k]["params"] if k in self.states else self.initial_local)
-            results[k] = self._score(self.clients[k].x_test, self.clients[k].y_test)
+            data = self.clients[k]
+            results["test"][k] = self._score(data.x_test, data.y_test)
+            results["validation"][k] = self._score(data.x_val, data.y_val)
         return self.incarnation, results

@@ -25,6 +25,7 @@ import torch
 
 from models import count_parameters, original_parameter_count
 from partitions import DATASETS
+from runner.algorithms import Participation
 from runner.config import TrialConfig
 from runner.engine.aggregation import WeightedSum
 from runner.engine.allocator import reuse_freed_memory
@@ -57,8 +58,8 @@ class Driver:
         self.pool = WorkerPool(cfg, ray.util.get_current_placement_group())
         self.pool.setup(self.initial_local, self.initial_global)
         t = cfg.train
-        sizes = ray.get(self.pool.workers[0].client_sizes.remote())
-        self.costs = [client_cost(n, t.batch_size, t.local_epochs) for n in sizes]
+        self.sizes = ray.get(self.pool.workers[0].client_sizes.remote())  # training samples: every average's weights
+        self.costs = [client_cost(n, t.batch_size, t.local_epochs) for n in self.sizes]
         self.stateful = bool(self.initial_local or self.algorithm.init_client_state(self.initial_global))
         self.restore(self.checkpoint.load())
 
@@ -118,15 +119,18 @@ class Driver:
         lr = cfg.train.lr * cfg.train.lr_decay ** (index - 1)
         sampled = sample_clients(cfg.seed, index, cfg.data.num_clients, cfg.data.clients_per_round)
         total, peak_memory, worker_seconds = self._train(index, sampled, lr)
+        participation = Participation(sum(self.sizes[k] for k in sampled), sum(self.sizes))
         self.global_state = self.algorithm.server_update(self.global_state, self.server_state, total.mean(),
-                                                         len(sampled), cfg.data.num_clients)
+                                                         participation)
         self.round = index
         down, up = len(sampled) * self.bytes_down, len(sampled) * self.bytes_up
         self.cumulative_bytes += down + up
         row: dict[str, Any] = {
             "round": index, "lr": lr, "train_loss": total.mean_loss, "clients": len(sampled),
             "bytes_down": down, "bytes_up": up, "bytes_round": down + up, "cumulative_bytes": self.cumulative_bytes,
-            "test_accuracy": float("nan"), "test_loss": float("nan"), "worker_peak_mib": peak_memory,
+            "test_accuracy": math.nan, "test_loss": math.nan, "test_accuracy_client_mean": math.nan,
+            "val_accuracy": math.nan, "val_loss": math.nan,
+            "worker_peak_mib": peak_memory,
             "worker_seconds": worker_seconds}
         self.diverged = non_finite(total.mean_loss, self.global_state)
         if self.diverged is not None:
@@ -156,20 +160,43 @@ class Driver:
 
     def evaluate(self) -> dict[str, float]:
         """Global test accuracy, or per-client accuracy on each client's own data (personalized methods)."""
-        weights = ray.put(to_wire(self.global_state))
+        weights = ray.put(to_wire(self.algorithm.evaluated_model(self.global_state, self.server_state)))
         workers = self.pool.workers
         if self.cfg.personalized:
             calls = {i: w.evaluate_personal.remote(weights, self.pool.held_by(i, self.cfg.data.num_clients))
                      for i, w in enumerate(workers)}
         else:
             calls = {i: w.evaluate_global.remote(weights) for i, w in enumerate(workers)}
-        merged: dict[int, tuple[float, int, int]] = {}
+        merged: dict[str, dict[int, tuple[float, int, int]]] = {"test": {}, "validation": {}}
         for part in self.pool.gather(calls):
-            merged.update(part)
-        loss = sum(merged[k][0] for k in sorted(merged))
-        correct = sum(v[1] for v in merged.values())
-        count = sum(v[2] for v in merged.values())
-        return {"test_accuracy": correct / max(count, 1), "test_loss": loss / max(count, 1)}
+            for split, scores in part.items():
+                merged[split].update(scores)
+        columns = accuracy_columns(merged["test"], per_client=self.cfg.personalized)
+        if self.cfg.data.validation_fraction > 0:
+            validation = accuracy_columns(merged["validation"], per_client=False)  # pooled over the held-out samples
+            columns.update(val_accuracy=validation["test_accuracy"], val_loss=validation["test_loss"])
+        return columns
+
+
+def accuracy_columns(scores: dict[int, tuple[float, int, int]], per_client: bool) -> dict[str, float]:
+    """A round's test columns from (loss sum, correct, count) per global test batch, or per client.
+
+    ``test_accuracy`` and ``test_loss`` pool the samples: Σ correct / Σ count, so a client counts by its number of
+    test samples. A personalized trial's rows also carry ``test_accuracy_client_mean``, the unweighted mean over
+    clients of each client's own accuracy (every client has test samples: partitions refuses a split where one
+    has none). Sums run in a fixed order, so the numbers do not depend on which worker scored what.
+    """
+    keys = sorted(scores)
+    count = sum(scores[k][2] for k in keys)
+    columns = {"test_accuracy": sum(scores[k][1] for k in keys) / max(count, 1),
+               "test_loss": sum(scores[k][0] for k in keys) / max(count, 1),
+               "test_accuracy_client_mean": math.nan}
+    if per_client:
+        empty = [k for k in keys if scores[k][2] == 0]
+        if empty:
+            raise ValueError(f"clients {empty} have no test samples: their accuracy is undefined")
+        columns["test_accuracy_client_mean"] = sum(scores[k][1] / scores[k][2] for k in keys) / len(keys)
+    return columns
 
 
 def non_finite(train_loss: float, global_state: dict[str, torch.Tensor]) -> str | None:

@@ -8,7 +8,9 @@
   a line per split (Dirichlet α, IID, ...), the original model as a dashed reference in the split's color;
   drawn when the trials have more than one architecture or split.
 - ``tables.md``: final accuracy, parameter ratio and total GB per (dataset, split) x (model, algorithm)
-  — the layout of Tables 2 and 3 — plus one row per trial group with every number.
+  — the layout of Tables 2 and 3 — plus one row per trial group with every number; for a sweep that names target
+  accuracies (runner/study/targets.py), the rounds and GB each group needs to reach them (Table 3, Fig. 3g), which
+  Figure 3 marks too.
 
 "Final accuracy" is a trial's mean test accuracy over its last 5 evaluated rounds
 (runner/study/results.py ``final_accuracy``, also the W&B summary's ``final_test_accuracy``), then averaged
@@ -38,6 +40,8 @@ from runner.algorithms import REGISTRY
 from runner.config import config_columns
 from runner.engine.storage import Location
 from runner.study.results import BYTES_PER_GB, FINAL_ROUNDS, diverged_text, final_accuracy, load_rounds
+from runner.study.sweep_record import read_record
+from runner.study.targets import Target, over_seeds, parse_targets, reached
 
 FIGURE3_FILE = "fig3_accuracy_vs_gb.png"
 FIGURE4_FILE = "fig4_accuracy_vs_param_ratio.png"
@@ -58,10 +62,14 @@ FINAL_LABEL = f"final test accuracy (%), mean of the last {FINAL_ROUNDS} evaluat
 
 def plot_results(results_dir: str | os.PathLike[str] | Location,
                  out_dir: str | os.PathLike[str] | Location | None = None,
-                 rounds: pd.DataFrame | None = None) -> list[Location]:
+                 rounds: pd.DataFrame | None = None, targets: list[Target] | None = None) -> list[Location]:
     """Write Figure 3, Figure 4, the grid figure (several archs or splits) and tables.md for one sweep's results
-    (a path or a URI; ``rounds``: its rows, if already read); returns the files."""
+    (a path or a URI; ``rounds``: its rows, if already read; ``targets``: by default those the sweep was started
+    with, from its sweep.json); returns the files."""
     out = Location(out_dir) if out_dir is not None else Location(results_dir) / "figures"
+    if targets is None:
+        record = read_record(results_dir if isinstance(results_dir, Location) else str(results_dir))
+        targets = parse_targets(record.targets, config_columns()) if record is not None and record.targets else []
     if rounds is None:
         try:
             rounds = load_rounds(results_dir)
@@ -69,7 +77,7 @@ def plot_results(results_dir: str | os.PathLike[str] | Location,
             log.warning("plot: skipped, %s", error)
             return []
     written: list[Location] = []
-    figures = [(figure3, FIGURE3_FILE), (figure4, FIGURE4_FILE)]
+    figures: list[tuple[Any, str]] = [(lambda r: figure3(r, targets), FIGURE3_FILE), (figure4, FIGURE4_FILE)]
     if has_several_archs_or_splits(rounds):
         figures.append((figure_grid, GRID_FIGURE_FILE))
     for make, name in figures:
@@ -80,15 +88,16 @@ def plot_results(results_dir: str | os.PathLike[str] | Location,
             plt.close(figure)
             (out / name).write_bytes(image.getvalue())
             written.append(out / name)
-    tables = tables_markdown(rounds)
+    tables = tables_markdown(rounds, targets)
     if tables is not None:
         (out / TABLES_FILE).write_bytes(tables.encode())
         written.append(out / TABLES_FILE)
     return written
 
 
-def figure3(rounds: pd.DataFrame) -> Figure | None:
-    """Test accuracy vs cumulative transferred GB; one panel per (dataset, split)."""
+def figure3(rounds: pd.DataFrame, targets: list[Target] | tuple[Target, ...] = ()) -> Figure | None:
+    """Test accuracy vs cumulative transferred GB; one panel per (dataset, split). Each target accuracy of the
+    panel's trials is a dotted line, and a star marks where a line reaches it (seed-averaged GB, every seed)."""
     evaluated = _with_labels(rounds)
     evaluated = evaluated[evaluated["test_accuracy"].notna()]
     if evaluated.empty:
@@ -113,6 +122,13 @@ def figure3(rounds: pd.DataFrame) -> Figure | None:
             ax.plot(curve["cumulative"] / BYTES_PER_GB, 100 * curve["accuracy"],
                     marker="." if len(curve) < 30 else None,
                     color=colors[label], label=label)
+            for target, numbers in _line_targets(line, targets):
+                if not math.isnan(numbers["gb_to_target"]):
+                    ax.plot([numbers["gb_to_target"]], [100 * target.accuracy], marker="*", markersize=12,
+                            linestyle="none", color=colors[label], label=f"_{label} reaches {target.label()}")
+        for target in [t for t in targets if any(t.applies(r) for _, r in _first_rows(rows))]:
+            ax.axhline(100 * target.accuracy, linestyle=":", linewidth=1, color="0.4",
+                       label=f"target {target.label()}")
         ax.set_title(" ".join(panel))
         ax.set_xlabel("transferred (GB, download + upload, cumulative)")
         ax.set_ylabel("test accuracy (%)")
@@ -244,8 +260,56 @@ def summarize(rounds: pd.DataFrame) -> pd.DataFrame | None:
     return summary
 
 
-def tables_markdown(rounds: pd.DataFrame) -> str | None:
-    """Tables 2/3 as markdown: accuracy and GB per (dataset, split) x (model, algorithm), then every group."""
+def _first_rows(rows: pd.DataFrame) -> list[tuple[str, dict[str, Any]]]:
+    """Each trial's first row as a dict (what a target's config fields are matched against)."""
+    return [(str(trial), {str(k): v for k, v in trial_rows.iloc[0].items()})
+            for trial, trial_rows in rows.groupby("trial", sort=True)]
+
+
+def _line_targets(line: pd.DataFrame,
+                  targets: list[Target] | tuple[Target, ...]) -> list[tuple[Target, dict[str, Any]]]:
+    """For one trial group (its seeds' rows): each target that applies, with its rounds and GB over the seeds."""
+    firsts = _first_rows(line)
+    found = []
+    for target in targets:
+        if firsts and target.applies(firsts[0][1]):
+            trials = sorted(line.groupby("trial", sort=True), key=lambda item: item[1]["seed"].iloc[0])  # by seed
+            per_seed = [reached(trial_rows, target.accuracy) for _, trial_rows in trials]
+            found.append((target, over_seeds(per_seed)))
+    return found
+
+
+def target_summary(rounds: pd.DataFrame, targets: list[Target] | tuple[Target, ...]) -> pd.DataFrame | None:
+    """One row per (trial group, target that applies to it): the rounds and GB to reach it, over seeds, beside
+    the group's final accuracy, and how many times fewer GB than the original model of its panel and algorithm
+    needed (Fig. 3g); None without targets or evaluated rounds."""
+    summary = summarize(rounds)
+    if not targets or summary is None:
+        return None
+    labeled = _with_labels(rounds)
+    keys = [c for c in _identity_columns(labeled) if c != "seed"] + ["split", "model", "method"]
+    entries: list[dict[str, Any]] = []
+    for _, group in summary.iterrows():
+        mask = np.ones(len(labeled), bool)
+        for c in keys:
+            value = group[c]
+            mask &= labeled[c].isna().to_numpy() if pd.isna(value) else (labeled[c] == value).to_numpy()
+        for target, numbers in _line_targets(labeled[mask], targets):
+            entries.append({**{str(k): v for k, v in group.items()}, "target": target.accuracy, **numbers})
+    if not entries:
+        return None
+    table = pd.DataFrame(entries)
+    table["gb_saving"] = math.nan
+    for _, same in table.groupby(["data.dataset", "split", "method", "target"], sort=False):
+        original = same[same["model.parameterization"] == "original"]
+        if len(original) == 1:
+            table.loc[same.index, "gb_saving"] = original["gb_to_target"].iloc[0] / same["gb_to_target"]
+    return table
+
+
+def tables_markdown(rounds: pd.DataFrame, targets: list[Target] | tuple[Target, ...] = ()) -> str | None:
+    """Tables 2/3 as markdown: accuracy and GB per (dataset, split) x (model, algorithm), then every group, then
+    the rounds and GB to each target accuracy."""
     summary = summarize(rounds)
     if summary is None:
         log.warning("plot: tables skipped, no round has a test accuracy")
@@ -284,6 +348,25 @@ def tables_markdown(rounds: pd.DataFrame) -> str | None:
                               f"{r['total_gb']:.3g}", str(r["rounds"]), str(r["seeds"])])
     text += _markdown_table(["dataset", "split", *head, "params (%)", "final acc (%)", "std (%)", "total GB",
                              "rounds", "seeds"], every)
+    reached_table = target_summary(rounds, targets)
+    if reached_table is not None:
+        text += ["", "## Rounds and GB to the target accuracy", "",
+                 "The first evaluated round at which a trial's test accuracy reaches the target, and its cumulative "
+                 "GB (down + up) then, averaged over seeds when every seed reached it; otherwise \"not reached\" "
+                 "(with how many seeds did). × fewer GB: the original model's GB to the same target (same panel and "
+                 "algorithm) over this model's (Figure 3g). Rounds per seed: each trial's, by seed.", ""]
+        lines = []
+        for panel, in_panel in _sorted_panels(reached_table):
+            for _, group in _ordered_groups(in_panel, [*row_keys, "target"]):
+                for _, r in group.iterrows():
+                    missed = f"not reached ({r['seeds_reached']}/{r['seeds']} seeds)"
+                    done = not pd.isna(r["rounds_to_target"])
+                    lines.append([*panel, *row_head(r), f"{100 * r['target']:g}", f"{100 * r['final_accuracy']:.2f}",
+                                  f"{r['rounds_to_target']:g}" if done else missed,
+                                  f"{r['gb_to_target']:.3g}" if done else missed,
+                                  "" if pd.isna(r["gb_saving"]) else f"{r['gb_saving']:.2f}", r["rounds_per_seed"]])
+        text += _markdown_table(["dataset", "split", *head, "target (%)", "final acc (%)", "rounds to target",
+                                 "GB to target", "× fewer GB than original", "rounds per seed"], lines)
     return "\n".join(text) + "\n"
 
 

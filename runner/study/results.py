@@ -40,6 +40,8 @@ METRIC_COLUMNS: dict[str, pa.DataType] = {
     "trial": pa.string(), "num_parameters": pa.int64(), "original_parameters": pa.int64(),
     "param_ratio": pa.float64(), "params_sent": pa.int64(), "round": pa.int64(), "lr": pa.float64(),
     "clients": pa.int64(), "train_loss": pa.float64(), "test_accuracy": pa.float64(), "test_loss": pa.float64(),
+    "test_accuracy_client_mean": pa.float64(),  # personalized trials: the mean over clients of their own accuracy
+    "val_accuracy": pa.float64(), "val_loss": pa.float64(),  # on data.validation_fraction of the training samples
     "bytes_down": pa.int64(), "bytes_up": pa.int64(), "bytes_round": pa.int64(), "cumulative_bytes": pa.int64(),
     "round_seconds": pa.float64(), "elapsed_seconds": pa.float64(),
     "worker_seconds": pa.float64(),  # the slowest worker's training call; round_seconds less this: the round's overhead

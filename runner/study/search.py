@@ -6,7 +6,9 @@ A grid sweep lists every trial. A search sweep names a space instead, and Tune d
       algorithm: random          # random: Tune's own sampler; optuna: Optuna's TPE (pip install optuna)
       samples: 8                 # random: draws per grid point; optuna: trials in all
       seed: 0                    # the sampler's seed: the same file draws the same values
-      metric: test_accuracy      # what the searcher and the scheduler compare (test_loss, train_loss: mode min)
+      metric: val_accuracy       # what the searcher and the scheduler compare (val_loss, train_loss: mode min);
+                                 # val_*: on data.validation_fraction of the clients' training samples, never
+                                 # the test set (a test metric is refused)
       mode: max
       space:                     # float config fields only; a discrete choice belongs in the grid
         train.lr: {loguniform: [0.01, 0.3]}
@@ -30,7 +32,8 @@ from runner.config import hint_options
 
 ALGORITHMS = ("random", "optuna")
 DOMAINS = ("uniform", "loguniform")
-METRICS = {"test_accuracy": "max", "test_loss": "min", "train_loss": "min"}  # what a trial reports, its best mode
+METRICS = {"val_accuracy": "max", "val_loss": "min", "train_loss": "min"}  # what a trial reports, its best mode
+VALIDATION_METRICS = ("val_accuracy", "val_loss")  # need data.validation_fraction > 0 in every trial
 SEARCH_KEYS = ("algorithm", "samples", "seed", "metric", "mode", "space", "scheduler")
 ASHA_KEYS = ("grace_period", "max_t", "reduction_factor")
 
@@ -80,7 +83,7 @@ class Search:
     samples: int
     space: dict[str, Domain]
     seed: int = 0
-    metric: str = "test_accuracy"
+    metric: str = "val_accuracy"
     mode: str = "max"
     asha: Asha | None = None
 
@@ -127,7 +130,11 @@ def parse_search(raw: Any, fields: Mapping[str, Any]) -> Search:
     seed = raw.get("seed", 0)
     if isinstance(seed, bool) or not isinstance(seed, int):
         raise SearchError(f"search.seed: expected an int, got {seed!r}")
-    metric = raw.get("metric", "test_accuracy")
+    metric = raw.get("metric", "val_accuracy")
+    if isinstance(metric, str) and metric.startswith("test_"):
+        raise SearchError(f"search.metric: {metric} would tune on the test set, whose accuracy the study reports; "
+                          f"use {metric.replace('test_', 'val_')} (validation data held out of the clients' "
+                          "training samples: data.validation_fraction)")
     if metric not in METRICS:
         raise SearchError(f"search.metric: unknown value {metric!r} (choose from {', '.join(METRICS)})")
     mode = raw.get("mode", METRICS[metric])

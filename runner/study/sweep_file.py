@@ -12,6 +12,8 @@ A sweep file (``sweeps/*.yaml``) has these top-level keys::
                                # a list value inside a variant is expanded (crossed) too, and so is
                                # a label with override sets (``split: [{data.partition: iid}, ...]``)
     search: {...}              # optional: Tune draws some settings instead (runner/study/search.py)
+    targets: [{...}, ...]      # optional: test accuracies to reach, e.g. {accuracy: 0.8, data.partition: iid}
+                               # (runner/study/targets.py: rounds and GB to reach them, in tables.md and Fig. 3)
 
 A sweep is named by a path, or by the name of a shipped study (``fig4``, ``sweeps/fig4.yaml``): the files of the
 repository's ``sweeps/`` ship inside the package as ``runner/sweeps/``, so an installed package, or a Ray job
@@ -37,9 +39,10 @@ import yaml
 
 from runner.config import ConfigError, TrialConfig, config_columns, flat_items, flatten, unflatten
 from runner.engine.storage import is_uri, join
-from runner.study.search import Search, SearchError, parse_search
+from runner.study.search import VALIDATION_METRICS, Search, SearchError, parse_search
+from runner.study.targets import Target, TargetError, parse_targets
 
-TOP_LEVEL_KEYS = ("name", "description", "base", "grid", "variants", "search")
+TOP_LEVEL_KEYS = ("name", "description", "base", "grid", "variants", "search", "targets")
 BASE_KEY = "base"        # Tune config key holding the resolved base (a constant, not searched)
 VARIANT_KEY = "variant"  # Tune config key holding one expanded variant (flat dotted dict)
 RUNNER_OWNED = ("logging.results_dir", "sweep")  # set from --results and the sweep name, never by a file
@@ -70,6 +73,7 @@ class Sweep:
     grid: dict[str, list[Any]]
     variants: list[dict[str, Any]]
     search: Search | None = None  # None: a grid sweep (the default)
+    targets: tuple[Target, ...] = ()  # test accuracies whose rounds and GB to reach runner.plot reports
     path: Path | None = field(default=None, compare=False)
 
     @property
@@ -133,12 +137,13 @@ def load_sweep(path: str | Path, *, check_trials: bool = True) -> Sweep:
         grid=_grid(raw.get("grid") or {}, path),
         variants=_variants(raw.get("variants") or [], path),
         search=_search(raw.get("search"), path),
+        targets=_targets(raw.get("targets"), path),
         path=path,
     )
     _check_no_overlap(sweep)
     _check_search_fits(sweep)
     if check_trials:
-        expand(sweep)
+        _check_targets_apply(sweep, expand(sweep))
     return sweep
 
 
@@ -307,6 +312,7 @@ def expand(sweep: Sweep, overrides: Mapping[str, Any] | None = None, *,
             except ConfigError as error:
                 raise SweepError(f"{sweep.source}: {error} (in the trial with {_describe(where)})") from None
             _check_search_ends(sweep, base, params, where)
+            _check_validation(sweep, config, where)
             if config.trial_name in seen:
                 raise SweepError(f"{sweep.source}: the trials with {_describe(seen[config.trial_name])} and "
                                  f"{_describe(where)} are identical ({config.trial_name})")
@@ -328,6 +334,15 @@ def _check_search_ends(sweep: Sweep, base: Mapping[str, Any], params: Mapping[st
             ranges = ", ".join(f"{key} ~ {domain.text()}" for key, domain in sweep.search.space.items())
             raise SweepError(f"{sweep.source}: search.space: {error} (at the {end} end of {ranges}, in the trial "
                              f"with {_describe(where)})") from None
+
+
+def _check_validation(sweep: Sweep, config: TrialConfig, where: Mapping[str, Any]) -> None:
+    """A search on a validation metric needs validation data in every trial."""
+    if sweep.search is None or sweep.search.metric not in VALIDATION_METRICS or config.data.validation_fraction > 0:
+        return
+    raise SweepError(f"{sweep.source}: search.metric: {sweep.search.metric} needs validation data, and "
+                     f"data.validation_fraction is 0 (in the trial with {_describe(where)}); hold out a fraction of "
+                     "the clients' training samples, e.g. data.validation_fraction: 0.1")
 
 
 def trial_count(sweep: Sweep, points: int) -> int:
@@ -485,6 +500,24 @@ def _search(raw: Any, path: Path) -> Search | None:
         if key in RUNNER_OWNED:
             raise SweepError(f"{path}: search.space.{key}: set by the runner (from --results and the sweep name)")
     return search
+
+
+def _targets(raw: Any, path: Path) -> tuple[Target, ...]:
+    if raw is None:
+        return ()
+    try:
+        return tuple(parse_targets(raw, config_columns()))
+    except TargetError as error:
+        raise SweepError(f"{path}: {error}") from None
+
+
+def _check_targets_apply(sweep: Sweep, trials: list[TrialConfig]) -> None:
+    """Every target is some trial's (a misspelled value would leave it reported nowhere)."""
+    flats = [trial.flat() for trial in trials]
+    for index, target in enumerate(sweep.targets):
+        if not any(target.applies(flat) for flat in flats):
+            raise SweepError(f"{sweep.source}: targets[{index}]: applies to none of the sweep's trials "
+                             f"({_describe(target.where)})")
 
 
 def _check_search_fits(sweep: Sweep) -> None:

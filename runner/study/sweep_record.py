@@ -45,12 +45,14 @@ class SweepRecord:
     # a search sweep: algorithm, seed, samples, how many trials in all ("trials"), the drawn keys ("drawn");
     # ``trials`` above then holds a random search's seeded draws, or Optuna's grid point (it names none up front)
     search: dict[str, Any] | None = None
+    targets: list[dict[str, Any]] = field(default_factory=list)  # the sweep file's target accuracies, as written
 
     @classmethod
     def of(cls, sweep: str, source: str, overrides: Mapping[str, Any], trials: list[TrialConfig], *,
-           max_concurrent: int | None, max_failures: int, search: Mapping[str, Any] | None = None) -> SweepRecord:
+           max_concurrent: int | None, max_failures: int, search: Mapping[str, Any] | None = None,
+           targets: list[dict[str, Any]] | None = None) -> SweepRecord:
         return cls(sweep, source, _json(dict(overrides)), max_concurrent, max_failures,
-                   {t.trial_name: _json(t.flat()) for t in trials}, search=_json(search))
+                   {t.trial_name: _json(t.flat()) for t in trials}, search=_json(search), targets=_json(targets or []))
 
     @property
     def trial_count(self) -> int:
@@ -75,7 +77,7 @@ def read_record(results_dir: str | Location) -> SweepRecord | None:
     raw = json.loads(where.read_bytes())
     trials = {name: {**ADDED_FIELDS, **flat} for name, flat in raw["trials"].items()}  # as the trials ran
     return SweepRecord(raw["sweep"], raw["source"], raw["overrides"], raw["max_concurrent"], raw["max_failures"],
-                       trials, raw.get("format", FORMAT), raw.get("search"))
+                       trials, raw.get("format", FORMAT), raw.get("search"), raw.get("targets", []))
 
 
 def check_resume(started: SweepRecord, now: SweepRecord) -> list[str]:

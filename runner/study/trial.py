@@ -28,7 +28,8 @@ from runner.study.sweep_context import SweepContext
 from runner.study.wandb_run import WandbRun
 
 log = logging.getLogger(__name__)
-METRICS_REPORTED = ("round", "test_accuracy", "test_loss", "train_loss", "cumulative_bytes", "round_seconds")
+METRICS_REPORTED = ("round", "test_accuracy", "test_loss", "val_accuracy", "val_loss", "train_loss",
+                    "cumulative_bytes", "round_seconds")
 
 
 class Report(RoundSink):

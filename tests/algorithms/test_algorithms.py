@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from models import float_bytes, quantized_bytes
-from runner.algorithms import REGISTRY, LocalTraining, Upload, local_sgd, quantize
+from runner.algorithms import REGISTRY, LocalTraining, Participation, Upload, local_sgd, quantize
 from runner.config import TrialConfig
 from runner.engine.aggregation import CPU_BLOCK, WeightedSum
 
@@ -48,7 +48,7 @@ def test_fedavg_delta_is_trained_minus_start_and_server_adds_the_mean():
         assert d.abs().sum() > 0
     assert loss > 0
     mean = {"delta": {n: torch.ones_like(t) for n, t in payload["weights"].items()}}
-    new = algo.server_update(payload["weights"], {}, mean, 4, 10)
+    new = algo.server_update(payload["weights"], {}, mean, Participation(4, 10))
     assert all(torch.allclose(new[n], payload["weights"][n] + 1) for n in new)
 
 
@@ -77,7 +77,7 @@ def test_scaffold_control_variate_follows_option_two():
         assert torch.allclose(client_c[n], expected, atol=1e-6)
         assert torch.allclose(update["control"][n], expected - before[n], atol=1e-6)
     server_state = {n: torch.zeros_like(t) for n, t in weights.items()}
-    algo.server_update(weights, server_state, update, 4, 10)
+    algo.server_update(weights, server_state, update, Participation(40, 100))
     assert all(torch.allclose(server_state[n], 0.4 * update["control"][n]) for n in weights)
     assert algo.bytes_down([10, 5]) == algo.bytes_up([10, 5], Upload()) == 2 * 4 * 15
     quantized = math.ceil((32 + 60) / 8) + math.ceil((32 + 30) / 8)  # 10 and 5 elements at 6 bits, a norm each
@@ -94,17 +94,19 @@ def test_feddyn_server_and_client_corrections():
         assert torch.allclose(grad_state[n], -0.5 * update["delta"][n])
     h = algo.init_server_state(weights)
     mean = {"delta": {n: torch.ones_like(t) for n, t in weights.items()}}
-    new = algo.server_update(weights, h, mean, 2, 10)
-    for n in weights:  # h = -α·(2/10)·1 = -0.1 ; θ = θ + 1 - h/α = θ + 1.2
+    new = algo.server_update(weights, h, mean, Participation(50, 250))  # the round's clients: 1/5 of the samples
+    for n in weights:  # h = -α·(50/250)·1 = -0.1 ; θ = θ + 1 - h/α = θ + 1.2
         assert torch.allclose(h[n], torch.full_like(h[n], -0.1))
         assert torch.allclose(new[n], weights[n] + 1.2)
+    reported = algo.evaluated_model(new, h)  # the average of the round's client models: θ + mean Δ
+    assert all(torch.allclose(reported[n], weights[n] + 1) for n in weights)
 
 
 def test_fedadam_first_step_matches_hand_computation():
     algo = build_algorithm("fedadam", server_lr=0.1, beta1=0.9, beta2=0.99, tau=1e-3)
     w = {"w": torch.tensor([1.0, 2.0])}
     state = algo.init_server_state(w)
-    new = algo.server_update(w, state, {"delta": {"w": torch.tensor([0.5, -0.2])}}, 1, 1)
+    new = algo.server_update(w, state, {"delta": {"w": torch.tensor([0.5, -0.2])}}, Participation(1, 1))
     m = 0.1 * torch.tensor([0.5, -0.2])
     v = 0.01 * torch.tensor([0.25, 0.04])
     assert torch.allclose(new["w"], w["w"] + 0.1 * m / (v.sqrt() + 1e-3))

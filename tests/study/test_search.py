@@ -40,7 +40,7 @@ TINY = """
 name: tiny_search
 description: Figure 4's lr search in miniature (synthetic data, FC-2)
 base:
-  data: {dataset: synthetic, num_clients: 10, clients_per_round: 2}
+  data: {dataset: synthetic, num_clients: 10, clients_per_round: 2, validation_fraction: 0.2}
   model: {arch: fc2, parameterization: fedpara, gamma: 0.5}
   train: {rounds: 3, local_epochs: 1, batch_size: 32, lr: 0.1, eval_every: 2}
   resources: {num_workers: 1, cpus_per_worker: 0.5, driver_cpus: 0.25}
@@ -73,6 +73,12 @@ def edited(change) -> str:
     (lambda d: d["search"].update(samples=0), "search.samples: expected an int >= 1, got 0"),
     (lambda d: d["search"].update(sample=3), "search: unknown key 'sample'"),
     (lambda d: d["search"].update(metric="accuracy"), "search.metric: unknown value 'accuracy'"),
+    (lambda d: d["search"].update(metric="test_accuracy"),
+     "search.metric: test_accuracy would tune on the test set, whose accuracy the study reports; use val_accuracy"),
+    (lambda d: d["base"]["data"].update(validation_fraction=0),
+     "search.metric: val_accuracy needs validation data, and data.validation_fraction is 0"),
+    (lambda d: d["base"]["data"].update(validation_fraction=1),
+     "data.validation_fraction: must be in [0, 1) (the fraction of each client's training samples held out), got 1"),
     (lambda d: d["search"].update(mode="up"), "search.mode: expected max or min"),
     (lambda d: d["search"].update(space={}), "search.space: expected a mapping of config fields to domains"),
     (lambda d: d["search"].update(space={"train.lr": {"normal": [0, 1]}}),
@@ -131,7 +137,8 @@ def test_tune_gets_a_seeded_searcher_samples_and_asha_per_grid_point(tmp_path):
     sweep = load_sweep(SWEEPS / "lr_search.yaml")
     options = tune_search(sweep, expand(sweep), 2)
     assert options["search_alg"].max_concurrent == 2  # Tune takes a generator's own limit, not the TuneConfig's
-    assert (options["num_samples"], options["metric"], options["mode"]) == (8, "test_accuracy", "max")
+    assert (options["num_samples"], options["metric"], options["mode"]) == (8, "val_accuracy", "max")
+    assert {t.data.validation_fraction for t in expand(sweep)} == {0.1}  # tuned on held-out training samples
     assert isinstance(options["search_alg"], BasicVariantGenerator)
     asha = options["scheduler"]
     assert isinstance(asha, AshaPerPoint) and (asha.grace_period, asha.max_t, asha.reduction_factor) == (20, 200, 3)
@@ -166,11 +173,11 @@ def test_dry_run_says_what_a_search_sweep_will_do(capsys, monkeypatch):
     assert "train.lr ~ loguniform(0.01, 0.3)" in out
     assert "grace period 20 rounds, max_t 200, reduction factor 3 (rungs at rounds 20, 60, 180)" in out
     assert sum(line[:1].isdigit() for line in out.splitlines()) == 6  # one row per grid point
-    assert "cifar10-dir0.5-vgg16-fedpara-g0.1-fedavg-s0  " in out  # named without the digest
+    assert "cifar10-dir0.5-val0.1-vgg16-fedpara-g0.1-fedavg-s0  " in out  # named without the digest
     assert "total if every trial ran at once: 172.8 CPU, 48 GPU" in out
     # the seed's draws, 8 per grid point, as the sweep will run them
     draws = [line for line in out.splitlines() if line.startswith("  ") and ": train.lr " in line]
-    assert len(draws) == 6 and draws[0].startswith("  1  cifar10-dir0.5-vgg16-fedpara-g0.1-fedavg-s0: train.lr ")
+    assert len(draws) == 6 and draws[0].startswith("  1  cifar10-dir0.5-val0.1-vgg16-fedpara-g0.1-fedavg-s0: train.lr ")
     lrs = [float(v) for line in draws for v in line.split("train.lr ")[1].split(", ")]
     assert len(lrs) == 48 and all(0.01 <= lr <= 0.3 for lr in lrs)
     planned = drawn_trials(load_sweep(SWEEPS / "lr_search.yaml"), "results")
@@ -183,11 +190,11 @@ def test_dry_run_says_what_a_search_sweep_will_do(capsys, monkeypatch):
 def test_report_hands_tune_evaluated_rounds_only():
     reported = []
     sink = Report(reported.append)
-    row = {"round": 1, "test_accuracy": math.nan, "test_loss": math.nan, "train_loss": 2.0, "cumulative_bytes": 10,
-           "round_seconds": 1.0}
+    row = {"round": 1, "test_accuracy": math.nan, "test_loss": math.nan, "val_accuracy": math.nan,
+           "val_loss": math.nan, "train_loss": 2.0, "cumulative_bytes": 10, "round_seconds": 1.0}
     sink.write(row)
-    sink.write({**row, "round": 2, "test_accuracy": 0.4, "test_loss": 1.5})
-    assert [(r["round"], r["test_accuracy"]) for r in reported] == [(2, 0.4)]
+    sink.write({**row, "round": 2, "test_accuracy": 0.4, "test_loss": 1.5, "val_accuracy": 0.38, "val_loss": 1.6})
+    assert [(r["round"], r["test_accuracy"], r["val_accuracy"]) for r in reported] == [(2, 0.4, 0.38)]
 
 
 def test_asha_judges_each_grid_point_alone_and_records_early_stops(tmp_path):

@@ -191,6 +191,11 @@ def test_paper_specific_settings_of_the_other_sweeps():
                        ("fedavg", 16)}  # the last is FedPAQ: FedAvg with a quantized upload
     assert {t.algorithm.settings.mu for t in table3 if t.algorithm.name == "fedprox"} == {0.01}
     assert {(t.data.dataset, t.model.parameterization) for t in table3} == {("cifar10", "fedpara")}
+    for name, count in (("table3", 2), ("fig3", 6)):  # a target accuracy per split (and dataset), for every trial
+        sweep = load_sweep(SWEEPS / f"{name}.yaml")
+        assert len(sweep.targets) == count and all(0 < t.accuracy < 1 for t in sweep.targets)
+        trials = expand(sweep)
+        assert all(sum(t.applies(trial.flat()) for t in sweep.targets) == 1 for trial in trials)
 
     fig5 = expand(load_sweep(SWEEPS / "fig5.yaml"))
     scenarios: dict[tuple, set] = {}
@@ -228,6 +233,13 @@ def test_paper_specific_settings_of_the_other_sweeps():
     (lambda d: d["variants"][0].update({"model.gamma": [0.1, 1.5]}), "model.gamma: must be in [0, 1], got 1.5"),
     (lambda d: d["variants"].append({"model.parameterization": "fedpara", "model.gamma": 0.9}), "are identical"),
     (lambda d: d.update(name="../escape"), "name: expected a directory-safe string"),
+    (lambda d: d.update(targets=[{"accuracy": 80}]),
+     "targets[0].accuracy: must be a fraction in (0, 1) (0.8 for 80 %)"),
+    (lambda d: d.update(targets=[{"acc": 0.8}]), "targets[0]: expected a mapping with an accuracy"),
+    (lambda d: d.update(targets=[{"accuracy": 0.8, "data.partitio": "iid"}]), "targets[0].data.partitio: not a config"),
+    (lambda d: d.update(targets=[{"accuracy": 0.8}, {"accuracy": 0.7, "data.dataset": "cifar10"}]),
+     "targets[1]: applies to none of the sweep's trials (data.dataset='cifar10')"),
+    (lambda d: d.update(targets=[{"accuracy": 0.8}, {"accuracy": 0.8}]), "targets[1]: listed twice"),
 ])
 def test_bad_sweep_files_fail_with_the_path_and_the_key(tmp_path, edit, message):
     data = yaml.safe_load(SMALL)
