@@ -21,7 +21,7 @@ class FC2(nn.Module):
     def __init__(self, num_classes: int, input_shape: tuple[int, ...], layers: Parameterization) -> None:
         super().__init__()
         self.hidden = nn.Sequential(nn.Flatten(), layers.linear(math.prod(input_shape), HIDDEN), nn.ReLU())
-        self.head = layers.linear(HIDDEN, num_classes)
+        self.head = layers.head(HIDDEN, num_classes)
 
     def forward(self, x: Tensor) -> Tensor:
         return self.head(self.hidden(x))

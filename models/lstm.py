@@ -56,7 +56,7 @@ class CharLSTM(nn.Module):
                                                       freeze=False)
         sizes = [EMBEDDING_DIM] + [HIDDEN_SIZE] * NUM_LAYERS
         self.layers = nn.ModuleList(LSTMLayer(gates, sizes[k], sizes[k + 1]) for k in range(NUM_LAYERS))
-        self.head = linears.linear(HIDDEN_SIZE, num_classes)
+        self.head = linears.head(HIDDEN_SIZE, num_classes)
 
     def forward(self, tokens: Tensor) -> Tensor:
         x = self.embedding(tokens)
