@@ -17,6 +17,7 @@ interval that reaches it (γ = 0.1 rather than 0.0987...), so it can be read and
 from __future__ import annotations
 
 import bisect
+import itertools
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -107,7 +108,7 @@ def solve_for(arch: str, kind: str, num_classes: int, input_shape: tuple[int, ..
 
 def _interval_points(breaks: list[float]) -> list[float]:
     """A knob strictly inside each interval (b_i, b_{i+1}]: its midpoint (safe from float error at the ends)."""
-    return [(lo + hi) / 2 for lo, hi in zip(breaks, breaks[1:]) if hi > lo]
+    return [(lo + hi) / 2 for lo, hi in itertools.pairwise(breaks) if hi > lo]
 
 
 def _nearest(knobs: list[float], count: Callable[[float], int], goal: float) -> int:

@@ -1,4 +1,4 @@
-"""FC-2, the two-layer perceptron of the personalization experiments (MNIST / FEMNIST; PAPER.md §2).
+"""FC-2, the two-layer perceptron of the personalization experiments (MNIST / FEMNIST; docs/method.md, "Models").
 
 Both linear layers, the head included, are built by the chosen parameterization: the paper compares the
 original, FedPara and pFedPara forms of the whole model.

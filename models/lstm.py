@@ -1,4 +1,4 @@
-"""The Shakespeare next-character LSTM (LEAF's: embedding 8, two LSTM layers of 256; PAPER.md §2).
+"""The Shakespeare next-character LSTM (LEAF's: embedding 8, two LSTM layers of 256; docs/method.md, "Models").
 
 ``nn.LSTM`` hides its gate matrices inside one fused kernel, so the cell is written out here: each layer's
 input-to-hidden (4H × in) and hidden-to-hidden (4H × H) matrices are ordinary layers built by the chosen

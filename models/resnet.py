@@ -1,4 +1,4 @@
-"""ResNet-18 in its CIFAR form (3×3 stem, no max-pool) with GroupNorm (PAPER.md §2).
+"""ResNet-18 in its CIFAR form (3×3 stem, no max-pool) with GroupNorm (docs/method.md, "Models").
 
 Every conv, the 1×1 shortcut projections included, is built by the chosen parameterization; the head stays
 original (as VGG16's linears). GroupNorm uses 2 groups, as the paper's VGG16 (the paper does not say for

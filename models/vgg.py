@@ -1,8 +1,9 @@
-"""VGG16 with GroupNorm, the paper's CIFAR/CINIC model (PAPER.md §2).
+"""VGG16 with GroupNorm, the paper's CIFAR/CINIC model (docs/method.md, "Models").
 
 Every conv (the 3-channel stem included, as in the authors' and the Flower baseline's models) is built by
 the chosen parameterization; the classifier's linear layers and the head stay original by default, which
-is what gives the paper's ratios (VGG16_FedPara at γ = 0.1 keeps 10.1 % of the parameters for CIFAR-10).
+is what gives the paper's ratios (VGG16_FedPara at γ = 0.1 keeps 10.14 % of the parameters for CIFAR-10,
+the paper's 10.1 %; docs/method.md, "Budgets").
 """
 
 from __future__ import annotations
