@@ -88,7 +88,8 @@ class Parameterization:
         """``nn.Linear(in_features, out_features)`` in this parameterization; ``zero_init``: its weight starts
         at zero (a factorized layer's through one zero factor, so it still learns from the first step)."""
         if self.kind == "original":
-            layer = _kaiming(nn.Linear(in_features, out_features, bias), in_features, init_gain)
+            layer = nn.Linear(in_features, out_features, bias)
+            _kaiming(layer, in_features, init_gain)
             if zero_init:
                 nn.init.zeros_(layer.weight)
             return layer
