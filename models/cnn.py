@@ -31,7 +31,7 @@ class SmallCNN(nn.Module):
             raise ValueError(f"input_shape {input_shape} is too small for two 2×2 max-pools")
         self.features = nn.Sequential(*blocks, nn.Flatten())
         self.hidden = nn.Sequential(layers.linear(channels * height * width, HIDDEN), nn.ReLU(inplace=True))
-        self.head = ORIGINAL.linear(HIDDEN, num_classes)
+        self.head = ORIGINAL.head(HIDDEN, num_classes)
 
     def forward(self, x: Tensor) -> Tensor:
         return self.head(self.hidden(self.features(x)))

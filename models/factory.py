@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from torch import nn
 
+from models.budget import solve_for
 from models.cnn import SmallCNN
 from models.fc2 import FC2
 from models.lstm import CharLSTM
@@ -16,12 +17,14 @@ IMAGE_ARCHITECTURES = ("vgg16", "resnet18", "fc2", "cnn")
 
 
 def build_model(arch: str, parameterization: str, *, num_classes: int, input_shape: tuple[int, ...],
-                gamma: float | None = None, ratio: float | None = None, tanh: bool = False) -> nn.Module:
+                gamma: float | None = None, ratio: float | None = None, param_ratio: float | None = None,
+                tanh: bool = False) -> nn.Module:
     """Build ``arch`` with its weight layers in ``parameterization``; the classifier is ``model.head``.
 
     ``input_shape`` is (C, H, W) for image models and (L,) for ``"lstm"`` (whose vocabulary is
-    ``num_classes``). A factorized model needs exactly one of ``gamma`` / ``ratio``; ``"original"`` ignores
-    them. Which layers are factorized is each architecture's choice (see its module docstring).
+    ``num_classes``). A factorized model needs exactly one of ``gamma`` / ``ratio`` (per layer) /
+    ``param_ratio`` (a share of the whole original model, solved by ``models.budget``); ``"original"``
+    ignores them. Which layers are factorized is each architecture's choice (see its module docstring).
     """
     if arch not in ARCHITECTURES:
         raise ValueError(f"arch must be one of {ARCHITECTURES}, got {arch!r}")
@@ -35,7 +38,12 @@ def build_model(arch: str, parameterization: str, *, num_classes: int, input_sha
         layout = "(C, H, W)" if expected_dims == 3 else "(L,)"
         raise ValueError(f"input_shape must be {layout} of positive ints for {arch!r}, got {input_shape}")
     if parameterization == "original":
-        gamma = ratio = None
+        gamma = ratio = param_ratio = None
+    if param_ratio is not None:
+        if gamma is not None or ratio is not None:
+            raise ValueError(f"param_ratio: give it alone, not with gamma={gamma} or ratio={ratio}")
+        solved = solve_for(arch, parameterization, num_classes, input_shape, param_ratio)
+        gamma, ratio = solved.gamma, solved.ratio
     layers = Parameterization(parameterization, gamma=gamma, ratio=ratio, tanh=tanh)
 
     if arch == "lstm":

@@ -1,4 +1,4 @@
-"""FC-2, the two-layer perceptron of the personalization experiments (MNIST / FEMNIST; PAPER.md §2).
+"""FC-2, the two-layer perceptron of the personalization experiments (MNIST / FEMNIST; docs/method.md, "Models").
 
 Both linear layers, the head included, are built by the chosen parameterization: the paper compares the
 original, FedPara and pFedPara forms of the whole model.
@@ -21,7 +21,7 @@ class FC2(nn.Module):
     def __init__(self, num_classes: int, input_shape: tuple[int, ...], layers: Parameterization) -> None:
         super().__init__()
         self.hidden = nn.Sequential(nn.Flatten(), layers.linear(math.prod(input_shape), HIDDEN), nn.ReLU())
-        self.head = layers.linear(HIDDEN, num_classes)
+        self.head = layers.head(HIDDEN, num_classes)
 
     def forward(self, x: Tensor) -> Tensor:
         return self.head(self.hidden(x))

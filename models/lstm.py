@@ -1,4 +1,4 @@
-"""The Shakespeare next-character LSTM (LEAF's: embedding 8, two LSTM layers of 256; PAPER.md §2).
+"""The Shakespeare next-character LSTM (LEAF's: embedding 8, two LSTM layers of 256; docs/method.md, "Models").
 
 ``nn.LSTM`` hides its gate matrices inside one fused kernel, so the cell is written out here: each layer's
 input-to-hidden (4H × in) and hidden-to-hidden (4H × H) matrices are ordinary layers built by the chosen
@@ -56,7 +56,7 @@ class CharLSTM(nn.Module):
                                                       freeze=False)
         sizes = [EMBEDDING_DIM] + [HIDDEN_SIZE] * NUM_LAYERS
         self.layers = nn.ModuleList(LSTMLayer(gates, sizes[k], sizes[k + 1]) for k in range(NUM_LAYERS))
-        self.head = linears.linear(HIDDEN_SIZE, num_classes)
+        self.head = linears.head(HIDDEN_SIZE, num_classes)
 
     def forward(self, tokens: Tensor) -> Tensor:
         x = self.embedding(tokens)

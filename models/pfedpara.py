@@ -1,4 +1,4 @@
-"""pFedPara layers: ``W = W1 ⊙ (W2 + 1) = W1 ⊙ W2 + W1`` with W1 global and W2 local (PAPER.md §1).
+"""pFedPara layers: ``W = W1 ⊙ (W2 + 1) = W1 ⊙ W2 + W1`` with W1 global and W2 local (docs/method.md).
 
 W1's factors are sent to and averaged by the server; W2's (``local_factor_names``) never leave the client.
 The ``+ 1`` makes W1 alone a usable shared weight, and W2 a per-client multiplicative correction of it.
@@ -8,7 +8,9 @@ Initialization (our choice): ``var(W) = var(W1)·(var(W2) + 1)``. W2 gets FedPar
 starts around 1: every client starts from the shared weight, modulated a little. W1 gets
 ``(2 / fan_in) / (1 + v2)``, so the composed weight starts at Kaiming's variance. Initializing both sets
 like FedPara's (as the authors' code does) would give ``var(W) ≈ √(2 / fan_in)``: ``(fan_in / 2)^¼`` times
-Kaiming's std, 2–7× for this package's layers.
+Kaiming's std, 2–7× for this package's layers. W1's change reaches W multiplied by ``W2 + 1`` (mean square
+``1 + v2``), W2's multiplied by W1 (mean square ``var(W1)``): each set's step scale is set from it
+(models.factor_init), so W1 does not pass a full low-rank step through ``+ 1`` (docs/initialization.md).
 """
 
 from __future__ import annotations
@@ -36,8 +38,9 @@ class _GlobalTimesLocalPlusOne(FactorizedLayer):
     def reset_factors(self) -> None:
         target = kaiming_variance(self.fan_in, self.init_gain)
         local_variance = math.sqrt(target)
-        self.init_factor_set("1", target / (1.0 + local_variance))
-        self.init_factor_set("2", local_variance)
+        global_variance = target / (1.0 + local_variance)
+        self.init_factor_set("1", global_variance, through=1.0 + local_variance)
+        self.init_factor_set("2", local_variance, through=global_variance)
 
 
 class PFedParaLinear(_GlobalTimesLocalPlusOne, FactorizedLinear):

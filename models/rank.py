@@ -1,7 +1,7 @@
 """The rank rule: how wide each factorized layer's inner rank is, and what it costs in parameters.
 
 Every number the rest of the package needs about ranks comes from here, as pure integer arithmetic,
-so the rule can be checked without building a model (PAPER.md §1).
+so the rule can be checked without building a model (docs/method.md, "The rank rule").
 
 A layer is described by ``out_dim`` (O, or m for a linear layer), ``in_dim`` (I, or n) and
 ``kernel_size``: an int k for a k×k convolution, or ``None`` for a linear layer. The distinction matters
@@ -89,6 +89,18 @@ def rank_from_ratio(ratio: float, out_dim: int, in_dim: int, kernel_size: int | 
     rank = _smallest_rank_reaching(target, 2 * _area_if_core(kernel_size), 2 * (out_dim + in_dim))
     high = r_max(out_dim, in_dim, kernel_size)
     return min(max(rank, r_min(out_dim, in_dim)), high)
+
+
+def lowrank_rank_from_ratio(ratio: float, out_dim: int, in_dim: int, kernel_size: int | None) -> int:
+    """Smallest low-rank (or Tucker-2) rank whose own count reaches ``ratio × original``, within
+    [1, the largest rank not exceeding the original]: the per-layer ratio knob of the low-rank baseline,
+    with no FedPara full-rank floor (a low-rank layer has none)."""
+    if not 0.0 < ratio <= 1.0:
+        raise ValueError(f"ratio must be in (0, 1], got {ratio}")
+    original = original_params(out_dim, in_dim, kernel_size)
+    a, b = _area_if_core(kernel_size), out_dim + in_dim
+    rank = _smallest_rank_reaching(ratio * original, a, b)
+    return min(rank, _largest_rank_within(original, a, b))
 
 
 def lowrank_rank_for_budget(budget: int, out_dim: int, in_dim: int, kernel_size: int | None) -> int:

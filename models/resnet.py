@@ -1,4 +1,4 @@
-"""ResNet-18 in its CIFAR form (3×3 stem, no max-pool) with GroupNorm (PAPER.md §2).
+"""ResNet-18 in its CIFAR form (3×3 stem, no max-pool) with GroupNorm (docs/method.md, "Models").
 
 Every conv, the 1×1 shortcut projections included, is built by the chosen parameterization; the head stays
 original (as VGG16's linears). GroupNorm uses 2 groups, as the paper's VGG16 (the paper does not say for
@@ -39,19 +39,21 @@ class ResNet18(nn.Module):
     """3×3 stem, four stages of two BasicBlocks, global average pool, ``head``."""
 
     def __init__(self, num_classes: int, input_shape: tuple[int, int, int], convs: Parameterization,
-                 linears: Parameterization = ORIGINAL) -> None:
+                 linears: Parameterization = ORIGINAL, narrow: int = 1) -> None:
+        """``narrow`` divides every width, as VGG16's does (a narrow copy for the tests)."""
         super().__init__()
-        channels = input_shape[0]
-        self.stem = nn.Sequential(convs.conv2d(channels, 64, 3, 1, padding=1, bias=False),
-                                  nn.GroupNorm(NORM_GROUPS, 64), nn.ReLU(inplace=True))
+        channels, stem = input_shape[0], STAGES[0][0] // narrow
+        self.stem = nn.Sequential(convs.conv2d(channels, stem, 3, 1, padding=1, bias=False),
+                                  nn.GroupNorm(NORM_GROUPS, stem), nn.ReLU(inplace=True))
         blocks: list[nn.Module] = []
-        channels = 64
+        channels = stem
         for width, stride in STAGES:
+            width //= narrow
             blocks += [BasicBlock(convs, channels, width, stride), BasicBlock(convs, width, width, 1)]
             channels = width
         self.blocks = nn.Sequential(*blocks)
         self.pool = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten())
-        self.head = linears.linear(channels, num_classes)
+        self.head = linears.head(channels, num_classes)
 
     def forward(self, x: Tensor) -> Tensor:
         return self.head(self.pool(self.blocks(self.stem(x))))

@@ -48,7 +48,7 @@ def original_parameter_count(arch: str, num_classes: int, input_shape: tuple[int
 
 
 def float_bytes(numels: Iterable[int]) -> int:
-    """Bytes for sending tensors of these sizes as 32-bit floats (PAPER.md §5)."""
+    """Bytes for sending tensors of these sizes as 32-bit floats (docs/method.md, "Communication")."""
     return FLOAT_BYTES * sum(numels)
 
 

@@ -28,7 +28,7 @@ PRECISIONS = ("fp32", "bf16")
 # field stays out of a trial's name (earlier trials keep their names, results and checkpoints), and results and
 # sweep records written before a field existed read as if they had it.
 ADDED_FIELDS: dict[str, Any] = {"train.precision": "fp32", "data.client_fraction": 1.0,
-                                "data.validation_fraction": 0.0}
+                                "data.validation_fraction": 0.0, "model.param_ratio": None}
 
 
 class ConfigError(ValueError):
@@ -37,7 +37,7 @@ class ConfigError(ValueError):
 
 @dataclass(frozen=True)
 class DataConfig:
-    """Which dataset, where it lives, and how it is split across clients (PAPER.md §3)."""
+    """Which dataset, where it lives, and how it is split across clients (docs/method.md, "Settings")."""
 
     dataset: str = "synthetic"
     root: str = "~/fedpara-data"
@@ -55,18 +55,20 @@ class DataConfig:
 
 @dataclass(frozen=True)
 class ModelConfig:
-    """Architecture and parameterization; ``gamma`` or ``ratio`` picks every layer's inner rank."""
+    """Architecture and parameterization; one of ``gamma``, ``ratio`` (per layer) or ``param_ratio`` (a share of
+    the whole original model, solved into γ or the low-rank ranks: models/budget.py) sizes a factorized model."""
 
     arch: str = "cnn"
     parameterization: str = "fedpara"
     gamma: float | None = 0.1
     ratio: float | None = None
+    param_ratio: float | None = None
     tanh: bool = False
 
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """Client-side SGD and the round schedule (PAPER.md §4)."""
+    """Client-side SGD and the round schedule (docs/method.md, "Settings")."""
 
     rounds: int = 200
     local_epochs: int = 1
@@ -160,7 +162,8 @@ class TrialConfig:
         if d.validation_fraction != ADDED_FIELDS["data.validation_fraction"]:
             split += f"-val{d.validation_fraction:g}"
         knob = "" if m.parameterization == "original" else (
-            f"-g{m.gamma:g}" if m.gamma is not None else f"-rho{m.ratio:g}")
+            f"-g{m.gamma:g}" if m.gamma is not None else f"-rho{m.ratio:g}" if m.ratio is not None
+            else f"-size{m.param_ratio:g}")
         levels = self.upload.quantize_levels
         upload = "" if levels is None else f"-q{levels}"
         precision = "" if self.train.precision == ADDED_FIELDS["train.precision"] else f"-{self.train.precision}"
@@ -328,9 +331,18 @@ def _validate(c: TrialConfig) -> None:
         _require(0.0 <= m.gamma <= 1.0, "model.gamma", f"must be in [0, 1], got {m.gamma}")
     if m.ratio is not None:
         _require(0.0 < m.ratio <= 1.0, "model.ratio", f"must be in (0, 1], got {m.ratio}")
-    if m.parameterization != "original":
+    if m.param_ratio is not None:
+        _require(0.0 < m.param_ratio <= 1.0, "model.param_ratio",
+                 f"must be in (0, 1] (a share of the original model's parameters), got {m.param_ratio}")
+        _require(m.parameterization != "original", "model.param_ratio",
+                 "an original model is the whole model; set model.param_ratio: null")
+        others = [f"model.{k}={v}" for k, v in (("gamma", m.gamma), ("ratio", m.ratio)) if v is not None]
+        _require(not others, "model.param_ratio",
+                 f"mutually exclusive with model.gamma and model.ratio, got {', '.join(others)} too "
+                 "(set it to null)")
+    elif m.parameterization != "original":
         _require((m.gamma is None) != (m.ratio is None), "model.gamma",
-                 "set exactly one of model.gamma and model.ratio for a factorized model")
+                 "set exactly one of model.gamma, model.ratio and model.param_ratio for a factorized model")
 
     _require(t.rounds >= 1, "train.rounds", f"must be >= 1, got {t.rounds}")
     _require(t.local_epochs >= 1, "train.local_epochs", f"must be >= 1, got {t.local_epochs}")

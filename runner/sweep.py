@@ -24,6 +24,7 @@ from typing import Any
 from runner.config import ConfigError, TrialConfig
 from runner.console import command_name, show_library_logs
 from runner.engine.layout import Bundle, TrialLayout
+from runner.engine.model import model_size
 from runner.engine.storage import Location, is_uri, join
 from runner.study.console_view import DEFAULT_EVERY_S
 from runner.study.probe import dry_run_lines
@@ -235,13 +236,17 @@ def format_trial_table(sweep: Sweep, trials: list[TrialConfig], layouts: list[Tr
     keys = varying_keys(trials)
     search = sweep.search
     headers = ["#", "trial" if search is None else "grid point", *short_names(keys).values(),
-               "bundles (trainable | driver | workers)", "CPU", "GPU"]
+               "model size (of the original)", "bundles (trainable | driver | workers)", "CPU", "GPU"]
     rows = []
+    sizes: dict[tuple, str] = {}  # one shape-only build per distinct model
     for index, (trial, layout) in enumerate(zip(trials, layouts), start=1):
         flat = trial.flat()
         totals = layout.totals()
         name = trial.trial_name if search is None else trial.trial_name.rsplit("-", 1)[0]
-        rows.append([str(index), name, *(_cell(flat.get(k)) for k in keys),
+        size_key = (trial.data.dataset, trial.model)
+        if size_key not in sizes:
+            sizes[size_key] = model_size(trial)
+        rows.append([str(index), name, *(_cell(flat.get(k)) for k in keys), sizes[size_key],
                      format_bundles(layout.bundles()), f"{totals['CPU']:g}", f"{totals['GPU']:g}"])
     widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(headers)]
     line = "  ".join

@@ -142,6 +142,9 @@ def test_head_names():
 def test_state_round_trips_through_a_global_local_split(arch):
     torch.manual_seed(1)
     trained = build(arch, "pfedpara").eval()
+    with torch.no_grad():  # a head starts at zero (every model's first logits are 0): give it trained values
+        for p in trained.head.parameters():
+            p.normal_()
     state = trained.state_dict()
     local = local_parameter_names(trained)
     global_part = {n: t for n, t in state.items() if n not in local}
@@ -188,6 +191,8 @@ def test_lstm_layer_matches_torch_lstm():
 
 def test_gradients_reach_every_parameter_of_a_factorized_lstm():
     model = build("lstm", "pfedpara")
+    with torch.no_grad():  # past the first step: a zero head (its start) passes no gradient down
+        model.head.weight.normal_(0.0, 0.1)
     nn.functional.cross_entropy(model(example_input("lstm")), torch.tensor([1, 2])).backward()
     for name, p in model.named_parameters():
         assert p.grad is not None and p.grad.abs().sum() > 0, name

@@ -47,14 +47,16 @@ def model_key(cfg: TrialConfig) -> dict[str, Any]:
     """What decides a worker's memory: the model, the data it holds, the batch size and the precision."""
     m, flat = cfg.model, cfg.flat()
     return {"dataset": cfg.data.dataset, "arch": m.arch, "parameterization": m.parameterization,
-            "gamma": m.gamma, "ratio": m.ratio, "tanh": m.tanh, "batch_size": cfg.train.batch_size,
+            "gamma": m.gamma, "ratio": m.ratio, "param_ratio": m.param_ratio, "tanh": m.tanh,
+            "batch_size": cfg.train.batch_size,
             **{k: flat.get(k) for k in PRECISION_FIELDS}}
 
 
 def key_text(key: dict[str, Any], device: str) -> str:
     """``cifar10 vgg16-fedpara g0.1 batch 64 [cuda]``: the key as it is shown and stored."""
     knob = "" if key["parameterization"] == "original" else (
-        f" g{key['gamma']:g}" if key["gamma"] is not None else f" rho{key['ratio']:g}")
+        f" g{key['gamma']:g}" if key["gamma"] is not None else f" rho{key['ratio']:g}"
+        if key["ratio"] is not None else f" size{key['param_ratio']:g}")
     # a field at the value it had before it existed is not shown: keys of probes stored before then stay valid
     extra = "".join(f" {k.rsplit('.', 1)[-1]} {key[k]}" for k in PRECISION_FIELDS
                     if key.get(k) not in (None, ADDED_FIELDS.get(k)))

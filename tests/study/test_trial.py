@@ -200,7 +200,7 @@ def test_metrics_identical_with_one_or_two_workers(tmp_path, algorithm, one_work
 
 def test_learning_happens_on_synthetic_data(tmp_path):
     rows = run_trial(small(tmp_path, data={"num_clients": 10, "clients_per_round": 4},
-                           train={"rounds": 5, "local_epochs": 2, "lr": 0.05}))
+                           train={"rounds": 5, "local_epochs": 2, "lr": 0.1}))
     accuracy = rows["test_accuracy"]
     assert accuracy.iloc[-1] > 0.5, accuracy.tolist()  # 10 classes: chance is 0.1
     assert accuracy.iloc[-1] > accuracy.iloc[0] + 0.2
