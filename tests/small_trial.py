@@ -1,5 +1,6 @@
 """The small trial the trial tests run (FC-2 on synthetic data, 3 rounds, one worker), and the part of its rows
-that says what it learnt: tests/study/test_trial.py and tests/test_gpu_trial.py compare runs by it."""
+that says what it learnt: tests/study/test_trial.py and tests/test_gpu_trial.py compare runs by it; and a
+hand-made row of a trial, for the tests that write and read rows without running one."""
 
 from __future__ import annotations
 
@@ -29,3 +30,10 @@ def metrics(frame: pd.DataFrame) -> pd.DataFrame:
     """Everything but wall-clock times and where/how the trial ran."""
     dropped = [*MACHINE_COLUMNS, *(c for c in frame.columns if c.startswith(("logging.", "resources.")))]
     return frame.drop(columns=dropped).reset_index(drop=True)
+
+
+def row(round_: int, trial: str = "t") -> dict:
+    """One hand-made results row of FC-2 trial ``trial`` at ``round_`` (accuracy 0.1 a round, 1000 bytes a round)."""
+    cfg = TrialConfig.from_dict({"model": {"arch": "fc2"}, "name": trial, "sweep": "unit"})
+    return {**cfg.flat(), "trial": trial, "round": round_, "test_accuracy": 0.1 * round_, "param_ratio": 0.5,
+            "cumulative_bytes": 1000 * round_, "num_parameters": 10, "original_parameters": 20}

@@ -89,7 +89,7 @@ def test_a_damaged_checkpoint_is_reported_and_the_one_before_it_loaded(tmp_path,
 
 
 def test_a_damaged_rows_file_is_reported_naming_it_and_left_out_of_the_sweep(tmp_path, caplog):
-    from test_results_storage import row
+    from small_trial import row
 
     for trial in ("a", "b"):
         table = RoundsTable(rounds_path(tmp_path, trial))
@@ -125,7 +125,7 @@ class Crash(RuntimeError):
 @pytest.mark.usefixtures("ray_session")
 def test_a_trial_whose_newest_checkpoint_and_rows_are_damaged_ends_with_the_rows_of_an_uninterrupted_run(
         tmp_path, caplog):
-    from test_runner_trial import metrics, small
+    from small_trial import metrics, small
 
     from runner.study.trial import run_trial
 
@@ -159,7 +159,7 @@ def test_a_trial_whose_newest_checkpoint_and_rows_are_damaged_ends_with_the_rows
 @pytest.mark.usefixtures("ray_session")
 def test_a_diverging_trial_stops_at_that_round_says_so_everywhere_and_stays_stopped(tmp_path, caplog):
     import wandb_records
-    from test_runner_trial import small
+    from small_trial import small
 
     from runner.provenance import CodeVersion
     from runner.study.figures import tables_markdown

@@ -14,6 +14,7 @@ import pyarrow as pa
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 import pytest
+from small_trial import row
 
 from runner.config import TrialConfig
 from runner.engine import storage
@@ -21,12 +22,6 @@ from runner.engine.checkpoint import CheckpointFile, trial_dir
 from runner.engine.storage import Location
 from runner.study.figures import FIGURE3_FILE, TABLES_FILE, plot_results
 from runner.study.results import RoundsTable, load_rounds, parquet_bytes, rounds_path
-
-
-def row(round_: int, trial: str = "t") -> dict:
-    cfg = TrialConfig.from_dict({"model": {"arch": "fc2"}, "name": trial, "sweep": "unit"})
-    return {**cfg.flat(), "trial": trial, "round": round_, "test_accuracy": 0.1 * round_, "param_ratio": 0.5,
-            "cumulative_bytes": 1000 * round_, "num_parameters": 10, "original_parameters": 20}
 
 
 def readers(rounds_dir: Path) -> dict[str, int]:
