@@ -174,14 +174,15 @@ def test_a_diverging_trial_stops_at_that_round_says_so_everywhere_and_stays_stop
     with caplog.at_level(logging.WARNING):
         rows = run_trial(cfg, context=context)
     assert list(rows["round"]) == [1, 2] and rows["diverged"].isna().tolist() == [True, False]
-    assert rows["diverged"].iloc[1] == "global weight hidden.1.x1 not finite"
+    what = "global weight hidden.1.x1 not finite"
+    assert rows["diverged"].iloc[1] == what
     assert rows["test_accuracy"].iloc[0] > 0 and rows["test_accuracy"].isna().iloc[1]  # round 2: not evaluated
-    assert f"trial {cfg.trial_name} diverged at round 2 (global weight hidden.1.x1 not finite): stopped there" in caplog.text
+    assert f"trial {cfg.trial_name} diverged at round 2 ({what}): stopped there" in caplog.text
     run_files = list((tmp_path / "wandb").glob("offline-run-*/run-*.wandb"))
     summary = wandb_records.summary(run_files[0])
-    assert summary["diverged"] == "diverged at round 2 (global weight hidden.1.x1 not finite)" and "final_test_accuracy" not in summary
+    assert summary["diverged"] == f"diverged at round 2 ({what})" and "final_test_accuracy" not in summary
     assert sweep_progress(tmp_path).lines()[-1] == (
-        f"1 diverged (stopped, no final accuracy): {cfg.trial_name} at round 2 (global weight hidden.1.x1 not finite)")
+        f"1 diverged (stopped, no final accuracy): {cfg.trial_name} at round 2 ({what})")
 
     healthy = rows.iloc[:1].assign(seed=4, trial="the-same-experiment-seed-4")  # a seed that did not diverge
     accuracy = f"{100 * healthy['test_accuracy'].iloc[0]:.2f}"
