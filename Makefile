@@ -22,7 +22,7 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
 
-# the longer walks (a real offline bundle, a job through Ray's job server): ~3 min more, run by CI too
+# the longer walks (a real offline bundle, a job through Ray's job server): ~4 min more, run by CI too
 test-slow: $(STAMP)
 	$(BIN)/python -m pytest -q -m slow
 
