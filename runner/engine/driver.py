@@ -59,6 +59,7 @@ class Driver:
         self.pool.setup(self.initial_local, self.initial_global)
         t = cfg.train
         self.sizes = ray.get(self.pool.workers[0].client_sizes.remote())  # training samples: every average's weights
+        self.total_samples = sum(self.sizes)
         self.costs = [client_cost(n, t.batch_size, t.local_epochs) for n in self.sizes]
         self.stateful = bool(self.initial_local or self.algorithm.init_client_state(self.initial_global))
         self.restore(self.checkpoint.load())
@@ -119,7 +120,7 @@ class Driver:
         lr = cfg.train.lr * cfg.train.lr_decay ** (index - 1)
         sampled = sample_clients(cfg.seed, index, cfg.data.num_clients, cfg.data.clients_per_round)
         total, peak_memory, worker_seconds = self._train(index, sampled, lr)
-        participation = Participation(sum(self.sizes[k] for k in sampled), sum(self.sizes))
+        participation = Participation(sum(self.sizes[k] for k in sampled), self.total_samples)
         self.global_state = self.algorithm.server_update(self.global_state, self.server_state, total.mean(),
                                                          participation)
         self.round = index

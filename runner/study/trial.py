@@ -84,6 +84,8 @@ def run_trial(cfg: TrialConfig, *, report: Callable[[dict[str, Any]], None] | No
         log.warning("trial %s diverged at round %d in an earlier run: left stopped", cfg.trial_name,
                     table.diverged_at)
         return table.frame()
+    if table.last_round >= cfg.train.rounds:  # finished in an earlier run: no actor need start to say so
+        return table.frame()
     sinks: list[RoundSink] = [table, WandbRun(cfg, context.wandb, table, labels)]
     if report is not None:
         sinks.append(Report(report))

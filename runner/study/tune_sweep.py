@@ -48,13 +48,9 @@ def tune_trainable(params: dict[str, Any], context: SweepContext | None = None) 
         reported.append(metrics)
         tune.report(metrics)
 
-    # Done in an earlier run: ASHA stopped it, or its rows reach its last round. A restored Tune run knows that;
-    # a fresh one learns it here, before any actor starts (a finished trial's Driver and workers would only
-    # load its final checkpoint and exit).
-    rows = trial_rows(cfg)
-    finished = len(rows) and int(rows["round"].max()) >= cfg.train.rounds
-    if not (finished or stopped_early(cfg)):
-        rows = run_trial(cfg, report=report, context=context)
+    # ASHA stopped it in an earlier run (a restored Tune run knows that; a fresh one learns it here); a trial
+    # finished or diverged before is returned by run_trial without starting an actor
+    rows = trial_rows(cfg) if stopped_early(cfg) else run_trial(cfg, report=report, context=context)
     final = None if reported else last_evaluated(rows)
     if final is not None:  # done before this run: Tune (its searcher, ASHA) still gets its result
         tune.report(final)
