@@ -3,7 +3,9 @@
 A trial is one federated experiment. Its configuration arrives as a nested dict (a sweep file, a Tune
 trial's ``config``, CLI overrides) and is turned into frozen dataclasses by :meth:`TrialConfig.from_dict`,
 which is the only place that checks values. A bad value raises :class:`ConfigError` naming the dotted
-field, before any Ray actor starts; code deeper in the runner trusts the config it is handed.
+field, before any Ray actor starts; code deeper in the runner trusts the config it is handed. Each field
+declares its own rule (:func:`runner.settings.setting`); the rules that relate two fields are in
+:func:`_check_across_fields`.
 """
 
 from __future__ import annotations
@@ -11,7 +13,6 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import types
 import typing
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field, fields
@@ -19,7 +20,18 @@ from typing import Any
 
 from models import ARCHITECTURES, PARAMETERIZATIONS
 from partitions import DATASETS, SCHEMES
-from runner.algorithms import REGISTRY, Algorithm, NoSettings, Upload, broken_rules
+from runner.algorithms import REGISTRY, Algorithm, NoSettings, Upload
+from runner.settings import (
+    ConfigError,
+    build,
+    check_value,
+    field_schema,
+    joined,
+    json_schema,
+    rule_of,
+    setting,
+)
+from runner.settings import hint_options as hint_options  # re-exported: results.py reads column types with it
 
 EVALUATIONS = ("auto", "global", "personal")
 WANDB_MODES = ("auto", "online", "offline", "disabled")
@@ -31,26 +43,24 @@ ADDED_FIELDS: dict[str, Any] = {"train.precision": "fp32", "data.client_fraction
                                 "data.validation_fraction": 0.0, "model.param_ratio": None}
 
 
-class ConfigError(ValueError):
-    """A configuration value is wrong; the message starts with the dotted field name."""
-
-
 @dataclass(frozen=True)
 class DataConfig:
     """Which dataset, where it lives, and how it is split across clients (docs/method.md, "Settings")."""
 
-    dataset: str = "synthetic"
+    dataset: str = setting("synthetic", choices=lambda: tuple(DATASETS))
     root: str = "~/fedpara-data"
     download: bool = False
-    partition: str = "iid"
-    alpha: float = 0.5
-    classes_per_client: int = 2
-    num_clients: int = 100
-    clients_per_round: int = 16
-    client_fraction: float = 1.0  # each client trains on this fraction of its samples (Figure 5's scarce data)
+    partition: str = setting("iid", choices=SCHEMES)
+    alpha: float = setting(0.5, gt=0)
+    classes_per_client: int = setting(2, ge=1)
+    num_clients: int = setting(100, ge=1)
+    clients_per_round: int = setting(16, ge=1)  # and at most num_clients
+    # each client trains on this fraction of its samples (Figure 5's scarce data)
+    client_fraction: float = setting(1.0, gt=0, le=1, why="the fraction of each client's training samples it keeps")
     # held out of each client's training samples (seeded) as validation data, scored every evaluated round as
     # val_accuracy: what a search tunes on (never the test set); 0: no validation data, every sample trains
-    validation_fraction: float = 0.0
+    validation_fraction: float = setting(0.0, ge=0, lt=1,
+                                         why="the fraction of each client's training samples held out")
 
 
 @dataclass(frozen=True)
@@ -58,11 +68,11 @@ class ModelConfig:
     """Architecture and parameterization; one of ``gamma``, ``ratio`` (per layer) or ``param_ratio`` (a share of
     the whole original model, solved into γ or the low-rank ranks: models/budget.py) sizes a factorized model."""
 
-    arch: str = "cnn"
-    parameterization: str = "fedpara"
-    gamma: float | None = 0.1
-    ratio: float | None = None
-    param_ratio: float | None = None
+    arch: str = setting("cnn", choices=ARCHITECTURES)
+    parameterization: str = setting("fedpara", choices=PARAMETERIZATIONS)
+    gamma: float | None = setting(0.1, ge=0, le=1)
+    ratio: float | None = setting(None, gt=0, le=1)
+    param_ratio: float | None = setting(None, gt=0, le=1, why="a share of the original model's parameters")
     tanh: bool = False
 
 
@@ -70,17 +80,18 @@ class ModelConfig:
 class TrainConfig:
     """Client-side SGD and the round schedule (docs/method.md, "Settings")."""
 
-    rounds: int = 200
-    local_epochs: int = 1
-    batch_size: int = 64
-    lr: float = 0.1
-    lr_decay: float = 0.992
-    momentum: float = 0.0
-    weight_decay: float = 0.0
+    rounds: int = setting(200, ge=1)
+    local_epochs: int = setting(1, ge=1)
+    batch_size: int = setting(64, ge=1)
+    lr: float = setting(0.1, gt=0)
+    lr_decay: float = setting(0.992, gt=0, le=1)
+    momentum: float = setting(0.0, ge=0, lt=1)
+    weight_decay: float = setting(0.0, ge=0)
     augment: bool = True
-    eval_every: int = 1
-    evaluation: str = "auto"
-    precision: str = "fp32"  # bf16: forward passes under bfloat16 autocast; weights and updates stay fp32
+    eval_every: int = setting(1, ge=1)
+    evaluation: str = setting("auto", choices=EVALUATIONS)
+    # bf16: forward passes under bfloat16 autocast; weights and updates stay fp32
+    precision: str = setting("fp32", choices=PRECISIONS)
 
 
 @dataclass(frozen=True)
@@ -91,7 +102,7 @@ class AlgorithmConfig:
     does not read is refused, so it can never change a trial's identity.
     """
 
-    name: str = "fedavg"
+    name: str = setting("fedavg", choices=lambda: tuple(REGISTRY))
     settings: Any = field(default_factory=NoSettings)
 
     def build(self) -> Algorithm:
@@ -100,24 +111,54 @@ class AlgorithmConfig:
     def to_dict(self) -> dict[str, Any]:
         return {"name": self.name, **dataclasses.asdict(self.settings)}
 
+    @classmethod
+    def from_raw(cls, raw: Any, path: str) -> AlgorithmConfig:
+        """``{name: fedprox, mu: 0.01}`` -> AlgorithmConfig(name, FedProx.Settings(mu=0.01)); a key the named
+        algorithm does not read is refused, saying which algorithms do read it."""
+        if not isinstance(raw, Mapping):
+            raise ConfigError(f"{path}: expected a mapping, got {raw!r}")
+        where = joined(path, "name")
+        name = check_value(str, raw.get("name", "fedavg"), where)
+        if name not in REGISTRY:
+            hint = (" (FedPAQ is FedAvg with a quantized upload: algorithm.name: fedavg and "
+                    "upload.quantize_levels: 16)" if name == "fedpaq" else "")
+            raise ConfigError(f"{where}: unknown value {name!r} (choose from {', '.join(REGISTRY)}){hint}")
+        settings_cls = REGISTRY[name].Settings
+        for key in raw:
+            if key != "name" and key not in {f.name for f in fields(settings_cls)}:
+                readers = [n for n, a in REGISTRY.items() if key in {f.name for f in fields(a.Settings)}]
+                reason = f"read by {', '.join(readers)}" if readers else "no algorithm has this setting"
+                raise ConfigError(f"{joined(path, key)}: {name} does not read it ({reason})")
+        return cls(name, build(settings_cls, {k: v for k, v in raw.items() if k != "name"}, path))
+
+    @classmethod
+    def json_schema(cls) -> dict[str, Any]:
+        """The name, and every algorithm's settings (which algorithm reads which key the runner checks)."""
+        name = fields(cls)[0]
+        properties = {"name": field_schema(str, rule_of(name), name)}
+        for algorithm in REGISTRY.values():
+            properties.update(json_schema(algorithm.Settings)["properties"])
+        return {"type": "object", "properties": properties, "additionalProperties": False,
+                "description": " ".join((cls.__doc__ or "").split())}
+
 
 @dataclass(frozen=True)
 class ResourcesConfig:
     """How a trial occupies the cluster: one driver plus ``num_workers`` client-worker actors."""
 
-    num_workers: int = 2
-    cpus_per_worker: float = 0.5
-    gpus_per_worker: float = 0.0
-    driver_cpus: float = 0.25
+    num_workers: int = setting(2, ge=1)
+    cpus_per_worker: float = setting(0.5, gt=0)
+    gpus_per_worker: float = setting(0.0, ge=0, le=1, why="a fraction of one GPU per worker")
+    driver_cpus: float = setting(0.25, gt=0)
 
 
 @dataclass(frozen=True)
 class LoggingConfig:
     """Where results, checkpoints and W&B runs go."""
 
-    results_dir: str = "results"
-    checkpoint_every: int = 10
-    wandb: str = "auto"
+    results_dir: str = setting("results", nonempty=True)
+    checkpoint_every: int = setting(10, ge=0)
+    wandb: str = setting("auto", choices=WANDB_MODES)
     wandb_project: str = "fedpara"
 
 
@@ -137,8 +178,8 @@ class TrialConfig:
     @classmethod
     def from_dict(cls, raw: Mapping[str, Any]) -> TrialConfig:
         """Build and validate a config; unknown or ill-typed fields raise :class:`ConfigError`."""
-        config = _build(cls, raw, prefix="")
-        _validate(config)
+        config = build(cls, raw)
+        _check_across_fields(config)
         return config
 
     def to_dict(self) -> dict[str, Any]:
@@ -209,48 +250,6 @@ def unflatten(flat: Mapping[str, Any]) -> dict[str, Any]:
     return tree
 
 
-def _build(cls: type, raw: Mapping[str, Any], prefix: str) -> Any:
-    if not isinstance(raw, Mapping):
-        raise ConfigError(f"{prefix.rstrip('.') or 'config'}: expected a mapping, got {type(raw).__name__}")
-    if cls is AlgorithmConfig:
-        return _build_algorithm(raw, prefix)
-    hints = typing.get_type_hints(cls)
-    known = {f.name for f in fields(cls)}
-    unknown = sorted(set(raw) - known)
-    if unknown:
-        raise ConfigError(f"{prefix}{unknown[0]}: unknown field (valid: {', '.join(sorted(known))})")
-    values = {}
-    for f in fields(cls):
-        if f.name not in raw:
-            continue
-        hint, value, dotted = hints[f.name], raw[f.name], f"{prefix}{f.name}"
-        if isinstance(hint, type) and dataclasses.is_dataclass(hint):
-            values[f.name] = _build(hint, value, f"{dotted}.")
-        else:
-            values[f.name] = _coerce(hint, value, dotted)
-    return cls(**values)
-
-
-def _build_algorithm(raw: Mapping[str, Any], prefix: str) -> AlgorithmConfig:
-    """``{name: fedprox, mu: 0.01}`` -> AlgorithmConfig(name, FedProx.Settings(mu=0.01)); a key the named
-    algorithm does not read is refused, saying which algorithms do read it."""
-    name = _coerce(str, raw.get("name", AlgorithmConfig.name), f"{prefix}name")
-    if name not in REGISTRY:
-        hint = (" (FedPAQ is FedAvg with a quantized upload: algorithm.name: fedavg and upload.quantize_levels: 16)"
-                if name == "fedpaq" else "")
-        raise ConfigError(f"{prefix}name: unknown value {name!r} (choose from {', '.join(REGISTRY)}){hint}")
-    settings_cls = REGISTRY[name].Settings
-    for key in raw:
-        if key != "name" and key not in {f.name for f in fields(settings_cls)}:
-            readers = [n for n, a in REGISTRY.items() if key in {f.name for f in fields(a.Settings)}]
-            reason = f"read by {', '.join(readers)}" if readers else "no algorithm has this setting"
-            raise ConfigError(f"{prefix}{key}: {name} does not read it ({reason})")
-    settings = _build(settings_cls, {k: v for k, v in raw.items() if k != "name"}, prefix)
-    for key, rule, value in broken_rules(settings):
-        raise ConfigError(f"{prefix}{key}: {rule}, got {value!r}")
-    return AlgorithmConfig(name, settings)
-
-
 def config_columns() -> dict[str, Any]:
     """Every dotted field a trial config can have, with its Python type: the config's own sections, plus
     the settings of every algorithm (a column is empty for trials whose algorithm does not read it)."""
@@ -271,69 +270,25 @@ def config_columns() -> dict[str, Any]:
     return columns
 
 
-def hint_options(hint: Any) -> tuple[Any, ...]:
-    """The types a field's annotation allows: the members of ``A | B``, or the one type."""
-    return typing.get_args(hint) if isinstance(hint, types.UnionType) else (hint,)
-
-
-def _coerce(hint: Any, value: Any, dotted: str) -> Any:
-    """Accept a value of the declared type (ints for floats too); anything else is a ConfigError."""
-    options = hint_options(hint)
-    if value is None and type(None) in options:
-        return None
-    for option in options:
-        if option is bool and isinstance(value, bool):
-            return value
-        if option is int and isinstance(value, int) and not isinstance(value, bool):
-            return value
-        if option is float and isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
-        if option is str and isinstance(value, str):
-            return value
-    names = " or ".join("null" if o is type(None) else o.__name__ for o in options)
-    raise ConfigError(f"{dotted}: expected {names}, got {value!r}")
-
-
 def _require(condition: bool, dotted: str, message: str) -> None:
     if not condition:
         raise ConfigError(f"{dotted}: {message}")
 
 
-def _one_of(value: str, choices: tuple[str, ...], dotted: str) -> None:
-    _require(value in choices, dotted, f"unknown value {value!r} (choose from {', '.join(choices)})")
+def _check_across_fields(c: TrialConfig) -> None:
+    """The rules that relate two fields (each field's own rule is declared on it and checked by ``build``)."""
+    d, m, a = c.data, c.model, c.algorithm
 
-
-def _validate(c: TrialConfig) -> None:
-    d, m, t, a, r, lg = c.data, c.model, c.train, c.algorithm, c.resources, c.logging
-
-    _one_of(d.dataset, tuple(DATASETS), "data.dataset")
     info = DATASETS[d.dataset]
-    _one_of(d.partition, SCHEMES, "data.partition")
     _require(d.partition != "natural" or info.natural, "data.partition",
              f"'natural' needs a dataset with natural users, and {d.dataset} has none")
-    _require(d.alpha > 0, "data.alpha", f"must be > 0, got {d.alpha}")
-    _require(d.classes_per_client >= 1, "data.classes_per_client", f"must be >= 1, got {d.classes_per_client}")
-    _require(d.num_clients >= 1, "data.num_clients", f"must be >= 1, got {d.num_clients}")
-    _require(1 <= d.clients_per_round <= d.num_clients, "data.clients_per_round",
+    _require(d.clients_per_round <= d.num_clients, "data.clients_per_round",
              f"must be between 1 and data.num_clients={d.num_clients}, got {d.clients_per_round}")
-    _require(0 < d.client_fraction <= 1, "data.client_fraction",
-             f"must be in (0, 1] (the fraction of each client's training samples it keeps), got {d.client_fraction}")
-    _require(0 <= d.validation_fraction < 1, "data.validation_fraction",
-             "must be in [0, 1) (the fraction of each client's training samples held out), "
-             f"got {d.validation_fraction}")
 
-    _one_of(m.arch, ARCHITECTURES, "model.arch")
-    _one_of(m.parameterization, PARAMETERIZATIONS, "model.parameterization")
     needs_text = m.arch == "lstm"
     _require(needs_text == (info.kind == "text"), "model.arch",
              f"{m.arch} cannot read the {info.kind} dataset {d.dataset}")
-    if m.gamma is not None:
-        _require(0.0 <= m.gamma <= 1.0, "model.gamma", f"must be in [0, 1], got {m.gamma}")
-    if m.ratio is not None:
-        _require(0.0 < m.ratio <= 1.0, "model.ratio", f"must be in (0, 1], got {m.ratio}")
     if m.param_ratio is not None:
-        _require(0.0 < m.param_ratio <= 1.0, "model.param_ratio",
-                 f"must be in (0, 1] (a share of the original model's parameters), got {m.param_ratio}")
         _require(m.parameterization != "original", "model.param_ratio",
                  "an original model is the whole model; set model.param_ratio: null")
         others = [f"model.{k}={v}" for k, v in (("gamma", m.gamma), ("ratio", m.ratio)) if v is not None]
@@ -344,29 +299,6 @@ def _validate(c: TrialConfig) -> None:
         _require((m.gamma is None) != (m.ratio is None), "model.gamma",
                  "set exactly one of model.gamma, model.ratio and model.param_ratio for a factorized model")
 
-    _require(t.rounds >= 1, "train.rounds", f"must be >= 1, got {t.rounds}")
-    _require(t.local_epochs >= 1, "train.local_epochs", f"must be >= 1, got {t.local_epochs}")
-    _require(t.batch_size >= 1, "train.batch_size", f"must be >= 1, got {t.batch_size}")
-    _require(t.lr > 0, "train.lr", f"must be > 0, got {t.lr}")
-    _require(0 < t.lr_decay <= 1, "train.lr_decay", f"must be in (0, 1], got {t.lr_decay}")
-    _require(0 <= t.momentum < 1, "train.momentum", f"must be in [0, 1), got {t.momentum}")
-    _require(t.weight_decay >= 0, "train.weight_decay", f"must be >= 0, got {t.weight_decay}")
-    _require(t.eval_every >= 1, "train.eval_every", f"must be >= 1, got {t.eval_every}")
-    _one_of(t.evaluation, EVALUATIONS, "train.evaluation")
-    _one_of(t.precision, PRECISIONS, "train.precision")
-
     needs = REGISTRY[a.name].requires_parameterization
     _require(needs in (None, m.parameterization), "algorithm.name",
              f"{a.name} needs model.parameterization: {needs}, got {m.parameterization}")
-    for key, rule, value in broken_rules(c.upload):
-        raise ConfigError(f"upload.{key}: {rule}, got {value!r}")
-
-    _require(r.num_workers >= 1, "resources.num_workers", f"must be >= 1, got {r.num_workers}")
-    _require(r.cpus_per_worker > 0, "resources.cpus_per_worker", f"must be > 0, got {r.cpus_per_worker}")
-    _require(0 <= r.gpus_per_worker <= 1, "resources.gpus_per_worker",
-             f"must be in [0, 1] (a fraction of one GPU per worker), got {r.gpus_per_worker}")
-    _require(r.driver_cpus > 0, "resources.driver_cpus", f"must be > 0, got {r.driver_cpus}")
-
-    _require(bool(lg.results_dir), "logging.results_dir", "must not be empty")
-    _require(lg.checkpoint_every >= 0, "logging.checkpoint_every", f"must be >= 0, got {lg.checkpoint_every}")
-    _one_of(lg.wandb, WANDB_MODES, "logging.wandb")

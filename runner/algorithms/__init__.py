@@ -12,7 +12,7 @@ from runner.algorithms.fedprox import FedProx
 from runner.algorithms.local import LocalOnly
 from runner.algorithms.pfedpara import PFedPara
 from runner.algorithms.scaffold import Scaffold
-from runner.algorithms.settings import NoSettings, broken_rules, setting
+from runner.algorithms.settings import NoSettings
 from runner.algorithms.training import LocalResult, LocalTraining, forward_precision, local_sgd
 from runner.algorithms.upload import Upload, quantize
 
@@ -28,9 +28,7 @@ __all__ = [
     "NoSettings",
     "Participation",
     "Upload",
-    "broken_rules",
     "forward_precision",
     "local_sgd",
     "quantize",
-    "setting",
 ]

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from runner.algorithms.base import Algorithm, zeros_like_state
-from runner.algorithms.settings import setting
+from runner.settings import setting
 
 
 class FedAdam(Algorithm):
@@ -13,10 +13,10 @@ class FedAdam(Algorithm):
 
     @dataclass(frozen=True)
     class Settings:
-        server_lr: float = setting(0.01, lambda v: v > 0, "must be > 0")
-        beta1: float = setting(0.9, lambda v: 0 <= v < 1, "must be in [0, 1)")
-        beta2: float = setting(0.99, lambda v: 0 <= v < 1, "must be in [0, 1)")
-        tau: float = setting(1e-3, lambda v: v > 0, "must be > 0")  # adaptivity: added to √v
+        server_lr: float = setting(0.01, gt=0)
+        beta1: float = setting(0.9, ge=0, lt=1)
+        beta2: float = setting(0.99, ge=0, lt=1)
+        tau: float = setting(1e-3, gt=0)  # adaptivity: added to √v
 
     def init_server_state(self, global_state):
         first, second = zeros_like_state(global_state), zeros_like_state(global_state)

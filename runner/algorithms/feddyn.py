@@ -18,8 +18,8 @@ from dataclasses import dataclass
 import torch
 
 from runner.algorithms.base import Algorithm, global_start, model_delta, with_gradients, zeros_like_state
-from runner.algorithms.settings import setting
 from runner.algorithms.training import local_sgd
+from runner.settings import setting
 
 
 class FedDyn(Algorithm):
@@ -27,7 +27,7 @@ class FedDyn(Algorithm):
 
     @dataclass(frozen=True)
     class Settings:
-        alpha: float = setting(0.01, lambda v: v > 0, "must be > 0")  # the regularizer's weight α
+        alpha: float = setting(0.01, gt=0)  # the regularizer's weight α
 
     def init_client_state(self, global_state):
         return zeros_like_state(global_state)

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import torch
 
 from runner.algorithms.base import Algorithm, with_gradients
-from runner.algorithms.settings import setting
+from runner.settings import setting
 
 
 class FedProx(Algorithm):
@@ -15,7 +15,7 @@ class FedProx(Algorithm):
 
     @dataclass(frozen=True)
     class Settings:
-        mu: float = setting(0.01, lambda v: v >= 0, "must be >= 0")  # the proximal weight μ
+        mu: float = setting(0.01, ge=0)  # the proximal weight μ
 
     def gradient_correction(self, job, payload, client_state, start):
         mu = self.settings.mu

@@ -1,26 +1,13 @@
-"""How an algorithm declares the settings it reads: a frozen dataclass whose fields carry their rules.
+"""The settings of an algorithm that reads none.
 
-The config (``runner.config``) builds an algorithm's ``Settings`` from the ``algorithm`` section and checks
-each field's rule once, naming the field; a key that the named algorithm does not read is refused there.
+An algorithm declares what it reads as a frozen ``Settings`` dataclass whose fields carry their rules
+(:func:`runner.settings.setting`); the config builds it from the ``algorithm`` section, refusing a key the named
+algorithm does not read, and checks each field once, naming it (``algorithm.mu: must be >= 0, got -1``).
 """
 
 from __future__ import annotations
 
-import dataclasses
-from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
-
-
-def setting(default: Any, check: Callable[[Any], bool], rule: str) -> Any:
-    """A settings field with the rule its values must follow (``algorithm.mu: must be >= 0, got -1``)."""
-    return dataclasses.field(default=default, metadata={"check": check, "rule": rule})
-
-
-def broken_rules(settings: Any) -> list[tuple[str, str, Any]]:
-    """(field, rule, value) for each field of a settings dataclass whose value breaks its rule."""
-    return [(f.name, f.metadata["rule"], getattr(settings, f.name)) for f in dataclasses.fields(settings)
-            if "check" in f.metadata and not f.metadata["check"](getattr(settings, f.name))]
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,7 @@ import torch
 from torch import Tensor
 
 from models import float_bytes, quantized_bytes
-from runner.algorithms.settings import setting
+from runner.settings import setting
 
 Update = dict[str, Mapping[str, Tensor]]
 
@@ -36,7 +36,7 @@ def quantize(v: Tensor, levels: int, generator: torch.Generator) -> Tensor:
 class Upload:
     """The config section ``upload``: how every client's update is encoded for the wire."""
 
-    quantize_levels: int | None = setting(None, lambda v: v is None or v >= 1, "must be >= 1 (or null: 32-bit floats)")
+    quantize_levels: int | None = setting(None, ge=1, why="or null: 32-bit floats")
 
     def apply(self, update: Update, generator: torch.Generator) -> Update:
         """The update as the server will receive it (quantized with the client's own generator, if asked)."""
