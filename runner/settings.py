@@ -18,7 +18,7 @@ import dataclasses
 import difflib
 import types
 import typing
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -107,12 +107,7 @@ def build(cls: type, raw: Any, path: str = "") -> Any:
         return cls.from_raw(raw, path)
     if not isinstance(raw, Mapping):
         raise ConfigError(f"{path or 'config'}: expected a mapping, got {raw!r}")
-    known = [f.name for f in dataclasses.fields(cls)]
-    for key in raw:
-        if key not in known:
-            close = difflib.get_close_matches(str(key), known, n=1)
-            hint = f" (did you mean {close[0]!r}?)" if close else ""
-            raise ConfigError(f"{joined(path, key)}: unknown key{hint} (valid: {', '.join(sorted(known))})")
+    refuse_unknown(raw, [f.name for f in dataclasses.fields(cls)], path)
     hints = typing.get_type_hints(cls)
     values = {}
     for f in dataclasses.fields(cls):
@@ -127,6 +122,19 @@ def build(cls: type, raw: Any, path: str = "") -> Any:
             raise ConfigError(f"{dotted}: {broken}")
         values[f.name] = value
     return cls(**values)
+
+
+def refuse_unknown(raw: Mapping[Any, Any], known: Sequence[str], path: str) -> None:
+    """A key of ``raw`` that is not one of ``known`` is a ConfigError naming it, the nearest known key, and all."""
+    for key in raw:
+        if key not in known:
+            raise ConfigError(f"{joined(path, key)}: unknown key{did_you_mean(key, known)} "
+                              f"(valid: {', '.join(sorted(known))})")
+
+
+def did_you_mean(word: Any, choices: Iterable[str]) -> str:
+    close = difflib.get_close_matches(str(word), list(choices), n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""
 
 
 def check_value(hint: Any, value: Any, dotted: str) -> Any:

@@ -27,7 +27,6 @@ and :func:`merge_trial` turns one Tune ``config`` back into a trial's nested con
 
 from __future__ import annotations
 
-import difflib
 import itertools
 import re
 from collections.abc import Iterable, Mapping
@@ -39,7 +38,8 @@ import yaml
 
 from runner.config import ConfigError, TrialConfig, config_columns, flat_items, flatten, unflatten
 from runner.engine.storage import is_uri, join
-from runner.study.search import VALIDATION_METRICS, Search, SearchError, parse_search
+from runner.settings import did_you_mean, refuse_unknown
+from runner.study.search import VALIDATION_METRICS, Search, parse_search
 from runner.study.targets import Target, TargetError, parse_targets
 
 TOP_LEVEL_KEYS = ("name", "description", "base", "grid", "variants", "search", "targets")
@@ -118,10 +118,10 @@ def load_sweep(path: str | Path, *, check_trials: bool = True) -> Sweep:
         raise SweepError(f"{path}: not valid YAML: {error}") from None
     if not isinstance(raw, Mapping):
         raise SweepError(f"{path}: expected a mapping with keys {', '.join(TOP_LEVEL_KEYS)}")
-    unknown = [key for key in raw if key not in TOP_LEVEL_KEYS]
-    if unknown:
-        raise SweepError(f"{path}: unknown top-level key {unknown[0]!r}{_suggest(unknown[0], TOP_LEVEL_KEYS)} "
-                         f"(valid: {', '.join(TOP_LEVEL_KEYS)})")
+    try:
+        refuse_unknown(raw, TOP_LEVEL_KEYS, "")
+    except ConfigError as error:
+        raise SweepError(f"{path}: {error}") from None
 
     name = raw.get("name")
     if not isinstance(name, str) or not _NAME_PATTERN.match(name):
@@ -494,7 +494,7 @@ def _search(raw: Any, path: Path) -> Search | None:
         return None
     try:
         search = parse_search(raw, config_columns())
-    except SearchError as error:
+    except ConfigError as error:
         raise SweepError(f"{path}: {error}") from None
     for key in search.space:
         if key in RUNNER_OWNED:
@@ -565,8 +565,8 @@ def _check_field(key: Any, where: str) -> None:
     known = config_fields()
     if not isinstance(key, str) or key not in known:
         sections = {k.split(".")[0] for k in known if "." in k}
-        hint = (" (a section: name one of its fields, e.g. "
-                f"{next(k for k in known if k.startswith(f'{key}.'))})") if key in sections else _suggest(key, known)
+        hint = (f" (a section: name one of its fields, e.g. {next(k for k in known if k.startswith(f'{key}.'))})"
+                if key in sections else did_you_mean(key, known))
         raise SweepError(f"{where}: {key!r} is not a config field{hint}")
     if key in RUNNER_OWNED:
         raise SweepError(f"{where}: {key} is set by the runner (from --results and the sweep name); remove it")
@@ -580,11 +580,6 @@ def _check_distinct(values: list[Any], where: str) -> None:
         if value in seen:
             raise SweepError(f"{where}: {value!r} is listed twice")
         seen.append(value)
-
-
-def _suggest(word: Any, choices: Iterable[str]) -> str:
-    close = difflib.get_close_matches(str(word), list(choices), n=1)
-    return f" (did you mean {close[0]!r}?)" if close else ""
 
 
 def _describe(values: Mapping[str, Any]) -> str:
