@@ -59,6 +59,11 @@ _Loader.add_implicit_resolver("tag:yaml.org,2002:float",
                               list("-+0123456789."))
 
 
+def read_yaml(text: str) -> Any:
+    """A sweep file's or an override's YAML, as the runner reads it (``1e-3`` a float)."""
+    return yaml.load(text, Loader=_Loader)
+
+
 class SweepError(ValueError):
     """A sweep file or command-line override is wrong; the message names the file and the key."""
 
@@ -113,7 +118,7 @@ def load_sweep(path: str | Path, *, check_trials: bool = True) -> Sweep:
     that applies overrides first validates the trials after them, as :func:`load_with_overrides` does)."""
     path = find_sweep_file(path)
     try:
-        raw = yaml.load(path.read_text(), Loader=_Loader)
+        raw = read_yaml(path.read_text())
     except yaml.YAMLError as error:
         raise SweepError(f"{path}: not valid YAML: {error}") from None
     if not isinstance(raw, Mapping):
@@ -174,7 +179,7 @@ def parse_overrides(pairs: Iterable[str]) -> dict[str, Any]:
         if not sep or not key:
             raise SweepError(f"override {pair!r}: expected key=value, e.g. train.rounds=2")
         try:
-            overrides[key.strip()] = yaml.load(text, Loader=_Loader)
+            overrides[key.strip()] = read_yaml(text)
         except yaml.YAMLError as error:
             raise SweepError(f"override {pair!r}: value is not valid YAML: {error}") from None
     return overrides

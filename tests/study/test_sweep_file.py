@@ -223,7 +223,7 @@ def test_paper_specific_settings_of_the_other_sweeps():
 # ---- validation errors name the file and the key -------------------------------------------------
 
 @pytest.mark.parametrize("edit, message", [
-    (lambda d: d.update(grids={"seed": [0]}), "grids: unknown key (did you mean 'grid'?) (valid: base, description, grid"),
+    (lambda d: d.update(grids={"seed": [0]}), "grids: unknown key (did you mean 'grid'?) (valid: base, descr"),
     (lambda d: d["grid"].update(seed=0), "grid: seed: expected a list of values"),
     (lambda d: d["grid"].update(seed=[]), "grid: seed: the list is empty"),
     (lambda d: d["grid"].update({"model.gama": [0.1]}),
