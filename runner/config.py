@@ -50,7 +50,7 @@ class DataConfig:
     dataset: str = setting("synthetic", choices=lambda: tuple(DATASETS))
     root: str = "~/fedpara-data"
     download: bool = False
-    partition: str = setting("iid", choices=SCHEMES)
+    partition: str = setting("iid", choices=lambda: tuple(SCHEMES))
     alpha: float = setting(0.5, gt=0)
     classes_per_client: int = setting(2, ge=1)
     num_clients: int = setting(100, ge=1)
@@ -68,8 +68,8 @@ class ModelConfig:
     """Architecture and parameterization; one of ``gamma``, ``ratio`` (per layer) or ``param_ratio`` (a share of
     the whole original model, solved into γ or the low-rank ranks: models/budget.py) sizes a factorized model."""
 
-    arch: str = setting("cnn", choices=ARCHITECTURES)
-    parameterization: str = setting("fedpara", choices=PARAMETERIZATIONS)
+    arch: str = setting("cnn", choices=lambda: tuple(ARCHITECTURES))
+    parameterization: str = setting("fedpara", choices=lambda: tuple(PARAMETERIZATIONS))
     gamma: float | None = setting(0.1, ge=0, le=1)
     ratio: float | None = setting(None, gt=0, le=1)
     param_ratio: float | None = setting(None, gt=0, le=1, why="a share of the original model's parameters")
