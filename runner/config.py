@@ -117,12 +117,13 @@ class AlgorithmConfig:
         algorithm does not read is refused, saying which algorithms do read it."""
         if not isinstance(raw, Mapping):
             raise ConfigError(f"{path}: expected a mapping, got {raw!r}")
-        where = joined(path, "name")
-        name = check_value(str, raw.get("name", "fedavg"), where)
-        if name not in REGISTRY:
+        where, declared = joined(path, "name"), fields(cls)[0]
+        name = check_value(str, raw.get("name", declared.default), where)
+        broken = rule_of(declared).broken(name, name)
+        if broken:
             hint = (" (FedPAQ is FedAvg with a quantized upload: algorithm.name: fedavg and "
                     "upload.quantize_levels: 16)" if name == "fedpaq" else "")
-            raise ConfigError(f"{where}: unknown value {name!r} (choose from {', '.join(REGISTRY)}){hint}")
+            raise ConfigError(f"{where}: {broken}{hint}")
         settings_cls = REGISTRY[name].Settings
         for key in raw:
             if key != "name" and key not in {f.name for f in fields(settings_cls)}:
@@ -134,8 +135,8 @@ class AlgorithmConfig:
     @classmethod
     def json_schema(cls) -> dict[str, Any]:
         """The name, and every algorithm's settings (which algorithm reads which key the runner checks)."""
-        name = fields(cls)[0]
-        properties = {"name": field_schema(str, rule_of(name), name)}
+        declared = fields(cls)[0]
+        properties = {"name": field_schema(str, rule_of(declared), declared)}
         for algorithm in REGISTRY.values():
             properties.update(json_schema(algorithm.Settings)["properties"])
         return {"type": "object", "properties": properties, "additionalProperties": False,
