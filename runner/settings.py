@@ -48,19 +48,13 @@ class Rule:
 
     def text(self) -> str:
         """The rule as an error message says it (``must be in [0, 1)``); empty for a rule without bounds."""
-        low = (f"[{self.ge:g}" if self.ge is not None else f"({self.gt:g}" if self.gt is not None else None)
-        high = (f"{self.le:g}]" if self.le is not None else f"{self.lt:g})" if self.lt is not None else None)
-        if low and high:
-            rule = f"must be in {low}, {high}"
-        elif low:
-            rule = f"must be {'>=' if self.ge is not None else '>'} {low[1:]}"
-        elif high:
-            rule = f"must be {'<=' if self.le is not None else '<'} {high[:-1]}"
-        elif self.nonempty:
-            rule = "must not be empty"
-        else:
-            return ""
-        return f"{rule} ({self.why})" if self.why else rule
+        low = f"[{self.ge:g}" if self.ge is not None else f"({self.gt:g}" if self.gt is not None else ""
+        high = f"{self.le:g}]" if self.le is not None else f"{self.lt:g})" if self.lt is not None else ""
+        rule = (f"must be in {low}, {high}" if low and high
+                else f"must be {'>=' if low[0] == '[' else '>'} {low[1:]}" if low
+                else f"must be {'<=' if high[-1] == ']' else '<'} {high[:-1]}" if high
+                else "must not be empty" if self.nonempty else "")
+        return f"{rule} ({self.why})" if rule and self.why else rule
 
     def broken(self, value: Any, written: Any) -> str | None:
         """Why ``value`` breaks the rule (``written`` as the user wrote it), or None when it keeps it."""
@@ -210,8 +204,7 @@ def field_schema(hint: Any, rule: Rule, f: dataclasses.Field | None = None) -> d
                                  "additionalProperties": field_schema(typing.get_args(option)[1], Rule())})
         elif isinstance(option, type):
             alternatives.append(json_schema(option))
-    schema: dict[str, Any] = (alternatives[0] if len(alternatives) == 1 else {"anyOf": alternatives})
-    schema = dict(schema)
+    schema: dict[str, Any] = dict(alternatives[0]) if len(alternatives) == 1 else {"anyOf": alternatives}
     for key, bound in (("minimum", rule.ge), ("exclusiveMinimum", rule.gt), ("maximum", rule.le),
                        ("exclusiveMaximum", rule.lt)):
         if bound is not None:
