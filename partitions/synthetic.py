@@ -15,12 +15,14 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from partitions.cache import cached_on_disk
 from partitions.dataset import FederatedDataset
 from partitions.leaf import SHAKESPEARE_VOCAB, encode_text
 
 NUM_CLASSES, TRAIN, TEST, SIDE, NOISE = 10, 5000, 1000, 32, 0.45
 
 
+@cached_on_disk
 def synthetic_images(seed: int = 0, train: int = TRAIN, test: int = TEST) -> FederatedDataset:
     g = torch.Generator().manual_seed(10_007 + seed)
     prototypes = F.interpolate(torch.rand(NUM_CLASSES, 3, 6, 6, generator=g), size=SIDE + 8, mode="bicubic")
@@ -44,6 +46,7 @@ def synthetic_images(seed: int = 0, train: int = TRAIN, test: int = TEST) -> Fed
     return FederatedDataset("synthetic", "image", x_train, y_train, x_test, y_test, NUM_CLASSES, mean, std)
 
 
+@cached_on_disk
 def synthetic_text(seed: int = 0, users: int = 30, chars_per_user: int = 3000, window: int = 80) -> FederatedDataset:
     rng = np.random.default_rng(20_011 + seed)
     letters = "abcdefghijklmnopqrstuvwxyz"

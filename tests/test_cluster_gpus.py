@@ -15,6 +15,9 @@ import pandas as pd
 import pytest
 from local_cluster import LocalCluster
 
+# a private cluster of its own: with the other cluster walks in `make test-slow`
+pytestmark = pytest.mark.slow
+
 SWEEP = """
 name: gpus
 description: three tiny trials, each with four workers on a quarter of a GPU

@@ -26,6 +26,9 @@ from runner.study.results import MACHINE_COLUMNS
 from runner.study.sweep_file import expand, load_sweep
 from runner.study.trial import run_trial
 
+# a private cluster of its own: with the other cluster walks in `make test-slow`
+pytestmark = pytest.mark.slow
+
 ROUNDS = 6
 SWEEP = f"""
 name: nodes
