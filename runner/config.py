@@ -11,9 +11,9 @@ declares its own rule (:func:`runner.settings.setting`); the rules that relate t
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import json
-import typing
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any
@@ -30,6 +30,7 @@ from runner.settings import (
     json_schema,
     rule_of,
     setting,
+    type_hints,
 )
 from runner.settings import hint_options as hint_options  # re-exported: results.py reads column types with it
 
@@ -254,13 +255,18 @@ def unflatten(flat: Mapping[str, Any]) -> dict[str, Any]:
 def config_columns() -> dict[str, Any]:
     """Every dotted field a trial config can have, with its Python type: the config's own sections, plus
     the settings of every algorithm (a column is empty for trials whose algorithm does not read it)."""
+    return dict(_columns(tuple(REGISTRY.values())))
+
+
+@functools.cache
+def _columns(algorithms: tuple[type[Algorithm], ...]) -> dict[str, Any]:
     columns: dict[str, Any] = {}
 
     def walk(cls: type, prefix: str) -> None:
-        hints = typing.get_type_hints(cls)
+        hints = type_hints(cls)
         for f in fields(cls):
             if cls is AlgorithmConfig and f.name == "settings":
-                for algorithm in REGISTRY.values():
+                for algorithm in algorithms:
                     walk(algorithm.Settings, prefix)
             elif dataclasses.is_dataclass(hints[f.name]):
                 walk(hints[f.name], f"{prefix}{f.name}.")

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import functools
 import types
 import typing
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -95,6 +96,13 @@ def joined(path: str, key: Any) -> str:
     return f"{path}.{key}" if path else str(key)
 
 
+@functools.cache
+def type_hints(cls: type) -> dict[str, Any]:
+    """``typing.get_type_hints``, once per class: it evaluates every string annotation each time it is asked, and a
+    sweep's trials are checked by the hundred."""
+    return typing.get_type_hints(cls)
+
+
 def build(cls: type, raw: Any, path: str = "") -> Any:
     """The dataclass ``cls`` from the mapping ``raw``, every value checked; errors name ``path.<field>``."""
     if hasattr(cls, "from_raw"):
@@ -102,7 +110,7 @@ def build(cls: type, raw: Any, path: str = "") -> Any:
     if not isinstance(raw, Mapping):
         raise ConfigError(f"{path or 'config'}: expected a mapping, got {raw!r}")
     refuse_unknown(raw, [f.name for f in dataclasses.fields(cls)], path)
-    hints = typing.get_type_hints(cls)
+    hints = type_hints(cls)
     values = {}
     for f in dataclasses.fields(cls):
         dotted = joined(path, f.name)
@@ -180,7 +188,7 @@ def json_schema(cls: type) -> dict[str, Any]:
     """A JSON schema (draft 2020-12) of what :func:`build` accepts for ``cls``: its keys, types and rules."""
     if hasattr(cls, "json_schema"):
         return dict(cls.json_schema())
-    hints = typing.get_type_hints(cls)
+    hints = type_hints(cls)
     properties = {f.name: field_schema(hints[f.name], rule_of(f), f) for f in dataclasses.fields(cls)}
     required = [f.name for f in dataclasses.fields(cls)
                 if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING]

@@ -12,6 +12,9 @@ import pytest
 os.environ.setdefault("WANDB_MODE", "offline")
 os.environ.setdefault("WANDB_SILENT", "true")
 os.environ.setdefault("RAY_DEDUP_LOGS", "0")
+# One intra-op thread in the test process (and the Ray it starts): its models are small, and two threads
+# contending with the trials' own processes on a 2-core machine spent 3x the CPU for the same steps.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 
 @pytest.fixture(scope="session")
