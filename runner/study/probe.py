@@ -36,8 +36,10 @@ from typing import Any
 
 from runner.config import ADDED_FIELDS, TrialConfig, config_columns
 from runner.engine.storage import Location
+from runner.results_layout import PROBE, probe_file
+from runner.trial_identity import size_text
 
-PROBE_FILE = "probe.json"
+PROBE_FILE = PROBE  # the name's home: runner/results_layout.py
 CUDA_CONTEXT_ESTIMATE_MIB = 500.0  # a typical CUDA context with torch's kernels loaded (planning from a CPU only)
 PRECISION_FIELDS = tuple(k for k in config_columns() if k.rsplit(".", 1)[-1] in ("precision", "dtype", "amp"))
 MiB = 2**20
@@ -54,9 +56,8 @@ def model_key(cfg: TrialConfig) -> dict[str, Any]:
 
 def key_text(key: dict[str, Any], device: str) -> str:
     """``cifar10 vgg16-fedpara g0.1 batch 64 [cuda]``: the key as it is shown and stored."""
-    knob = "" if key["parameterization"] == "original" else (
-        f" g{key['gamma']:g}" if key["gamma"] is not None else f" rho{key['ratio']:g}"
-        if key["ratio"] is not None else f" size{key['param_ratio']:g}")
+    size = size_text(key["gamma"], key["ratio"], key["param_ratio"])
+    knob = "" if key["parameterization"] == "original" else f" {size}"
     # a field at the value it had before it existed is not shown: keys of probes stored before then stay valid
     extra = "".join(f" {k.rsplit('.', 1)[-1]} {key[k]}" for k in PRECISION_FIELDS
                     if key.get(k) not in (None, ADDED_FIELDS.get(k)))
@@ -191,7 +192,7 @@ def _cuda_context_mib() -> float:
 # --- probe.json beside the sweep's results ------------------------------------------------------------
 
 def probe_path(results_dir: str | Location) -> Location:
-    return Location(results_dir) / PROBE_FILE
+    return probe_file(results_dir)
 
 
 def save(results_dir: str | Location, measurements: Iterable[Measurement]) -> Location:
