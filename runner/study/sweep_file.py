@@ -94,6 +94,11 @@ def shipped_sweeps() -> Path:
     return installed if installed.is_dir() else runner_dir.parent / SHIPPED_FOLDER
 
 
+def shipped_names() -> list[str]:
+    """The shipped studies by name (``fig4``, ``quickstart``, ...)."""
+    return [path.stem for path in sorted(shipped_sweeps().glob("*.yaml"))]
+
+
 def find_sweep_file(given: str | Path) -> Path:
     """The sweep file meant by ``given``: a file that exists as given, else the shipped study it names
     (``fig4``, ``fig4.yaml`` or ``sweeps/fig4.yaml``, from whatever directory the command runs in)."""
@@ -104,7 +109,7 @@ def find_sweep_file(given: str | Path) -> Path:
         shipped = shipped_sweeps() / (path.name if path.suffix in (".yaml", ".yml") else f"{path.name}.yaml")
         if shipped.is_file():
             return shipped
-    names = ", ".join(p.stem for p in sorted(shipped_sweeps().glob("*.yaml")))
+    names = ", ".join(shipped_names())
     raise SweepError(f"{given}: no such sweep file (a path, or one of the shipped studies: {names})")
 
 

@@ -19,6 +19,7 @@ from runner.config import TrialConfig
 from runner.console import stopping_says
 from runner.engine.layout import TrialLayout
 from runner.engine.storage import Location
+from runner.results_layout import TUNE
 from runner.study.capacity import check_trials, connected_cluster
 from runner.study.ray_address import ray_address
 from runner.study.sweep_context import SweepContext
@@ -31,7 +32,7 @@ from runner.study.sweep_record import SweepRecord
 from runner.study.trial import last_evaluated, run_trial, trial_rows
 
 log = logging.getLogger(__name__)
-EXPERIMENT_NAME = "tune"  # <results>/<sweep>/tune holds Tune's experiment state
+EXPERIMENT_NAME = TUNE  # <results>/<sweep>/tune holds Tune's experiment state (runner/results_layout.py)
 
 
 def tune_trainable(params: dict[str, Any], context: SweepContext | None = None) -> None:
