@@ -18,7 +18,8 @@ from runner.config import ConfigError
 from runner.console import command_name, show_library_logs
 from runner.engine.storage import join
 from runner.study import probe
-from runner.study.sweep_file import SweepError, load_with_overrides
+from runner.study.sweep_expand import load_with_overrides
+from runner.study.sweep_file import SweepError
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:

@@ -18,7 +18,8 @@ from runner.engine.storage import join
 from runner.study.preflight import data_problems
 from runner.study.probe import dry_run_lines
 from runner.study.ray_address import cluster_to_check
-from runner.study.sweep_file import LoadedSweep, Sweep, trial_count, varying_keys
+from runner.study.sweep_expand import LoadedSweep, trial_count, varying_keys
+from runner.study.sweep_file import Sweep
 from runner.study.tune_sweep import short_names
 from runner.trial_identity import point_name
 

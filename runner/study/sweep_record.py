@@ -25,7 +25,8 @@ import yaml
 from runner.config import ADDED_FIELDS, TrialConfig
 from runner.engine.storage import Location
 from runner.results_layout import SWEEP_RECORD, record_file
-from runner.study.sweep_file import RUNNER_OWNED, LoadedSweep, Sweep, SweepError
+from runner.study.sweep_expand import LoadedSweep
+from runner.study.sweep_file import RUNNER_OWNED, Sweep, SweepError
 from runner.trial_identity import is_run_setting
 
 RECORD_NAME = SWEEP_RECORD  # the name's home: runner/results_layout.py

@@ -20,7 +20,8 @@ from runner.study.preflight import check_data, resume_changes
 from runner.study.progress import Progress, sweep_progress
 from runner.study.ray_address import ignored_environment, in_ray_job, job_results_root, ray_description
 from runner.study.sweep_context import SweepContext
-from runner.study.sweep_file import LoadedSweep, SweepError, load_with_overrides, trial_count
+from runner.study.sweep_expand import LoadedSweep, load_with_overrides, trial_count
+from runner.study.sweep_file import SweepError
 from runner.study.sweep_lease import SweepLease, SweepRunning
 from runner.study.sweep_record import record_for
 from runner.study.sweep_request import DEFAULT_RESULTS, SweepRequest

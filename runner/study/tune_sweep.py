@@ -23,11 +23,8 @@ from runner.results_layout import TUNE
 from runner.study.capacity import check_trials, connected_cluster
 from runner.study.ray_address import ray_address
 from runner.study.sweep_context import SweepContext
-from runner.study.sweep_file import (
-    Sweep,
-    param_space,
-    trial_config_from_tune,
-)
+from runner.study.sweep_expand import param_space, trial_config_from_tune
+from runner.study.sweep_file import Sweep
 from runner.study.sweep_record import SweepRecord
 from runner.study.trial import last_evaluated, run_trial, trial_rows
 
