@@ -1,6 +1,6 @@
 """A sweep as a Ray Tune experiment: one trial per config, each in its own placement group.
 
-Tune runs the grid (``param_space`` of runner/study/sweep_file.py) with ``tune_trainable``, reserving for
+Tune runs the grid (``param_space`` of runner/study/sweep_expand.py) with ``tune_trainable``, reserving for
 every trial the layout of runner/engine/layout.py (the trainable, its Driver, its workers). ``--resume``
 restores the experiment: Tune skips finished trials and restarts unfinished ones, which pick up from their
 own checkpoints under ``<results>/<sweep>/trials/``. ``<results>`` may be a URI (``s3://bucket/prefix``): Tune
