@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import textwrap
 from collections import Counter
+from collections.abc import Iterator
 from typing import Any
 
 from runner.config import TrialConfig
@@ -24,15 +25,16 @@ from runner.study.tune_sweep import short_names
 from runner.trial_identity import point_name
 
 
-def dry_run_text(loaded: LoadedSweep, address: str | None) -> str:
-    """Everything ``--dry-run`` prints; raises ConfigError naming the field when a trial can never be placed."""
+def dry_run_parts(loaded: LoadedSweep, address: str | None) -> Iterator[str]:
+    """What ``--dry-run`` prints, part by part, the grid first: the capacity check comes last and raises
+    ConfigError naming the field when a trial can never be placed, after the grid that shows it."""
     sweep, trials = loaded.sweep, loaded.trials
     layouts = [TrialLayout.of(trial.resources) for trial in trials]
-    return "\n".join([format_trial_table(sweep, trials, layouts),
-                      *format_draws(sweep, trials, loaded.results_root),
-                      format_data_check(trials),
-                      *dry_run_lines(trials, join(loaded.results_root, sweep.name)),  # runner/study/probe.py
-                      capacity_check(trials, cluster_to_check(address))])
+    yield format_trial_table(sweep, trials, layouts)
+    yield from format_draws(sweep, trials, loaded.results_root)
+    yield format_data_check(trials)
+    yield from dry_run_lines(trials, join(loaded.results_root, sweep.name))  # runner/study/probe.py
+    yield capacity_check(trials, cluster_to_check(address))
 
 
 def format_trial_table(sweep: Sweep, trials: list[TrialConfig], layouts: list[TrialLayout]) -> str:

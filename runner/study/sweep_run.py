@@ -15,7 +15,7 @@ import sys
 from runner.config import ConfigError
 from runner.engine.storage import Location, is_uri, join
 from runner.results_layout import figures_dir, rounds_dir, tune_dir
-from runner.study.dry_run import dry_run_text
+from runner.study.dry_run import dry_run_parts
 from runner.study.preflight import check_data, resume_changes
 from runner.study.progress import Progress, sweep_progress
 from runner.study.ray_address import ignored_environment, in_ray_job, job_results_root, ray_description
@@ -37,7 +37,8 @@ def run_sweep(request: SweepRequest) -> int:
     try:
         loaded = load_with_overrides(request.sweep_file, request.overrides, str(request.results))
         if request.dry_run:
-            print(dry_run_text(loaded, request.address))
+            for part in dry_run_parts(loaded, request.address):
+                print(part)
             return 0
         trials = loaded.trials
         check_data(trials)
