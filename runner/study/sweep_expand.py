@@ -127,12 +127,12 @@ def expand_variants(sweep: Sweep) -> list[dict[str, Any]]:
              for key in keys if key in variant or key in inherited} for variant in expanded]
 
 
-def resolved_base(sweep: Sweep, results_root: str | Path = "results") -> dict[str, Any]:
-    """The base every trial starts from: the file's base plus the runner-owned fields."""
+def resolved_flat_base(sweep: Sweep, results_root: str | Path = "results") -> dict[str, Any]:
+    """The base every trial starts from, flat (dotted keys): the file's base plus the runner-owned fields."""
     flat = flatten(sweep.base)
     flat["logging.results_dir"] = join(results_root, sweep.name)  # a path or a URI (runner/engine/storage.py)
     flat["sweep"] = sweep.name
-    return unflatten(flat)
+    return flat
 
 
 def expand(sweep: Sweep, overrides: Mapping[str, Any] | None = None, *,
@@ -145,8 +145,8 @@ def expand(sweep: Sweep, overrides: Mapping[str, Any] | None = None, *,
     base values (Tune draws the real ones); both ends of every searched range are validated at each point.
     """
     sweep = apply_overrides(sweep, overrides or {})
-    base = resolved_base(sweep, results_root)
-    flat_base = flatten(base)  # once, not once per trial
+    flat_base = resolved_flat_base(sweep, results_root)  # flattened once, not once per trial
+    base = unflatten(flat_base)
     variants: list[dict[str, Any] | None] = [*expand_variants(sweep)] or [None]
     trials: list[TrialConfig] = []
     seen: dict[str, dict[str, Any]] = {}
@@ -205,7 +205,7 @@ def param_space(sweep: Sweep, overrides: Mapping[str, Any] | None = None, *,
     from ray import tune
 
     sweep = apply_overrides(sweep, overrides or {})
-    space: dict[str, Any] = {BASE_KEY: resolved_base(sweep, results_root)}
+    space: dict[str, Any] = {BASE_KEY: unflatten(resolved_flat_base(sweep, results_root))}
 
     def axis(values: list[Any]) -> Any:
         """A search sweep names a single value as a constant: Optuna takes no grid_search, not even of one."""
