@@ -28,16 +28,19 @@ import json
 import math
 import os
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from multiprocessing import get_context
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from runner.config import ADDED_FIELDS, TrialConfig, config_columns
-from runner.engine.storage import Location
+from runner.engine.storage import Location, join
 from runner.results_layout import PROBE, probe_file
 from runner.trial_identity import size_text
+
+if TYPE_CHECKING:
+    from runner.study.sweep_expand import LoadedSweep
 
 PROBE_FILE = PROBE  # the name's home: runner/results_layout.py
 CUDA_CONTEXT_ESTIMATE_MIB = 500.0  # a typical CUDA context with torch's kernels loaded (planning from a CPU only)
@@ -243,6 +246,34 @@ def dry_run_lines(trials: Sequence[TrialConfig], results_dir: str | Location) ->
         lines.append(f"  {index}: {m.recommendation()}, {m.updates_per_second:.3g} client updates/s "
                      f"on {m.device_name}{verdict}")
     return lines
+
+
+def default_device() -> str:
+    """Where to measure when not told: a GPU if this machine has one."""
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def probe_sweep(loaded: LoadedSweep, device: str, *, clients: int, margin: float,
+                gpu_memory_gib: float | None, saved_note: str = "") -> Iterator[str]:
+    """Measure each distinct model of a sweep on ``device`` and save the measurements beside its results; the
+    lines to print, each model's before it is measured (measuring takes a while), the last ending in
+    ``saved_note``."""
+    sweep, trials = loaded.sweep, loaded.trials
+    models = distinct_models(trials)
+    yield f"probe {sweep.name}: {len(models)} distinct models of {len(trials)} trials, on {device}"
+    measured = []
+    for cfg in models:
+        yield f"  {key_text(model_key(cfg), device)} ..."
+        m = measure(cfg, device, clients=clients, margin=margin, gpu_memory_gib=gpu_memory_gib)
+        measured.append(m)
+        yield (f"    peak {m.peak_mib:.0f} MiB ({'allocator, reserved' if device == 'cuda' else 'resident set'}), "
+               f"{m.growth_mib:.0f} MiB {'allocated' if device == 'cuda' else 'added by the trial'}"
+               + (f", CUDA context {m.context_mib:.0f} MiB" if device == "cuda" else "")
+               + f"; {m.updates_per_second:.3g} client updates/s on {m.device_name}")
+        yield f"    {m.recommendation()}"
+    yield f"saved {save(join(loaded.results_root, sweep.name), measured)}{saved_note}"
 
 
 def distinct_models(trials: Sequence[TrialConfig]) -> list[TrialConfig]:
