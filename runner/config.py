@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import hashlib
-import json
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any
@@ -195,26 +193,10 @@ class TrialConfig:
 
     @property
     def trial_name(self) -> str:
-        """A stable, readable name; the hash keeps trials that differ elsewhere apart."""
-        if self.name:
-            return self.name
-        d, m, a = self.data, self.model, self.algorithm
-        split = f"dir{d.alpha:g}" if d.partition == "dirichlet" else d.partition
-        if d.client_fraction != ADDED_FIELDS["data.client_fraction"]:
-            split += f"-frac{d.client_fraction:g}"
-        if d.validation_fraction != ADDED_FIELDS["data.validation_fraction"]:
-            split += f"-val{d.validation_fraction:g}"
-        knob = "" if m.parameterization == "original" else (
-            f"-g{m.gamma:g}" if m.gamma is not None else f"-rho{m.ratio:g}" if m.ratio is not None
-            else f"-size{m.param_ratio:g}")
-        levels = self.upload.quantize_levels
-        upload = "" if levels is None else f"-q{levels}"
-        precision = "" if self.train.precision == ADDED_FIELDS["train.precision"] else f"-{self.train.precision}"
-        identity = {k: v for k, v in self.flat().items() if not k.startswith(("logging.", "resources."))
-                    and not (k in ADDED_FIELDS and v == ADDED_FIELDS[k])}
-        digest = hashlib.sha1(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:8]
-        return (f"{d.dataset}-{split}-{m.arch}-{m.parameterization}{knob}-{a.name}{upload}{precision}"
-                f"-s{self.seed}-{digest}")
+        """A stable, readable name (runner/trial_identity.py: what makes a trial the same, and its name)."""
+        from runner.trial_identity import trial_name
+
+        return trial_name(self)
 
     @property
     def personalized(self) -> bool:

@@ -16,9 +16,9 @@ from pathlib import Path
 
 from runner.config import ConfigError
 from runner.console import command_name, show_library_logs
-from runner.engine.storage import join
 from runner.study import probe
-from runner.study.sweep_file import SweepError, load_with_overrides
+from runner.study.sweep_expand import load_with_overrides
+from runner.study.sweep_file import SweepError
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -59,29 +59,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (SweepError, ConfigError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    sweep, trials, results_root = loaded.sweep, loaded.trials, loaded.results_root
-    device = args.device or _default_device()
-    models = probe.distinct_models(trials)
-    print(f"probe {sweep.name}: {len(models)} distinct models of {len(trials)} trials, on {device}")
-    measured = []
-    for cfg in models:
-        print(f"  {probe.key_text(probe.model_key(cfg), device)} ...", flush=True)
-        m = probe.measure(cfg, device, clients=args.clients, margin=args.margin, gpu_memory_gib=args.gpu_memory)
-        measured.append(m)
-        print(f"    peak {m.peak_mib:.0f} MiB ({'allocator, reserved' if device == 'cuda' else 'resident set'}), "
-              f"{m.growth_mib:.0f} MiB {'allocated' if device == 'cuda' else 'added by the trial'}"
-              + (f", CUDA context {m.context_mib:.0f} MiB" if device == "cuda" else "")
-              + f"; {m.updates_per_second:.3g} client updates/s on {m.device_name}")
-        print(f"    {m.recommendation()}")
-    path = probe.save(join(results_root, sweep.name), measured)
-    print(f"saved {path} ({command_name('runner.sweep')} {args.sweep_file} --dry-run shows it per trial)")
+    shown = f" ({command_name('runner.sweep')} {args.sweep_file} --dry-run shows it per trial)"
+    device = args.device or probe.default_device()
+    for line in probe.probe_sweep(loaded, device, clients=args.clients, margin=args.margin,
+                                  gpu_memory_gib=args.gpu_memory, saved_note=shown):
+        print(line, flush=True)
     return 0
-
-
-def _default_device() -> str:
-    import torch
-
-    return "cuda" if torch.cuda.is_available() else "cpu"
 
 
 if __name__ == "__main__":

@@ -23,7 +23,8 @@ import pytest
 from local_cluster import FAST_NODE_DEATH, LocalCluster, freeze, kill, rows_written, wait_until
 
 from runner.study.results import MACHINE_COLUMNS
-from runner.study.sweep_file import expand, load_sweep
+from runner.study.sweep_expand import expand
+from runner.study.sweep_file import load_sweep
 from runner.study.trial import run_trial
 
 # a private cluster of its own: with the other cluster walks in `make test-slow`

@@ -45,7 +45,8 @@ def test_head_is_cpu_and_workers_are_an_autoscaling_gpu_pool():
 
 
 def test_a_vgg16_trial_fits_on_one_gpu_worker():
-    from runner.study.sweep_file import expand, load_sweep
+    from runner.study.sweep_expand import expand
+    from runner.study.sweep_file import load_sweep
 
     worker = next(t for n, t in load()["available_node_types"].items() if n != load()["head_node_type"])
     for sweep in ("fig3", "fig4", "table2", "table3"):

@@ -162,9 +162,9 @@ def test_a_diverging_trial_stops_at_that_round_says_so_everywhere_and_stays_stop
     from small_trial import small
 
     from runner.provenance import CodeVersion
-    from runner.study.figures import tables_markdown
     from runner.study.progress import sweep_progress
     from runner.study.sweep_context import SweepContext
+    from runner.study.tables import tables_markdown
     from runner.study.trial import run_trial
     from runner.study.wandb_access import WandbAccess
 

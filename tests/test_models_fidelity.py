@@ -39,7 +39,8 @@ from partitions import DATASETS
 from partitions.synthetic import synthetic_images, synthetic_text
 from runner.config import ConfigError, TrialConfig
 from runner.engine.model import initial_model
-from runner.study.sweep_file import expand, load_sweep
+from runner.study.sweep_expand import expand
+from runner.study.sweep_file import load_sweep
 
 SWEEPS = Path(__file__).resolve().parents[1] / "sweeps"
 FACTORIZED = ("lowrank", "fedpara", "pfedpara")

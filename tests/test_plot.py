@@ -18,6 +18,7 @@ import pytest
 from runner import plot as plot_cli
 from runner.config import TrialConfig
 from runner.study import figures as plot
+from runner.study import summary, tables
 from runner.study.results import parquet_bytes, rounds_path
 
 ROUNDS = 12
@@ -147,7 +148,7 @@ def test_figure4_final_accuracy_vs_param_ratio_with_original_reference(rounds):
 
 
 def test_tables_markdown_has_final_accuracy_ratio_and_gb(rounds):
-    text = plot.tables_markdown(rounds)
+    text = tables.tables_markdown(rounds)
     header = "| model | algorithm | params (%) | cifar10 iid | cifar10 dirichlet(α=0.5) | cifar100 iid |"
     assert header in text
     a = [100 * final_accuracy(d, p, 0.5, 0, "fedavg") for d, p in
@@ -166,7 +167,7 @@ def test_tables_list_algorithms_as_rows_with_their_bytes(tmp_path):
     results = tmp_path / "table3"
     for algorithm in ("fedavg", "fedprox", "fedavg+q16"):  # the last is FedPAQ
         write_trial(results, "cifar10", "iid", 0.1, algorithm=algorithm, sweep="table3")
-    text = plot.tables_markdown(plot.load_rounds(results))
+    text = tables.tables_markdown(plot.load_rounds(results))
     params = round(ORIGINAL_PARAMS * 0.101)
     for algorithm in ("fedavg", "fedprox", "fedavg+q16"):
         acc = 100 * final_accuracy("cifar10", "iid", 0.1, 0, algorithm)
@@ -244,7 +245,7 @@ def test_figures_are_skipped_with_a_reason(tmp_path, caplog):
     plt.close(figure)
 
     unevaluated = plot.load_rounds(only_original).assign(test_accuracy=math.nan)
-    assert plot.figure3(unevaluated) is None and plot.tables_markdown(unevaluated) is None
+    assert plot.figure3(unevaluated) is None and tables.tables_markdown(unevaluated) is None
     assert "no round has a test accuracy" in caplog.text
     assert plot.plot_results(tmp_path / "empty") == []
 
@@ -270,15 +271,14 @@ def test_rows_written_before_client_fraction_existed_read_as_all_local_data(tmp_
     assert "data.client_fraction" not in pq.read_schema(path).names
     rows = plot.load_rounds(tmp_path)
     assert (rows["data.client_fraction"] == 1.0).all() and len(rows) == ROUNDS
-    assert set(plot._with_labels(rows)["split"]) == {"iid"}
+    assert set(summary.with_labels(rows)["split"]) == {"iid"}
 
 
 def test_split_labels_sort_by_partition_also_with_scarce_local_data():
-    from runner.study.figures import _split_rank
 
     labels = ["natural", "pathological(2 classes), 50% of local data", "iid, 50% of local data",
               "dirichlet(α=0.1), 10% of local data", "iid", "dirichlet(α=0.5)"]
-    assert sorted(labels, key=_split_rank) == [
+    assert sorted(labels, key=summary.split_rank) == [
         "iid", "iid, 50% of local data", "dirichlet(α=0.1), 10% of local data", "dirichlet(α=0.5)",
         "pathological(2 classes), 50% of local data", "natural"]
 
@@ -288,7 +288,7 @@ def test_rounds_and_gb_to_target_accuracy_per_group_over_seeds(rounds):
 
     cifar10_iid = {"data.dataset": "cifar10", "data.partition": "iid"}
     targets = [Target(0.665, cifar10_iid), Target(0.725, cifar10_iid), Target(0.9)]
-    table = plot.target_summary(rounds, targets)
+    table = summary.target_summary(rounds, targets)
     iid = table[(table["data.dataset"] == "cifar10") & (table["split"] == "iid")].set_index(["model", "target"])
 
     def gb(rounds_done: float, gamma: float | None) -> float:
@@ -308,12 +308,12 @@ def test_rounds_and_gb_to_target_accuracy_per_group_over_seeds(rounds):
     assert table[table["target"] == 0.9]["seeds_reached"].eq(0).all()
     assert len(table[table["target"] == 0.9]) == 9 and len(table[table["target"] == 0.665]) == 3  # where it applies
 
-    text = plot.tables_markdown(rounds, targets)
+    text = tables.tables_markdown(rounds, targets)
     section = text[text.index("## Rounds and GB to the target accuracy"):]
     assert re.search(r"\| cifar10 \| iid \| vgg16 fedpara γ=0.1 \| fedavg \| 66.5 \| [\d.]+ \| 7 \| "
                      rf"{gb(7, 0.1):.3g} \| 8.49 \| 8, 6 \|", section), section
     assert "| 72.5 | " in section and "not reached (1/2 seeds)" in section and "not reached (0/1 seeds)" in section
-    assert "Rounds and GB" not in plot.tables_markdown(rounds)  # no targets, no section
+    assert "Rounds and GB" not in tables.tables_markdown(rounds)  # no targets, no section
 
     figure = plot.figure3(rounds, targets)
     ax = next(a for a in figure.axes if a.get_title() == "cifar10 iid")

@@ -28,10 +28,11 @@ import torch
 
 from runner.config import TrialConfig
 from runner.engine.storage import DamagedFile, Location, delete_checked, read_checked, write_checked
+from runner.results_layout import CHECKPOINT_PREFIX, CHECKPOINT_SUFFIX, checkpoint_name, trial_folder
 
 log = logging.getLogger(__name__)
 KEPT = 2  # the newest checkpoint and the one before it (used when the newest is damaged)
-NAME = re.compile(r"^checkpoint-(\d+)\.pt$")
+NAME = re.compile(rf"^{CHECKPOINT_PREFIX}(\d+){re.escape(CHECKPOINT_SUFFIX)}$")
 LEGACY_NAME = "checkpoint.pt"  # written before checkpoints were checked: loaded (weights only) when no other is
 # ... and its clients' states were NumPy arrays: these rebuild an array of a plain dtype (an object array's items
 # still go through the weights-only unpickler)
@@ -41,7 +42,7 @@ LEGACY_GLOBALS = (numpy.ndarray, numpy.dtype, getattr(numpy, "_core", numpy).mul
 
 def trial_dir(cfg: TrialConfig) -> Location:
     """A trial's own directory under its results: its checkpoints, the config it ran with, its W&B run id."""
-    return Location(cfg.logging.results_dir) / "trials" / cfg.trial_name
+    return trial_folder(cfg.logging.results_dir, cfg.trial_name)
 
 
 class CheckpointRefused(RuntimeError):
@@ -55,12 +56,12 @@ class CheckpointFile:
         self.directory = Location(directory)
 
     def path(self, round_: int) -> Location:
-        return self.directory / f"checkpoint-{round_:06d}.pt"
+        return self.directory / checkpoint_name(round_)
 
     def saved(self) -> list[Location]:
         """The checkpoints on storage, newest first (a legacy unchecked ``checkpoint.pt`` last)."""
         try:
-            files = self.directory.files(".pt")
+            files = self.directory.files(CHECKPOINT_SUFFIX)
         except FileNotFoundError:
             return []
         rounds = {f: int(match[1]) for f in files if (match := NAME.match(f.name))}

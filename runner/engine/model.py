@@ -10,6 +10,7 @@ from models.budget import solve_for
 from partitions import DATASETS
 from runner.algorithms.base import Algorithm
 from runner.config import TrialConfig
+from runner.trial_identity import size_text
 
 
 def trial_model(cfg: TrialConfig) -> nn.Module:
@@ -33,8 +34,7 @@ def model_size(cfg: TrialConfig) -> str:
         model = build_model(m.arch, m.parameterization, num_classes=info.num_classes,
                             input_shape=info.input_shape, gamma=gamma, ratio=ratio)
     share = count_parameters(model) / original_parameter_count(m.arch, info.num_classes, info.input_shape)
-    knob = f"γ={gamma:g}" if gamma is not None else f"ρ={ratio:g}"
-    return f"{100 * share:.2f}% ({knob})"
+    return f"{100 * share:.2f}% ({size_text(gamma, ratio, label=True)})"
 
 
 def initial_model(cfg: TrialConfig, algorithm: Algorithm) -> tuple[nn.Module, dict[str, Tensor], dict[str, Tensor]]:

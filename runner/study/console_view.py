@@ -15,7 +15,7 @@ from typing import Any
 
 from ray.tune import ProgressReporter
 
-from runner.study.sweep_file import trial_config_from_tune
+from runner.study.sweep_expand import trial_config_from_tune
 
 DEFAULT_EVERY_S = 30.0
 STATES = (("TERMINATED", "done"), ("RUNNING", "running"), ("PENDING", "pending"), ("PAUSED", "paused"),

@@ -28,16 +28,21 @@ import json
 import math
 import os
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from multiprocessing import get_context
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from runner.config import ADDED_FIELDS, TrialConfig, config_columns
-from runner.engine.storage import Location
+from runner.engine.storage import Location, join
+from runner.results_layout import PROBE, probe_file
+from runner.trial_identity import size_text
 
-PROBE_FILE = "probe.json"
+if TYPE_CHECKING:
+    from runner.study.sweep_expand import LoadedSweep
+
+PROBE_FILE = PROBE  # the name's home: runner/results_layout.py
 CUDA_CONTEXT_ESTIMATE_MIB = 500.0  # a typical CUDA context with torch's kernels loaded (planning from a CPU only)
 PRECISION_FIELDS = tuple(k for k in config_columns() if k.rsplit(".", 1)[-1] in ("precision", "dtype", "amp"))
 MiB = 2**20
@@ -54,9 +59,8 @@ def model_key(cfg: TrialConfig) -> dict[str, Any]:
 
 def key_text(key: dict[str, Any], device: str) -> str:
     """``cifar10 vgg16-fedpara g0.1 batch 64 [cuda]``: the key as it is shown and stored."""
-    knob = "" if key["parameterization"] == "original" else (
-        f" g{key['gamma']:g}" if key["gamma"] is not None else f" rho{key['ratio']:g}"
-        if key["ratio"] is not None else f" size{key['param_ratio']:g}")
+    size = size_text(key["gamma"], key["ratio"], key["param_ratio"])
+    knob = "" if key["parameterization"] == "original" else f" {size}"
     # a field at the value it had before it existed is not shown: keys of probes stored before then stay valid
     extra = "".join(f" {k.rsplit('.', 1)[-1]} {key[k]}" for k in PRECISION_FIELDS
                     if key.get(k) not in (None, ADDED_FIELDS.get(k)))
@@ -191,7 +195,7 @@ def _cuda_context_mib() -> float:
 # --- probe.json beside the sweep's results ------------------------------------------------------------
 
 def probe_path(results_dir: str | Location) -> Location:
-    return Location(results_dir) / PROBE_FILE
+    return probe_file(results_dir)
 
 
 def save(results_dir: str | Location, measurements: Iterable[Measurement]) -> Location:
@@ -242,6 +246,34 @@ def dry_run_lines(trials: Sequence[TrialConfig], results_dir: str | Location) ->
         lines.append(f"  {index}: {m.recommendation()}, {m.updates_per_second:.3g} client updates/s "
                      f"on {m.device_name}{verdict}")
     return lines
+
+
+def default_device() -> str:
+    """Where to measure when not told: a GPU if this machine has one."""
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def probe_sweep(loaded: LoadedSweep, device: str, *, clients: int, margin: float,
+                gpu_memory_gib: float | None, saved_note: str = "") -> Iterator[str]:
+    """Measure each distinct model of a sweep on ``device`` and save the measurements beside its results; the
+    lines to print, each model's before it is measured (measuring takes a while), the last ending in
+    ``saved_note``."""
+    sweep, trials = loaded.sweep, loaded.trials
+    models = distinct_models(trials)
+    yield f"probe {sweep.name}: {len(models)} distinct models of {len(trials)} trials, on {device}"
+    measured = []
+    for cfg in models:
+        yield f"  {key_text(model_key(cfg), device)} ..."
+        m = measure(cfg, device, clients=clients, margin=margin, gpu_memory_gib=gpu_memory_gib)
+        measured.append(m)
+        yield (f"    peak {m.peak_mib:.0f} MiB ({'allocator, reserved' if device == 'cuda' else 'resident set'}), "
+               f"{m.growth_mib:.0f} MiB {'allocated' if device == 'cuda' else 'added by the trial'}"
+               + (f", CUDA context {m.context_mib:.0f} MiB" if device == "cuda" else "")
+               + f"; {m.updates_per_second:.3g} client updates/s on {m.device_name}")
+        yield f"    {m.recommendation()}"
+    yield f"saved {save(join(loaded.results_root, sweep.name), measured)}{saved_note}"
 
 
 def distinct_models(trials: Sequence[TrialConfig]) -> list[TrialConfig]:

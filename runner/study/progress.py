@@ -17,10 +17,11 @@ from dataclasses import dataclass, field
 import pandas as pd
 
 from runner.engine.storage import Location
+from runner.results_layout import STOPPED, stopped_dir, stopped_file
 from runner.study.results import load_rounds
 from runner.study.sweep_record import RECORD_NAME, read_record
 
-STOPPED_DIR = "stopped"  # <results>/<sweep>/stopped/<trial>.json: stopped early by ASHA (runner/study/tune_search.py)
+STOPPED_DIR = STOPPED  # <results>/<sweep>/stopped/<trial>.json: stopped early by ASHA (runner/study/tune_search.py)
 LISTED = 8  # names shown in one line before "and N more"
 
 
@@ -112,12 +113,12 @@ def sweep_progress(results_dir: str | os.PathLike[str] | Location, rounds: pd.Da
 
 def stopped_record(results_dir: str | os.PathLike[str] | Location, trial: str) -> Location:
     """Where the note that ASHA stopped ``trial`` early lives (written by runner/study/tune_search.py)."""
-    return Location(results_dir) / STOPPED_DIR / f"{trial}.json"
+    return stopped_file(results_dir, trial)
 
 
 def _stopped(results_dir: Location) -> set[str]:
     try:
-        return {path.name.removesuffix(".json") for path in (results_dir / STOPPED_DIR).files(".json")}
+        return {path.name.removesuffix(".json") for path in stopped_dir(results_dir).files(".json")}
     except FileNotFoundError:
         return set()
 

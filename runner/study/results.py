@@ -33,6 +33,7 @@ import pyarrow.parquet as pq
 from runner.config import ADDED_FIELDS, config_columns, hint_options
 from runner.engine.storage import DamagedFile, Location
 from runner.engine.trial import RoundSink
+from runner.results_layout import ROWS_SUFFIX, rounds_dir, rounds_file
 
 log = logging.getLogger(__name__)
 
@@ -203,14 +204,14 @@ def read_rows(path: Location) -> pa.Table:
 
 
 def rounds_path(results_dir: Location | str | os.PathLike[str], trial_name: str) -> Location:
-    return Location(results_dir) / "rounds" / f"{trial_name}.parquet"
+    return rounds_file(results_dir, trial_name)
 
 
 def load_rounds(results_dir: Location | str | os.PathLike[str]) -> pd.DataFrame:
     """Every trial's rows under a sweep's results directory (a path or a URI), as one table; temporary
     files of writes in progress or cut short are not rows."""
-    directory = Location(results_dir) / "rounds"
-    files = directory.files(".parquet")
+    directory = rounds_dir(results_dir)
+    files = directory.files(ROWS_SUFFIX)
     if not files:
         raise FileNotFoundError(f"no results under {directory}: run a sweep or trial first")
     tables = []

@@ -30,9 +30,10 @@ from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime
 
 from runner.engine.storage import Location
+from runner.results_layout import LEASE, lease_file
 
 log = logging.getLogger(__name__)
-LEASE_NAME = "lease.json"
+LEASE_NAME = LEASE  # the name's home: runner/results_layout.py
 LEASE_TTL_S = 60.0  # a lease not renewed for this long belongs to a run that is gone
 SETTLE_S = 1.0      # between writing a lease and reading it back (two starts at once: the last write wins)
 
@@ -60,7 +61,7 @@ class SweepLease:
 
     def __init__(self, results_dir: str | Location, *, ttl_s: float = LEASE_TTL_S, settle_s: float = SETTLE_S,
                  say: Callable[[str], None] = print) -> None:
-        self.path = Location(results_dir) / LEASE_NAME
+        self.path = lease_file(results_dir)
         self.ttl_s, self.settle_s, self.say = ttl_s, settle_s, say
         started = datetime.now(UTC).isoformat(timespec="seconds")
         self.mine = Holder(socket.gethostname(), os.getpid(), started, uuid.uuid4().hex)

@@ -24,11 +24,13 @@ import yaml
 
 from runner.config import ADDED_FIELDS, TrialConfig
 from runner.engine.storage import Location
-from runner.study.sweep_file import RUNNER_OWNED, SweepError
+from runner.results_layout import SWEEP_RECORD, record_file
+from runner.study.sweep_expand import LoadedSweep
+from runner.study.sweep_file import RUNNER_OWNED, Sweep, SweepError
+from runner.trial_identity import is_run_setting
 
-RECORD_NAME = "sweep.json"
+RECORD_NAME = SWEEP_RECORD  # the name's home: runner/results_layout.py
 FORMAT = 1
-SETTINGS = ("logging.", "resources.")  # how a trial runs, not what it is (runner/config.py, trial_name)
 
 
 @dataclass(frozen=True)
@@ -66,12 +68,12 @@ class SweepRecord:
 
     def write(self, results_dir: str | Location) -> None:
         text = json.dumps(asdict(self), indent=1)
-        (Location(results_dir) / RECORD_NAME).write_bytes(text.encode())
+        record_file(results_dir).write_bytes(text.encode())
 
 
 def read_record(results_dir: str | Location) -> SweepRecord | None:
     """The record of the sweep's last start in ``results_dir`` (``<results>/<sweep>``), or None without one."""
-    where = Location(results_dir) / RECORD_NAME
+    where = record_file(results_dir)
     if not where.exists():
         return None
     raw = json.loads(where.read_bytes())
@@ -112,7 +114,7 @@ def _changed_keys(started: SweepRecord, now: SweepRecord, *, settings: bool) -> 
     for name, flat in now.trials.items():
         before = started.trials[name]
         for key in sorted(set(flat) | set(before)):
-            if key in RUNNER_OWNED or key.startswith(SETTINGS) != settings:
+            if key in RUNNER_OWNED or is_run_setting(key) != settings:
                 continue
             if flat.get(key) != before.get(key):
                 changed[key] = changed.get(key, 0) + 1
@@ -132,9 +134,9 @@ def _what_changes_trials(started: SweepRecord, now: SweepRecord, gone: int, new:
     total = len(started.trials)
     affected = f"the {total} trials" if gone == total else f"{gone} of the {total} trials" if gone else "the trials"
     given = [f"{key}={_show(value)}" for key, value in now.overrides.items()
-             if not key.startswith(SETTINGS) and (key not in started.overrides or started.overrides[key] != value)]
+             if not is_run_setting(key) and (key not in started.overrides or started.overrides[key] != value)]
     dropped = [f"{key}={_show(value)}" for key, value in started.overrides.items()
-               if not key.startswith(SETTINGS) and key not in now.overrides]
+               if not is_run_setting(key) and key not in now.overrides]
     if given:
         return (f"{', '.join(given)} {'changes' if len(given) == 1 else 'change'} {affected} of the run being resumed"
                 + (f" (and {new} would be new)" if new and gone != new else "")
@@ -156,3 +158,31 @@ def _show(value: Any, none: str = "null") -> str:
     if value is None:
         return none
     return str(yaml.safe_dump(value, default_flow_style=True, width=1_000)).removesuffix("\n...\n").strip()
+
+
+def record_for(loaded: LoadedSweep, *, max_concurrent: int | None, max_failures: int) -> SweepRecord:
+    """The record of starting ``loaded`` (a sweep file with its overrides and trials) now."""
+    sweep = loaded.sweep
+    return SweepRecord.of(sweep.name, sweep.source, loaded.overrides, planned_trials(loaded),
+                          max_concurrent=max_concurrent, max_failures=max_failures,
+                          search=search_summary(sweep, len(loaded.trials)),
+                          targets=[target.to_dict() for target in sweep.targets])
+
+
+def planned_trials(loaded: LoadedSweep) -> list[TrialConfig]:
+    """The trials sweep.json names: a grid's, a random search's seeded draws (the same on every start, so a
+    resume compares them like a grid's); Optuna's are proposed as it runs: its grid point stands for them."""
+    if loaded.sweep.search is None:
+        return loaded.trials
+    from runner.study.tune_search import drawn_trials
+
+    return drawn_trials(loaded.sweep, loaded.results_root) or loaded.trials
+
+
+def search_summary(sweep: Sweep, points: int) -> dict[str, Any] | None:
+    """What sweep.json says of a search: its algorithm, seed, samples and how many trials it runs in all."""
+    search = sweep.search
+    if search is None:
+        return None
+    return {"algorithm": search.algorithm, "seed": search.seed, "samples": search.samples,
+            "trials": search.trials(points), "drawn": list(search.space)}

@@ -10,8 +10,8 @@ accuracy, and Figure 3g the transferred GB to reach the same target. A sweep fil
 A trial reaches a target at its first evaluated round whose test accuracy is at least the target (one round
 suffices, as in the paper's "rounds to reach"); the GB are its cumulative bytes (download + upload) after that
 round. Over seeds, a group's rounds and GB are the means of its seeds' when every seed reached the target, and
-"not reached" otherwise (with how many seeds did). ``runner.plot`` writes them into tables.md and marks them on
-Figure 3 (runner/study/figures.py).
+"not reached" otherwise (with how many seeds did). ``runner.plot`` writes them into tables.md
+(runner/study/tables.py) and marks them on Figure 3 (runner/study/figures.py).
 """
 
 from __future__ import annotations

@@ -23,6 +23,7 @@ from runner.config import DataConfig, TrialConfig
 from runner.engine.checkpoint import trial_dir
 from runner.engine.trial import RoundSink, run_rounds
 from runner.provenance import provenance
+from runner.results_layout import TRIAL_CONFIG
 from runner.study.results import RoundsTable, rounds_path
 from runner.study.sweep_context import SweepContext
 from runner.study.wandb_run import WandbRun
@@ -78,7 +79,7 @@ def run_trial(cfg: TrialConfig, *, report: Callable[[dict[str, Any]], None] | No
     check_dataset(cfg.data)
     context = context or SweepContext.here()
     labels = provenance(context.code)
-    (trial_dir(cfg) / "config.json").write_bytes(json.dumps(cfg.to_dict(), indent=2).encode())
+    (trial_dir(cfg) / TRIAL_CONFIG).write_bytes(json.dumps(cfg.to_dict(), indent=2).encode())
     table = RoundsTable(rounds_path(cfg.logging.results_dir, cfg.trial_name), labels)
     if table.diverged_at is not None:  # it stopped there in an earlier run: rerunning would diverge again
         log.warning("trial %s diverged at round %d in an earlier run: left stopped", cfg.trial_name,

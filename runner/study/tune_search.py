@@ -20,7 +20,8 @@ from ray.tune.schedulers import AsyncHyperBandScheduler, FIFOScheduler, TrialSch
 
 from runner.config import TrialConfig
 from runner.study.progress import stopped_record
-from runner.study.sweep_file import BASE_KEY, Sweep, param_space, trial_config_from_tune
+from runner.study.sweep_expand import BASE_KEY, param_space, trial_config_from_tune
+from runner.study.sweep_file import Sweep
 
 log = logging.getLogger(__name__)
 TIME_ATTR = "round"  # ASHA's clock: the trial's round, reported on evaluated rounds only

@@ -1,6 +1,6 @@
 """A sweep as a Ray Tune experiment: one trial per config, each in its own placement group.
 
-Tune runs the grid (``param_space`` of runner/study/sweep_file.py) with ``tune_trainable``, reserving for
+Tune runs the grid (``param_space`` of runner/study/sweep_expand.py) with ``tune_trainable``, reserving for
 every trial the layout of runner/engine/layout.py (the trainable, its Driver, its workers). ``--resume``
 restores the experiment: Tune skips finished trials and restarts unfinished ones, which pick up from their
 own checkpoints under ``<results>/<sweep>/trials/``. ``<results>`` may be a URI (``s3://bucket/prefix``): Tune
@@ -19,19 +19,17 @@ from runner.config import TrialConfig
 from runner.console import stopping_says
 from runner.engine.layout import TrialLayout
 from runner.engine.storage import Location
+from runner.results_layout import TUNE
 from runner.study.capacity import check_trials, connected_cluster
 from runner.study.ray_address import ray_address
 from runner.study.sweep_context import SweepContext
-from runner.study.sweep_file import (
-    Sweep,
-    param_space,
-    trial_config_from_tune,
-)
+from runner.study.sweep_expand import param_space, trial_config_from_tune
+from runner.study.sweep_file import Sweep
 from runner.study.sweep_record import SweepRecord
 from runner.study.trial import last_evaluated, run_trial, trial_rows
 
 log = logging.getLogger(__name__)
-EXPERIMENT_NAME = "tune"  # <results>/<sweep>/tune holds Tune's experiment state
+EXPERIMENT_NAME = TUNE  # <results>/<sweep>/tune holds Tune's experiment state (runner/results_layout.py)
 
 
 def tune_trainable(params: dict[str, Any], context: SweepContext | None = None) -> None:

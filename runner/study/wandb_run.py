@@ -27,10 +27,11 @@ from runner.config import TrialConfig
 from runner.engine.checkpoint import trial_dir
 from runner.engine.storage import Location
 from runner.engine.trial import RoundSink
+from runner.results_layout import WANDB, WANDB_RUN_ID
 from runner.study.results import BYTES_PER_GB, RoundsTable, final_numbers
 from runner.study.wandb_access import DEFAULT_HOST, WandbAccess
 
-RUN_ID_FILE = "wandb_run_id"
+RUN_ID_FILE = WANDB_RUN_ID  # the name's home: runner/results_layout.py
 LOCAL_ROOT = "~/fedpara-wandb"  # where runs go when the results are not on this machine's disk
 ROUND_AXIS, GB_AXIS = "round", "cumulative_gb"
 BY_GB = ("test_accuracy",)      # also logged as by_gb/<name>, drawn against cumulative GB
@@ -52,7 +53,7 @@ def open_run(cfg: TrialConfig, access: WandbAccess, *, run_id: str, resume: str,
     from ray.air.integrations.wandb import setup_wandb
 
     directory = local_dir(cfg.logging.results_dir, cfg.sweep)
-    (directory / "wandb").mkdir(parents=True, exist_ok=True)
+    (directory / WANDB).mkdir(parents=True, exist_ok=True)
     extra: dict[str, Any] = {}
     if access.host != DEFAULT_HOST:
         import wandb
@@ -134,7 +135,7 @@ class WandbRun(RoundSink):
 
 def where_runs_are(results_dir: str | Location, sweep: str, access: WandbAccess) -> list[str]:
     """The sweep summary's W&B lines: where the runs are and, when offline, how to upload them."""
-    directory = local_dir(results_dir, sweep) / "wandb"
+    directory = local_dir(results_dir, sweep) / WANDB
     on_this_node = Location(results_dir).local_path is not None
     where = f"{directory}" if on_this_node else f"{directory} on each node that ran a trial"
     lines = [f"W&B      {where}   (group {sweep}, {access.mode})"]

@@ -16,7 +16,8 @@ from runner import sweep as sweep_cli
 from runner.engine.layout import TrialLayout
 from runner.study import capacity
 from runner.study.capacity import Capacity, NodeShape, layout_problem
-from runner.study.sweep_file import expand, load_sweep
+from runner.study.sweep_expand import expand
+from runner.study.sweep_file import load_sweep
 
 ROOT = Path(__file__).resolve().parents[2]
 

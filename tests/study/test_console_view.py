@@ -75,7 +75,8 @@ def test_a_trial_that_ran_whole_between_two_lines_counts_toward_the_eta():
 def test_a_search_counts_the_trials_tune_has_not_created_yet(tmp_path):
     """Tune creates a search's trials one at a time: pending still counts every seeded draw (named in the
     record), or, for Optuna, every proposal still to come."""
-    from runner.study.sweep_file import expand, load_sweep
+    from runner.study.sweep_expand import expand
+    from runner.study.sweep_file import load_sweep
     from runner.study.sweep_record import SweepRecord
     from runner.study.tune_sweep import progress_reporter
 

@@ -10,7 +10,8 @@ from pathlib import Path
 from runner import probe as probe_cli
 from runner import sweep as sweep_cli
 from runner.study import probe
-from runner.study.sweep_file import expand, load_sweep
+from runner.study.sweep_expand import expand
+from runner.study.sweep_file import load_sweep
 
 SWEEP = """
 name: probed

@@ -22,15 +22,8 @@ from runner import sweep as sweep_cli
 from runner.study.progress import STOPPED_DIR, sweep_progress
 from runner.study.results import load_rounds
 from runner.study.search import Asha
-from runner.study.sweep_file import (
-    SweepError,
-    apply_overrides,
-    expand,
-    load_sweep,
-    param_space,
-    trial_config_from_tune,
-    trial_count,
-)
+from runner.study.sweep_expand import apply_overrides, expand, param_space, trial_config_from_tune, trial_count
+from runner.study.sweep_file import SweepError, load_sweep
 from runner.study.sweep_record import SweepRecord, read_record
 from runner.study.trial import Report
 from runner.study.tune_search import AshaPerPoint, drawn_trials, tune_search

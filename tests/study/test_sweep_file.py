@@ -21,18 +21,15 @@ from runner.engine.layout import TrialLayout
 from runner.study import capacity, tune_sweep
 from runner.study.capacity import Capacity, NodeShape
 from runner.study.console_view import SweepProgress
-from runner.study.sweep_file import (
-    Sweep,
-    SweepError,
+from runner.study.sweep_expand import (
     expand,
-    load_sweep,
     merge_trial,
     param_space,
-    parse_overrides,
     trial_config_from_tune,
     trial_count,
     varying_keys,
 )
+from runner.study.sweep_file import Sweep, SweepError, load_sweep, parse_overrides
 
 SWEEPS = Path(__file__).resolve().parents[2] / "sweeps"
 SHIPPED = sorted(SWEEPS.glob("*.yaml"))  # every shipped study: adding one needs no change here
@@ -474,17 +471,17 @@ def test_a_shipped_study_is_found_by_name_from_any_directory(tmp_path, monkeypat
 
 
 def test_an_override_can_mend_a_file_and_trials_are_checked_once_after_the_overrides(tmp_path, monkeypatch):
-    from runner.study import sweep_file
+    from runner.study import sweep_expand
 
     path = write(tmp_path, "name: mend\nbase:\n  data: {dataset: synthetic}\n  train: {lr: -1}\n"
                            "grid:\n  model.gamma: [0.1, 0.5]\n")
     with pytest.raises(SweepError, match=r"train\.lr"):
         load_sweep(path)  # the file alone is refused, naming the field
     with pytest.raises(SweepError, match=r"train\.lr"):
-        sweep_file.load_with_overrides(path, [], str(tmp_path / "results"))
+        sweep_expand.load_with_overrides(path, [], str(tmp_path / "results"))
     calls = []
-    real_expand = sweep_file.expand
-    monkeypatch.setattr(sweep_file, "expand", lambda *a, **k: calls.append(1) or real_expand(*a, **k))
-    loaded = sweep_file.load_with_overrides(path, ["train.lr=0.2"], str(tmp_path / "results"))
+    real_expand = sweep_expand.expand
+    monkeypatch.setattr(sweep_expand, "expand", lambda *a, **k: calls.append(1) or real_expand(*a, **k))
+    loaded = sweep_expand.load_with_overrides(path, ["train.lr=0.2"], str(tmp_path / "results"))
     assert [t.train.lr for t in loaded.trials] == [0.2, 0.2] and len(calls) == 1
     assert loaded.results_root == str((tmp_path / "results").resolve())

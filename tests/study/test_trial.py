@@ -18,8 +18,8 @@ from runner.engine.model import trial_model
 from runner.engine.planning import plan_round
 from runner.engine.seeding import sample_clients
 from runner.provenance import CodeVersion
-from runner.study import figures
 from runner.study.results import load_rounds
+from runner.study.summary import summarize
 from runner.study.sweep_context import SweepContext
 from runner.study.trial import run_trial
 from runner.study.wandb_access import WandbAccess
@@ -73,7 +73,7 @@ def test_trial_writes_parquet_and_an_offline_wandb_run(tmp_path):
     summary = wandb_records.summary(run_files[0])
     final = rows["test_accuracy"].tail(5).mean()  # the README's definition: mean of the last 5 evaluated rounds
     assert summary["final_test_accuracy"] == pytest.approx(final) != pytest.approx(rows["test_accuracy"].iloc[-1])
-    assert figures.summarize(rows)["final_accuracy"].tolist() == pytest.approx([final])  # tables and Figure 4 agree
+    assert summarize(rows)["final_accuracy"].tolist() == pytest.approx([final])  # tables and Figure 4 agree
     assert summary["param_ratio"] == pytest.approx(rows["param_ratio"].iloc[0])
     assert summary["total_gb"] == pytest.approx(rows["cumulative_bytes"].iloc[-1] / 1e9)
     config = wandb_records.config(run_files[0])
