@@ -9,6 +9,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
+import ray._private.parameter as ray_parameter
 from ray.autoscaler._private.fake_multi_node.node_provider import FAKE_HEAD_NODE_ID, FakeMultiNodeProvider
 from ray.autoscaler._private.loader import load_function_or_class
 from ray.autoscaler._private.util import validate_config
@@ -17,6 +18,7 @@ from ray.autoscaler.tags import TAG_RAY_USER_NODE_TYPE
 from runner.config import ConfigError
 from runner.local_cluster.config import LocalSizes, head_resources, load_cluster_yaml, local_autoscaling_config
 from runner.local_cluster.processes import cluster_processes, process_table
+from runner.local_cluster.provider import own_runtime_env_dir
 from runner.study import capacity
 from runner.study.capacity import Capacity, NodeShape
 from runner.study.sweep_file import expand, load_sweep
@@ -66,6 +68,10 @@ def test_the_provider_joins_the_heads_gcs_and_keeps_the_head_types_name(monkeypa
     provider = provider_class(provider_config, "fedpara-local")
     assert provider.node_tags(FAKE_HEAD_NODE_ID)[TAG_RAY_USER_NODE_TYPE] == "head"
     assert provider.non_terminated_nodes({}) == [FAKE_HEAD_NODE_ID]  # no worker node until the autoscaler asks
+    # each worker node unpacks jobs' working directories into a directory of its own, as on a disk of its own
+    with own_runtime_env_dir("runtime_resources_node3"):
+        assert ray_parameter.RayParams().runtime_env_dir_name == "runtime_resources_node3"
+    assert ray_parameter.RayParams().runtime_env_dir_name == "runtime_resources"
 
 
 def test_the_capacity_check_reads_the_local_config_as_the_autoscaler_does():
