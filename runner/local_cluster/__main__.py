@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
 from runner.local_cluster.config import CLUSTER_YAML, LocalSizes
 from runner.local_cluster.processes import DEFAULT_TEMP_DIR, cluster_processes, read_state, start, stop
+
+TOKEN_FILE = Path("~/.ray/auth_token")  # Ray 2.60 turns token authentication on for a head where it exists
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -33,6 +36,9 @@ def main(argv: list[str] | None = None) -> int:
             print(error, file=sys.stderr)
             return 2
         print(cluster.describe())
+        if TOKEN_FILE.expanduser().is_file() and os.environ.get("RAY_AUTH_MODE") != "token":
+            print(f"  token authentication is on ({TOKEN_FILE} exists): `export RAY_AUTH_MODE=token` for "
+                  "`ray job` and `ray status` to send it")
         return 0
     if args.action == "down":
         print(f"stopped {stop(args.temp_dir)} processes of the local cluster under {args.temp_dir}")

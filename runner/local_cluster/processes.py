@@ -20,7 +20,6 @@ import sys
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
 
 import yaml
 
@@ -86,6 +85,8 @@ def cluster_env(temp_dir: Path, base: dict[str, str] | None = None) -> dict[str,
         "RAY_USAGE_STATS_ENABLED": "0",
         # the monitor imports the provider from this checkout
         "PYTHONPATH": f"{ROOT}{os.pathsep}{path}" if path else str(ROOT),
+        # a job's `python -m runner.sweep ...` is this interpreter, whether or not its venv is activated
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', os.defpath)}",
     })
     return env
 
@@ -173,13 +174,3 @@ def stop(temp_dir: Path = DEFAULT_TEMP_DIR, grace_s: float = 10, remove: bool = 
     if remove:
         shutil.rmtree(temp_dir, ignore_errors=True)
     return len(first)
-
-
-def alive_nodes(cluster: LocalCluster) -> list[dict[str, Any]]:
-    """The cluster's alive nodes as the GCS lists them (node type name, resources), without joining it."""
-    from ray._raylet import GcsClient
-
-    client = GcsClient(address=cluster.gcs_address)
-    nodes = client.get_all_node_info(timeout=10).values()
-    return [{"node_id": n.node_id.hex(), "type": n.labels.get("ray.io/node-group", "") or "",
-             "resources": dict(n.resources_total)} for n in nodes if n.state == 0]
