@@ -4,8 +4,11 @@ reading it as it reads a `ray up` cluster's."""
 
 from __future__ import annotations
 
+import json
 import os
-from dataclasses import replace
+import subprocess
+import time
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import pytest
@@ -17,7 +20,14 @@ from ray.autoscaler.tags import TAG_RAY_USER_NODE_TYPE
 
 from runner.config import ConfigError
 from runner.local_cluster.config import LocalSizes, head_resources, load_cluster_yaml, local_autoscaling_config
-from runner.local_cluster.processes import cluster_processes, process_table
+from runner.local_cluster.processes import (
+    STATE_FILE,
+    LocalCluster,
+    cluster_processes,
+    cluster_session,
+    process_table,
+    stop,
+)
 from runner.local_cluster.provider import own_runtime_env_dir
 from runner.study import capacity
 from runner.study.capacity import Capacity, NodeShape
@@ -87,7 +97,33 @@ def test_the_capacity_check_reads_the_local_config_as_the_autoscaler_does():
         capacity.check_trials([too_big], from_zero)
 
 
-def test_processes_are_found_by_session_and_by_temp_dir(tmp_path):
-    me = os.getpid()
-    assert (me, os.getsid(0)) in {(pid, sid) for pid, sid, _ in process_table()}
-    assert cluster_processes(tmp_path) == []  # nothing runs under a fresh directory
+def test_down_stops_the_clusters_session_and_nothing_else(tmp_path):
+    """Processes of the cluster's session are found though their command lines do not name its directory (Ray's
+    agents rename themselves); a session in which no process names the directory is someone else's."""
+    assert (os.getpid(), os.getsid(0)) in {(pid, sid) for pid, sid, _ in process_table()}
+    assert cluster_processes(tmp_path, cluster_session(tmp_path)) == []  # nothing runs under a fresh directory
+    # a "head" naming the directory, with two children in its session that do not
+    head = subprocess.Popen(["sh", "-c", "sleep 61 & sleep 62 & wait", "head", str(tmp_path)], start_new_session=True)
+    bystander = subprocess.Popen(["sleep", "63"])  # in this test's session
+    try:
+        write_state(tmp_path, session_id=head.pid)
+        deadline = time.monotonic() + 30
+        while len(cluster_processes(tmp_path, cluster_session(tmp_path))) < 3 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        found = cluster_processes(tmp_path, cluster_session(tmp_path))
+        assert head.pid in found and len(found) == 3 and bystander.pid not in found
+        write_state(tmp_path, session_id=os.getsid(0))  # a session no process of which names the directory
+        assert cluster_processes(tmp_path, cluster_session(tmp_path)) == [head.pid]
+        write_state(tmp_path, session_id=head.pid)
+        assert stop(tmp_path, grace_s=5, remove=False) == 3
+        assert cluster_processes(tmp_path, head.pid) == [] and bystander.poll() is None
+    finally:
+        head.kill()
+        bystander.kill()
+        head.wait()
+        bystander.wait()
+
+
+def write_state(temp_dir: Path, session_id: int) -> None:
+    cluster = LocalCluster(str(temp_dir), session_id, "127.0.0.1:1", "http://127.0.0.1:1", "-")
+    (temp_dir / STATE_FILE).write_text(json.dumps(asdict(cluster)))

@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 from runner.local_cluster.config import CLUSTER_YAML, LocalSizes
-from runner.local_cluster.processes import DEFAULT_TEMP_DIR, cluster_processes, read_state, start, stop
+from runner.local_cluster.processes import DEFAULT_TEMP_DIR, cluster_processes, cluster_session, read_state, start, stop
 
 TOKEN_FILE = Path("~/.ray/auth_token")  # Ray 2.60 turns token authentication on for a head where it exists
 
@@ -43,7 +43,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.action == "down":
         print(f"stopped {stop(args.temp_dir)} processes of the local cluster under {args.temp_dir}")
         return 0
-    state, pids = read_state(args.temp_dir), cluster_processes(args.temp_dir)
+    state, pids = read_state(args.temp_dir), cluster_processes(args.temp_dir, cluster_session(args.temp_dir))
     print(state.describe() if state and pids else f"no local cluster runs under {args.temp_dir}")
     return 0 if state and pids else 1
 

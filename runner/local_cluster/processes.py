@@ -95,7 +95,7 @@ def start(temp_dir: Path = DEFAULT_TEMP_DIR, sizes: LocalSizes | None = None, cl
           env: dict[str, str] | None = None, port: int = 6379, dashboard_port: int = 8265) -> LocalCluster:
     """Start the head with the autoscaling config derived from ``cluster_yaml``; the workers come on demand."""
     temp_dir = temp_dir.resolve()
-    if (temp_dir / STATE_FILE).exists() and cluster_processes(temp_dir):
+    if cluster_processes(temp_dir, cluster_session(temp_dir)):
         raise RuntimeError(f"a local cluster already runs under {temp_dir}: "
                            f"python -m runner.local_cluster down --temp-dir {temp_dir}")
     temp_dir.mkdir(parents=True, exist_ok=True)
@@ -131,27 +131,37 @@ def read_state(temp_dir: Path = DEFAULT_TEMP_DIR) -> LocalCluster | None:
     return LocalCluster(**json.loads(path.read_text())) if path.is_file() else None
 
 
-def cluster_processes(temp_dir: Path) -> list[int]:
-    """Ids of the cluster's processes: in the session recorded by ``up``, or naming ``temp_dir``."""
+def cluster_session(temp_dir: Path) -> int | None:
+    """The session recorded by ``up``, while some process of it still names ``temp_dir`` (once none does, its id
+    may have been given to another session)."""
     state = read_state(temp_dir)
-    session = state.session_id if state else None
+    if state is None:
+        return None
+    needle = str(temp_dir.resolve())
+    return state.session_id if any(sid == state.session_id and needle in args for _, sid, args in process_table()) \
+        else None
+
+
+def cluster_processes(temp_dir: Path, session: int | None = None) -> list[int]:
+    """Ids of the processes naming ``temp_dir`` on their command line, or in ``session``: the cluster's."""
     needle, me = str(temp_dir.resolve()), os.getpid()
-    pids = []
-    for pid, sid, args in process_table():
-        if pid != me and (sid == session or (needle in args and not args.startswith("ps "))):
-            pids.append(pid)
-    return pids
+    return [pid for pid, sid, args in process_table()
+            if pid != me and not args.startswith("ps ") and (needle in args or sid == session)]
 
 
 def process_table() -> list[tuple[int, int, str]]:
-    """(pid, session id, command line) of every process on this machine, from ``ps`` (Linux ``sid``, macOS ``sess``)."""
-    for columns in ("pid=,sid=,args=", "pid=,sess=,args="):
-        done = subprocess.run(["ps", "-eo", columns], capture_output=True, text=True)
+    """(pid, session id, command line) of every live process on this machine (zombies are dead already), from
+    ``ps`` (``-ww``: whole command lines, which ``ps`` otherwise cuts to the terminal's width; Linux ``sid``,
+    macOS ``sess``)."""
+    for columns in ("pid=,sid=,stat=,args=", "pid=,sess=,stat=,args="):
+        done = subprocess.run(["ps", "-ww", "-eo", columns], capture_output=True, text=True)
         if done.returncode == 0:
             break
     table = []
     for line in done.stdout.splitlines():
-        pid, sid, *args = line.split(None, 2)
+        pid, sid, stat, *args = line.split(None, 3)
+        if stat.startswith("Z"):
+            continue
         with contextlib.suppress(ValueError):
             table.append((int(pid), int(sid), args[0] if args else ""))
     return table
@@ -160,15 +170,16 @@ def process_table() -> list[tuple[int, int, str]]:
 def stop(temp_dir: Path = DEFAULT_TEMP_DIR, grace_s: float = 10, remove: bool = True) -> int:
     """Stop every process of the cluster under ``temp_dir`` (SIGTERM, then SIGKILL); how many there were."""
     temp_dir = temp_dir.resolve()
-    first = cluster_processes(temp_dir)
+    session = cluster_session(temp_dir)  # judged once: the processes naming the directory go first
+    first = cluster_processes(temp_dir, session)
     for sig, wait in ((signal.SIGTERM, grace_s), (signal.SIGKILL, 5.0)):
-        for pid in cluster_processes(temp_dir):
+        for pid in cluster_processes(temp_dir, session):
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, sig)
         deadline = time.monotonic() + wait
-        while cluster_processes(temp_dir) and time.monotonic() < deadline:
+        while cluster_processes(temp_dir, session) and time.monotonic() < deadline:
             time.sleep(0.2)
-    left = cluster_processes(temp_dir)
+    left = cluster_processes(temp_dir, session)
     if left:
         raise RuntimeError(f"processes of the local cluster under {temp_dir} survived SIGKILL: {left}")
     if remove:
