@@ -24,7 +24,7 @@ test: $(STAMP)
 	$(BIN)/python -m pytest -q
 
 # the longer walks (a real offline bundle, a job through Ray's job server, the local autoscaling cluster): ~4 min
-# more, and 8.5 more for the local cluster's walk (make local-cluster-walk), run by CI too
+# more, and 5-8.5 more for the local cluster's walk (make local-cluster-walk), run by CI too
 test-slow: $(STAMP)
 	$(BIN)/python -m pytest -q -m slow
 
@@ -39,7 +39,7 @@ local-cluster: $(STAMP)
 local-cluster-down: $(STAMP)
 	$(BIN)/python -m runner.local_cluster down
 
-# The walk against its own local cluster (also part of test-slow): 8.5 min on the shared 2-core machine
+# The walk against its own local cluster (also part of test-slow): 5-8.5 min on the shared 2-core machine (load 10-17)
 local-cluster-walk: $(STAMP)
 	$(BIN)/python -m pytest -q -m slow tests/test_autoscaling_cluster.py
 

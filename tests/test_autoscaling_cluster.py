@@ -136,6 +136,7 @@ def test_a_gpu_sweep_through_the_jobs_api_scales_the_clusters_gpu_nodes_up_and_d
     ran = submit(cluster, env, "gpu-tiny-1", *common)
     assert ran.returncode == 0, (ran.stdout + ran.stderr)[-4000:]
     launched = autoscaler_events(cluster, "Adding")
+    print("autoscaler:", launched)
     assert launched and all(e.endswith("of type gpu_worker.") for e in launched)
     state = ray_state(cluster, env)
     gpu_nodes = {n["id"] for n in state["nodes"] if n["resources"].get("GPU") == 1 and n["resources"]["CPU"] == 4}
