@@ -6,7 +6,8 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-slow lint bench report clean min-versions offline-bundle gpu-check
+.PHONY: demo test test-slow lint bench report clean min-versions offline-bundle gpu-check \
+        local-cluster local-cluster-down local-cluster-walk
 
 $(STAMP): pyproject.toml
 	test -d $(VENV) || $(PY) -m venv $(VENV)
@@ -22,13 +23,25 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
 
-# the longer walks (a real offline bundle, a job through Ray's job server): ~4 min more, run by CI too
+# the longer walks (a real offline bundle, a job through Ray's job server, the local autoscaling cluster): ~4 min
+# more, and 5-8.5 more for the local cluster's walk (make local-cluster-walk), run by CI too
 test-slow: $(STAMP)
 	$(BIN)/python -m pytest -q -m slow
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/mypy
+
+# cluster.yaml's cluster as processes on this machine, with Ray's autoscaler (README, "Try it on one machine")
+local-cluster: $(STAMP)
+	$(BIN)/python -m runner.local_cluster up
+
+local-cluster-down: $(STAMP)
+	$(BIN)/python -m runner.local_cluster down
+
+# The walk against its own local cluster (also part of test-slow): 5-8.5 min on the shared 2-core machine (load 10-17)
+local-cluster-walk: $(STAMP)
+	$(BIN)/python -m pytest -q -m slow tests/test_autoscaling_cluster.py
 
 # The lowest Ray and W&B that pyproject.toml allows, installed for real and tested (slow: not part of `make test`).
 # A throwaway venv sees .venv's packages (torch, pytest, ...) behind its own, so only Ray, W&B and what they pin

@@ -7,10 +7,11 @@ with the field to change.
 
 The capacity is a list of node shapes: this machine as Ray would detect it (``--dry-run`` without
 ``--address``), or a running cluster's alive nodes plus the node types its autoscaler may still
-launch (read from the GCS when the platform reports them, else from ``~/ray_bootstrap_config.yaml``,
-which ``ray up`` leaves on the head node). A node type whose resources are not written down leaves the
-capacity open-ended: nothing is refused then, because a GPU node that is not up yet is not a reason to
-refuse a GPU trial.
+launch (read from the GCS when the platform reports them, else from the config file the cluster's
+autoscaler runs with: the one its monitor process names when that runs on this machine, as for a Ray job
+or on the head, else ``~/ray_bootstrap_config.yaml``, which ``ray up`` leaves on the head node). A node
+type whose resources are not written down leaves the capacity open-ended: nothing is refused then,
+because a GPU node that is not up yet is not a reason to refuse a GPU trial.
 
 A placement group's bundles must each fit on one node, but PACK is soft: they may spread over several
 nodes. A fractional GPU comes from a single GPU (Ray never splits 0.4 of a GPU across two), so a
@@ -179,22 +180,24 @@ def connected_cluster(address: str | None = None) -> Capacity:
     alive = [node["Resources"] for node in ray.nodes() if node.get("Alive")]
     counts = Counter((float(r.get("CPU", 0)), float(r.get("GPU", 0))) for r in alive)
     nodes = [NodeShape("alive", cpus, gpus, n) for (cpus, gpus), n in sorted(counts.items())]
-    types, open_ended = autoscaler_node_types()
+    types, open_ended = autoscaler_node_types(ray.get_runtime_context().gcs_address)
     where = f"the cluster at {address}" if address else "the cluster"
     return Capacity(where, (*nodes, *types), open_ended)
 
 
-def autoscaler_node_types() -> tuple[list[NodeShape], bool]:
+def autoscaler_node_types(gcs_address: str | None = None) -> tuple[list[NodeShape], bool]:
     """Node types the cluster's autoscaler may add, and whether some type's size is unknown.
 
-    Platforms that report their node groups to the GCS are read from there; a ``ray up`` cluster from
-    the bootstrap config on its head node. Alive nodes of a type are counted again here: the capacity
-    may be overstated (a trial is then left to wait), never understated (a trial wrongly refused).
+    Platforms that report their node groups to the GCS are read from there; Ray's own autoscaler (``ray up``,
+    ``runner.local_cluster``) from the config file its monitor reads. Alive nodes of a type are counted
+    again here: the capacity may be overstated (a trial is then left to wait), never understated (a trial
+    wrongly refused).
     """
     reported = _gcs_node_groups()
     if reported is not None:
         return reported
-    path = BOOTSTRAP_CONFIG.expanduser()
+    path = (gcs_address and monitor_config_path(gcs_address, _process_command_lines())) or BOOTSTRAP_CONFIG
+    path = path.expanduser()
     if not path.is_file():
         return [], False
     import yaml
@@ -202,12 +205,52 @@ def autoscaler_node_types() -> tuple[list[NodeShape], bool]:
     return bootstrap_node_types(yaml.safe_load(path.read_text()) or {})
 
 
+def monitor_config_path(gcs_address: str, command_lines: Iterable[Sequence[str]]) -> Path | None:
+    """The ``--autoscaling-config`` of the autoscaler monitor serving ``gcs_address``, among ``command_lines``.
+
+    ``ray start --head --autoscaling-config=<file>`` hands the file to the monitor process it starts; only
+    ``ray up`` puts it at ``~/ray_bootstrap_config.yaml``, so a head started otherwise (a local cluster, a
+    hand-made one) is only found this way.
+    """
+    for args in command_lines:
+        if not any(a.endswith("monitor.py") for a in args) or f"--gcs-address={gcs_address}" not in args:
+            continue
+        for arg in args:
+            if arg.startswith("--autoscaling-config="):
+                return Path(arg.split("=", 1)[1])
+    return None
+
+
+def _process_command_lines() -> list[list[str]]:
+    """Every readable process's command line on this machine (Linux ``/proc``; elsewhere none)."""
+    lines = []
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            args = cmdline.read_bytes().split(b"\0")
+        except OSError:  # gone, or another user's
+            continue
+        lines.append([a.decode(errors="replace") for a in args if a])
+    return lines
+
+
 def bootstrap_node_types(config: Mapping[str, Any]) -> tuple[list[NodeShape], bool]:
-    """Worker node types of a cluster launcher config (``available_node_types``, ``max_workers``)."""
+    """Worker node types of a cluster launcher config (``available_node_types``, ``max_workers``).
+
+    A type launches at most its own ``max_workers`` and never more than the cluster's ``max_workers``, which
+    Ray's autoscaler holds all worker nodes to together.
+    """
     types = config.get("available_node_types") or {}
     head = config.get("head_node_type")  # the head is up, so it is among the alive nodes
-    return _node_groups((name, spec.get("resources") or {}, spec.get("max_workers", config.get("max_workers")))
-                        for name, spec in types.items() if name != head)
+    cluster_max = config.get("max_workers")
+
+    def most(spec: Mapping[str, Any]) -> int | None:
+        own = spec.get("max_workers", cluster_max)
+        if own is None or cluster_max is None:
+            return own if own is not None else cluster_max
+        return min(int(own), int(cluster_max))
+
+    return _node_groups((name, spec.get("resources") or {}, most(spec)) for name, spec in types.items()
+                        if name != head)
 
 
 def _gcs_node_groups() -> tuple[list[NodeShape], bool] | None:

@@ -93,6 +93,40 @@ def test_an_autoscaling_cluster_is_judged_by_the_nodes_it_may_launch():
     assert groups == [NodeShape("gpu", 8, 1, None)]
 
 
+def test_the_clusters_max_workers_caps_every_node_type():
+    """Ray's autoscaler launches no more worker nodes in all than the cluster's max_workers, whatever a type allows:
+    a trial that needs more GPU nodes than that would wait for ever, so it is refused."""
+    config = autoscaling_config()
+    config["max_workers"] = 1  # gpu_worker keeps its own max_workers: 8
+    types, _ = capacity.bootstrap_node_types(config)
+    assert types == [NodeShape("gpu_worker", 4, 1, 1)]
+    offered = Capacity("c", (NodeShape("alive", 6, 0, 1), *types))
+    assert layout_problem(layout(4, 0.75, 0.25, 0.5), offered) is None  # one g5.xlarge
+    assert "at most 4 of them fit there" in layout_problem(layout(5, 0.75, 0.25, 0.5), offered)  # two of them
+
+
+def test_the_autoscaler_config_is_the_one_its_monitor_reads(tmp_path, monkeypatch):
+    """A head started with `ray start --head --autoscaling-config=<file>` (runner.local_cluster, or by hand) has
+    no ~/ray_bootstrap_config.yaml: the check reads the file the autoscaler's monitor was given."""
+    monitor = ["/venv/bin/python", "-u", "/venv/ray/autoscaler/_private/monitor.py", "--logs-dir=/tmp/x/logs",
+               "--gcs-address=10.0.0.5:6380", f"--autoscaling-config={tmp_path / 'autoscaling.yaml'}"]
+    other = [*monitor[:4], "--gcs-address=10.0.0.5:6379", "--autoscaling-config=/elsewhere.yaml"]
+    plain = [*monitor[:4], "--gcs-address=10.0.0.6:6379"]  # a Ray without an autoscaler config
+    lines = [["bash"], other, monitor, plain]
+    assert capacity.monitor_config_path("10.0.0.5:6380", lines) == tmp_path / "autoscaling.yaml"
+    assert capacity.monitor_config_path("10.0.0.6:6379", lines) is None
+    assert capacity.monitor_config_path("10.0.0.7:6379", lines) is None
+
+    (tmp_path / "autoscaling.yaml").write_text(yaml.safe_dump(autoscaling_config()))
+    monkeypatch.setattr(capacity, "BOOTSTRAP_CONFIG", tmp_path / "missing.yaml")
+    monkeypatch.setattr(capacity, "_process_command_lines", lambda: lines)
+    monkeypatch.setattr(capacity, "_gcs_node_groups", lambda: None)
+    assert capacity.autoscaler_node_types("10.0.0.5:6380") == ([NodeShape("gpu_worker", 4, 1, 8)], False)
+    assert capacity.autoscaler_node_types("10.0.0.6:6379") == ([], False)  # no file: only the alive nodes
+    # this machine's own processes are read for real: the test process is among them
+    assert any(any("pytest" in a for a in args) for args in capacity._process_command_lines())
+
+
 def test_the_connected_clusters_capacity_is_its_alive_nodes_and_its_autoscaler(ray_session, tmp_path, monkeypatch):
     monkeypatch.setattr(capacity, "BOOTSTRAP_CONFIG", tmp_path / "missing.yaml")
     assert capacity.connected_cluster().nodes == (NodeShape("alive", 2, 0, 1),)  # the session's 2-CPU Ray
