@@ -31,7 +31,8 @@ from runner.local_cluster.processes import (
 from runner.local_cluster.provider import own_runtime_env_dir
 from runner.study import capacity
 from runner.study.capacity import Capacity, NodeShape
-from runner.study.sweep_file import expand, load_sweep
+from runner.study.sweep_expand import expand
+from runner.study.sweep_file import load_sweep
 
 ROOT = Path(__file__).resolve().parents[1]
 GCS = "10.1.2.3:6390"
