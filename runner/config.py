@@ -322,10 +322,9 @@ def _validate(c: TrialConfig) -> None:
              "must be in [0, 1) (the fraction of each client's training samples held out), "
              f"got {d.validation_fraction}")
 
-    _one_of(m.arch, ARCHITECTURES, "model.arch")
+    _one_of(m.arch, tuple(ARCHITECTURES), "model.arch")
     _one_of(m.parameterization, PARAMETERIZATIONS, "model.parameterization")
-    needs_text = m.arch == "lstm"
-    _require(needs_text == (info.kind == "text"), "model.arch",
+    _require(ARCHITECTURES[m.arch].input_kind == info.kind, "model.arch",
              f"{m.arch} cannot read the {info.kind} dataset {d.dataset}")
     if m.gamma is not None:
         _require(0.0 <= m.gamma <= 1.0, "model.gamma", f"must be in [0, 1], got {m.gamma}")

@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from partitions import hold_out, load_dataset, partition_clients, subsample
+from partitions import DATASETS, hold_out, load_dataset, partition_clients, subsample
 from runner.algorithms import LocalTraining, forward_precision
 from runner.config import TrialConfig
 from runner.engine.accelerator import memory_format_for, peak_memory_mib, use_fast_cuda_kernels
@@ -103,9 +103,8 @@ class ClientWorker:
         self.model = trial_model(cfg).to(dev)
         layout = memory_format_for(self.model, dev)  # the model's weights and its input batches alike
         self.model.to(memory_format=layout)
-        can_augment = dataset.kind == "image" and dataset.input_shape[-1] >= 32
-        self.train_preprocess = Preprocess.for_dataset(dataset.kind, dataset.mean, dataset.std,
-                                                       cfg.train.augment and can_augment, dev, layout)
+        augment = cfg.train.augment and DATASETS[d.dataset].augment  # the dataset's record says if crops suit it
+        self.train_preprocess = Preprocess.for_dataset(dataset.kind, dataset.mean, dataset.std, augment, dev, layout)
         self.eval_preprocess = Preprocess.for_dataset(dataset.kind, dataset.mean, dataset.std, False, dev, layout)
         self.live = self.model.state_dict()  # the model's own tensors (detached): clients are loaded into them
         t = cfg.train  # one optimizer for all clients (each job resets it: no momentum carried over)
