@@ -6,7 +6,7 @@ One row per architecture × parameterization × γ, each architecture sized for 
 names (``Architecture.reported_on``): the inner ranks its factorized layers got (min..max), its
 parameter count, the ratio to the original model, and the megabytes (10⁶ bytes, 32-bit floats) of one
 transfer of its global part (pFedPara's W2 factors stay on the client). Models are built on the meta
-device, so the table takes a few seconds (mostly importing torch).
+device: shapes only, no weights allocated.
 """
 
 from __future__ import annotations
