@@ -1,8 +1,8 @@
 """What the code asks of an architecture, in one record that its own module declares.
 
 ``models.registry`` collects the records; the factory, the budget solver, the config check and the report
-read them, so a new architecture is its module (model class plus record) and its test, and nothing else
-branches on its name.
+read them, so a new architecture is its module (model class plus record), its line in the registry and its
+test, and nothing else branches on its name.
 """
 
 from __future__ import annotations
