@@ -1,6 +1,6 @@
 """Putting into and getting from Ray's object store: torch tensors against NumPy arrays.
 
-Why runner/wire.py turns what crosses between driver and workers into arrays. Prints a table of
+Why runner/engine/wire.py turns what crosses between driver and workers into arrays. Prints a table of
 median milliseconds over several puts and gets of one flat float64 buffer, at a few sizes.
 
     python bench/object_store.py [--sizes-mb 1 17 68] [--repeats 7]

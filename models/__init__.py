@@ -1,11 +1,13 @@
 """Layers, rank rules and architectures for FedPara (ICLR 2022) and its baselines.
 
-``build_model(arch, parameterization, ...)`` is the entry point; ``models.rank`` holds the rank rule,
+``build_model(arch, parameterization, ...)`` is the entry point, ``ARCHITECTURES`` (``models.registry``) the
+one list of architectures; ``models.rank`` holds the rank rule,
 ``models.transfer`` what a model costs to ship, and ``python -m models.report`` prints both per model.
 """
 
+from models.architecture import Architecture
 from models.factorized import FactorizedConv2d, FactorizedLayer, FactorizedLinear, dense_weight
-from models.factory import ARCHITECTURES, build_model
+from models.factory import build_model
 from models.fedpara import FedParaConv2d, FedParaLinear
 from models.lowrank import LowRankConv2d, LowRankLinear
 from models.parameterization import ORIGINAL, PARAMETERIZATIONS, Parameterization
@@ -21,6 +23,7 @@ from models.rank import (
     rank_from_gamma,
     rank_from_ratio,
 )
+from models.registry import ARCHITECTURES
 from models.transfer import (
     count_parameters,
     float_bytes,
@@ -34,6 +37,7 @@ __all__ = [
     "ARCHITECTURES",
     "ORIGINAL",
     "PARAMETERIZATIONS",
+    "Architecture",
     "FactorizedConv2d",
     "FactorizedLayer",
     "FactorizedLinear",

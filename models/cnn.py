@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
+from models.architecture import Architecture, as_image
 from models.parameterization import ORIGINAL, Parameterization
 
 NORM_GROUPS = 2
@@ -35,3 +36,7 @@ class SmallCNN(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         return self.head(self.hidden(self.features(x)))
+
+
+ARCHITECTURE = Architecture("cnn", "image", lambda classes, shape, layers: SmallCNN(classes, as_image(shape), layers),
+                            reported_on="cifar10")

@@ -5,15 +5,8 @@ from __future__ import annotations
 from torch import nn
 
 from models.budget import solve_for
-from models.cnn import SmallCNN
-from models.fc2 import FC2
-from models.lstm import CharLSTM
 from models.parameterization import PARAMETERIZATIONS, Parameterization
-from models.resnet import ResNet18
-from models.vgg import VGG16
-
-ARCHITECTURES = ("vgg16", "resnet18", "lstm", "fc2", "cnn")
-IMAGE_ARCHITECTURES = ("vgg16", "resnet18", "fc2", "cnn")
+from models.registry import ARCHITECTURES
 
 
 def build_model(arch: str, parameterization: str, *, num_classes: int, input_shape: tuple[int, ...],
@@ -21,22 +14,21 @@ def build_model(arch: str, parameterization: str, *, num_classes: int, input_sha
                 tanh: bool = False) -> nn.Module:
     """Build ``arch`` with its weight layers in ``parameterization``; the classifier is ``model.head``.
 
-    ``input_shape`` is (C, H, W) for image models and (L,) for ``"lstm"`` (whose vocabulary is
-    ``num_classes``). A factorized model needs exactly one of ``gamma`` / ``ratio`` (per layer) /
-    ``param_ratio`` (a share of the whole original model, solved by ``models.budget``); ``"original"``
-    ignores them. Which layers are factorized is each architecture's choice (see its module docstring).
+    ``input_shape`` is (C, H, W) for an architecture that reads images and (L,) for one that reads text
+    (the LSTM's vocabulary is ``num_classes``). A factorized model needs exactly one of ``gamma`` / ``ratio``
+    (per layer) / ``param_ratio`` (a share of the whole original model, solved by ``models.budget``); ``"original"``
+    ignores them. Which layers are factorized is each architecture's choice (see its module docstring);
+    ``arch`` is looked up in ``models.registry.ARCHITECTURES``.
     """
     if arch not in ARCHITECTURES:
-        raise ValueError(f"arch must be one of {ARCHITECTURES}, got {arch!r}")
+        raise ValueError(f"arch must be one of {tuple(ARCHITECTURES)}, got {arch!r}")
+    architecture = ARCHITECTURES[arch]
     if parameterization not in PARAMETERIZATIONS:
         raise ValueError(f"parameterization must be one of {PARAMETERIZATIONS}, got {parameterization!r}")
     if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
         raise ValueError(f"num_classes must be a positive int, got {num_classes!r}")
     input_shape = tuple(input_shape)
-    expected_dims = 3 if arch in IMAGE_ARCHITECTURES else 1
-    if len(input_shape) != expected_dims or not all(isinstance(d, int) and d > 0 for d in input_shape):
-        layout = "(C, H, W)" if expected_dims == 3 else "(L,)"
-        raise ValueError(f"input_shape must be {layout} of positive ints for {arch!r}, got {input_shape}")
+    architecture.check_input_shape(input_shape)
     if parameterization == "original":
         gamma = ratio = param_ratio = None
     if param_ratio is not None:
@@ -45,14 +37,4 @@ def build_model(arch: str, parameterization: str, *, num_classes: int, input_sha
         solved = solve_for(arch, parameterization, num_classes, input_shape, param_ratio)
         gamma, ratio = solved.gamma, solved.ratio
     layers = Parameterization(parameterization, gamma=gamma, ratio=ratio, tanh=tanh)
-
-    if arch == "lstm":
-        return CharLSTM(num_classes, gates=layers)
-    if arch == "fc2":
-        return FC2(num_classes, input_shape, layers)
-    image = (input_shape[0], input_shape[1], input_shape[2])
-    if arch == "vgg16":
-        return VGG16(num_classes, image, convs=layers)
-    if arch == "resnet18":
-        return ResNet18(num_classes, image, convs=layers)
-    return SmallCNN(num_classes, image, layers)
+    return architecture.build(num_classes, input_shape, layers)

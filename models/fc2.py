@@ -10,6 +10,7 @@ import math
 
 from torch import Tensor, nn
 
+from models.architecture import Architecture
 from models.parameterization import Parameterization
 
 HIDDEN = 200
@@ -25,3 +26,6 @@ class FC2(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         return self.head(self.hidden(x))
+
+
+ARCHITECTURE = Architecture("fc2", "image", FC2, reported_on="mnist")

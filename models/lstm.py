@@ -12,6 +12,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from models.architecture import Architecture
 from models.factor_init import draw_normal_
 from models.factorized import dense_weight
 from models.parameterization import ORIGINAL, Parameterization
@@ -63,3 +64,7 @@ class CharLSTM(nn.Module):
         for layer in self.layers:
             x = layer(x)
         return self.head(x[:, -1])
+
+
+ARCHITECTURE = Architecture("lstm", "text", lambda classes, shape, layers: CharLSTM(classes, gates=layers),
+                            reported_on="shakespeare")  # the window length is free; the vocabulary is num_classes

@@ -2,10 +2,11 @@
 
     python -m models.report [--gamma 0.1 0.5 0.9] [--arch vgg16 lstm] [--parameterization fedpara]
 
-One row per architecture × parameterization × γ: the inner ranks its factorized layers got (min..max), its
+One row per architecture × parameterization × γ, each architecture sized for the dataset its record
+names (``Architecture.reported_on``): the inner ranks its factorized layers got (min..max), its
 parameter count, the ratio to the original model, and the megabytes (10⁶ bytes, 32-bit floats) of one
 transfer of its global part (pFedPara's W2 factors stay on the client). Models are built on the meta
-device, so the table takes a few seconds (mostly importing torch).
+device: shapes only, no weights allocated.
 """
 
 from __future__ import annotations
@@ -17,18 +18,12 @@ import torch
 from torch import nn
 
 from models.factorized import FactorizedLayer
-from models.factory import ARCHITECTURES, build_model
+from models.factory import build_model
 from models.parameterization import PARAMETERIZATIONS
+from models.registry import ARCHITECTURES
 from models.transfer import count_parameters, float_bytes, local_parameter_names, original_parameter_count
+from partitions import DATASETS
 
-# The dataset each architecture is reported for: (dataset, num_classes, input_shape).
-WORKLOADS = {
-    "vgg16": ("cifar10", 10, (3, 32, 32)),
-    "resnet18": ("cifar10", 10, (3, 32, 32)),
-    "lstm": ("shakespeare", 80, (80,)),
-    "fc2": ("mnist", 10, (1, 28, 28)),
-    "cnn": ("cifar10", 10, (3, 32, 32)),
-}
 BYTES_PER_MB = 1_000_000
 HEADER = ("arch", "data", "parameterization", "gamma", "inner ranks", "parameters", "ratio to original",
           "MB per transfer")
@@ -39,7 +34,8 @@ def report_rows(archs: Iterable[str], parameterizations: Iterable[str],
     """The table's rows, as strings."""
     rows: list[tuple[str, ...]] = []
     for arch in archs:
-        dataset, num_classes, input_shape = WORKLOADS[arch]
+        dataset = DATASETS[ARCHITECTURES[arch].reported_on]  # the classes and input shape it is sized for
+        num_classes, input_shape = dataset.num_classes, dataset.input_shape
         original = original_parameter_count(arch, num_classes, input_shape)
         for parameterization in parameterizations:
             for gamma in ([None] if parameterization == "original" else gammas):
@@ -49,7 +45,7 @@ def report_rows(archs: Iterable[str], parameterizations: Iterable[str],
                 params = count_parameters(model)
                 state = model.state_dict()
                 sent = [t.numel() for n, t in state.items() if n not in local_parameter_names(model)]
-                rows.append((arch, dataset, parameterization, "-" if gamma is None else f"{gamma:g}",
+                rows.append((arch, dataset.name, parameterization, "-" if gamma is None else f"{gamma:g}",
                              _rank_range(model), f"{params:,}", f"{params / original:.3f}",
                              f"{float_bytes(sent) / BYTES_PER_MB:.2f}"))
     return rows
@@ -69,7 +65,7 @@ def _rank_range(model: nn.Module) -> str:
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m models.report", description=__doc__.splitlines()[0])
     parser.add_argument("--gamma", type=float, nargs="+", default=[0.1, 0.5, 0.9])
-    parser.add_argument("--arch", nargs="+", choices=ARCHITECTURES, default=list(ARCHITECTURES))
+    parser.add_argument("--arch", nargs="+", choices=list(ARCHITECTURES), default=list(ARCHITECTURES))
     parser.add_argument("--parameterization", nargs="+", choices=PARAMETERIZATIONS, default=list(PARAMETERIZATIONS))
     args = parser.parse_args(argv)
     print(markdown_table(report_rows(args.arch, args.parameterization, args.gamma)))

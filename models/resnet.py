@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
+from models.architecture import Architecture, as_image
 from models.parameterization import ORIGINAL, Parameterization
 
 NORM_GROUPS = 2
@@ -57,3 +58,8 @@ class ResNet18(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         return self.head(self.pool(self.blocks(self.stem(x))))
+
+
+ARCHITECTURE = Architecture("resnet18", "image",
+                            lambda classes, shape, layers: ResNet18(classes, as_image(shape), layers),
+                            reported_on="cifar10")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
+from models.architecture import Architecture, as_image
 from models.parameterization import ORIGINAL, Parameterization
 
 VGG16_PLAN = (64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512, "M")
@@ -49,3 +50,7 @@ class VGG16(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         return self.head(self.classifier(self.features(x)))
+
+
+ARCHITECTURE = Architecture("vgg16", "image", lambda classes, shape, layers: VGG16(classes, as_image(shape), layers),
+                            reported_on="cifar10")

@@ -12,7 +12,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from partitions.dataset import DatasetNotFoundError, FederatedDataset
+from partitions.dataset import DatasetInfo, DatasetNotFoundError, FederatedDataset
 
 CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
 MEAN, STD = (0.47889522, 0.47227842, 0.43047404), (0.24205776, 0.23828046, 0.25874835)
@@ -43,4 +43,9 @@ def load_cinic(root: str | Path) -> FederatedDataset:
     base = Path(root) / "cinic10"
     x_train, y_train = _read_split(base / "train")
     x_test, y_test = _read_split(base / "test")
-    return FederatedDataset("cinic10", "image", x_train, y_train, x_test, y_test, 10, MEAN, STD)
+    return FederatedDataset(CINIC10.name, CINIC10.kind, x_train, y_train, x_test, y_test, CINIC10.num_classes,
+                            MEAN, STD)
+
+
+CINIC10 = DatasetInfo("cinic10", "image", len(CLASSES), (3, 32, 32), False,
+                      load=lambda root, download, seed: load_cinic(root), check=check_cinic, augment=True)

@@ -1,4 +1,4 @@
-"""A dataset as a few compact tensors, and what the runner must know about each dataset before loading it.
+"""A dataset as a few compact tensors, and the record of what the runner must know about it before loading it.
 
 Images are uint8 [N, C, H, W] and labels int64, so a worker can hold its clients' samples on its
 device and draw batches with tensor indexing; there are no per-sample Python objects anywhere.
@@ -6,7 +6,9 @@ device and draw batches with tensor indexing; there are no per-sample Python obj
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Literal
 
 import numpy as np
@@ -17,15 +19,24 @@ class DatasetNotFoundError(FileNotFoundError):
     """The files of a dataset are not where they should be; the message says how to get them."""
 
 
+def _always_there(root: Path) -> None:
+    """The check of a dataset that is generated, not read from disk."""
+
+
 @dataclass(frozen=True)
 class DatasetInfo:
-    """Facts known without loading: enough to validate a config and build a model."""
+    """One dataset's record, declared in its loader's module and listed in ``partitions.registry``: the facts
+    known without loading (enough to validate a config and build a model) and how to check and load it."""
 
     name: str
-    kind: Literal["image", "text"]
+    kind: Literal["image", "text"]  # what an architecture must read (``models.Architecture.input_kind``)
     num_classes: int
-    input_shape: tuple[int, ...]
-    natural: bool  # has natural users (LEAF writers / speaking roles)
+    input_shape: tuple[int, ...]  # one sample: (C, H, W) images or an (L,) window of token ids
+    natural: bool  # has natural users (LEAF writers / speaking roles), so the "natural" split applies
+    load: Callable[[Path, bool, int], FederatedDataset]  # (root, download, seed) -> the dataset
+    check: Callable[[Path], None] = _always_there  # raises DatasetNotFoundError saying how to get the files
+    downloadable: bool = False  # ``load`` fetches it when download is True (so a missing copy passes the check)
+    augment: bool = False  # CIFAR-style random crop and flip suit its training images (runner.engine.augment)
 
 
 @dataclass(frozen=True)
@@ -45,15 +56,3 @@ class FederatedDataset:
     @property
     def input_shape(self) -> tuple[int, ...]:
         return tuple(self.x_train.shape[1:])
-
-
-DATASETS: dict[str, DatasetInfo] = {info.name: info for info in (
-    DatasetInfo("cifar10", "image", 10, (3, 32, 32), False),
-    DatasetInfo("cifar100", "image", 100, (3, 32, 32), False),
-    DatasetInfo("mnist", "image", 10, (1, 28, 28), False),
-    DatasetInfo("cinic10", "image", 10, (3, 32, 32), False),
-    DatasetInfo("femnist", "image", 62, (1, 28, 28), True),
-    DatasetInfo("shakespeare", "text", 80, (80,), True),
-    DatasetInfo("synthetic", "image", 10, (3, 32, 32), False),
-    DatasetInfo("synthetic_text", "text", 80, (80,), True),
-)}

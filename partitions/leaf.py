@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from partitions.dataset import DatasetNotFoundError, FederatedDataset
+from partitions.dataset import DatasetInfo, DatasetNotFoundError, FederatedDataset
 
 SHAKESPEARE_VOCAB = "\n !\"&'(),-.0123456789:;>?ABCDEFGHIJKLMNOPQRSTUVWXYZ[]abcdefghijklmnopqrstuvwxyz}"
 _INDEX = {c: i for i, c in enumerate(SHAKESPEARE_VOCAB)}
@@ -68,8 +68,8 @@ def load_femnist(root: str | Path) -> FederatedDataset:
     def images(x: list) -> torch.Tensor:
         return torch.from_numpy((np.asarray(x, np.float32).reshape(-1, 1, 28, 28) * 255).round().astype(np.uint8))
 
-    return FederatedDataset("femnist", "image", images(xtr), torch.tensor(ytr), images(xte), torch.tensor(yte), 62,
-                            (0.9637,), (0.1597,), np.asarray(utr), np.asarray(ute))
+    return FederatedDataset(FEMNIST.name, FEMNIST.kind, images(xtr), torch.tensor(ytr), images(xte), torch.tensor(yte),
+                            FEMNIST.num_classes, (0.9637,), (0.1597,), np.asarray(utr), np.asarray(ute))
 
 
 def load_shakespeare(root: str | Path) -> FederatedDataset:
@@ -81,5 +81,13 @@ def load_shakespeare(root: str | Path) -> FederatedDataset:
     def labels(y: list) -> torch.Tensor:
         return torch.tensor([encode_text(c)[0] for c in y], dtype=torch.int64)
 
-    return FederatedDataset("shakespeare", "text", tokens(xtr), labels(ytr), tokens(xte), labels(yte),
-                            len(SHAKESPEARE_VOCAB), train_users=np.asarray(utr), test_users=np.asarray(ute))
+    return FederatedDataset(SHAKESPEARE.name, SHAKESPEARE.kind, tokens(xtr), labels(ytr), tokens(xte), labels(yte),
+                            SHAKESPEARE.num_classes, train_users=np.asarray(utr), test_users=np.asarray(ute))
+
+
+# Both have natural users (writers, speaking roles); nothing fetches them (LEAF's scripts make them).
+FEMNIST = DatasetInfo("femnist", "image", 62, (1, 28, 28), True, load=lambda root, download, seed: load_femnist(root),
+                      check=lambda root: check_leaf("femnist", root))
+SHAKESPEARE = DatasetInfo("shakespeare", "text", len(SHAKESPEARE_VOCAB), (80,), True,
+                          load=lambda root, download, seed: load_shakespeare(root),
+                          check=lambda root: check_leaf("shakespeare", root))

@@ -16,10 +16,11 @@ import torch
 import torch.nn.functional as F
 
 from partitions.cache import cached_on_disk
-from partitions.dataset import FederatedDataset
+from partitions.dataset import DatasetInfo, FederatedDataset
 from partitions.leaf import SHAKESPEARE_VOCAB, encode_text
 
 NUM_CLASSES, TRAIN, TEST, SIDE, NOISE = 10, 5000, 1000, 32, 0.45
+WINDOW = 80  # characters a text sample reads, as Shakespeare's
 
 
 @cached_on_disk
@@ -43,11 +44,13 @@ def synthetic_images(seed: int = 0, train: int = TRAIN, test: int = TEST) -> Fed
     x_test, y_test = draw(test)
     mean = tuple(float(v) for v in (x_train.float() / 255).mean(dim=(0, 2, 3)))
     std = tuple(float(v) for v in (x_train.float() / 255).std(dim=(0, 2, 3)))
-    return FederatedDataset("synthetic", "image", x_train, y_train, x_test, y_test, NUM_CLASSES, mean, std)
+    return FederatedDataset(SYNTHETIC.name, SYNTHETIC.kind, x_train, y_train, x_test, y_test, SYNTHETIC.num_classes,
+                            mean, std)
 
 
 @cached_on_disk
-def synthetic_text(seed: int = 0, users: int = 30, chars_per_user: int = 3000, window: int = 80) -> FederatedDataset:
+def synthetic_text(seed: int = 0, users: int = 30, chars_per_user: int = 3000,
+                   window: int = WINDOW) -> FederatedDataset:
     rng = np.random.default_rng(20_011 + seed)
     letters = "abcdefghijklmnopqrstuvwxyz"
     words = ["".join(rng.choice(list(letters), size=rng.integers(2, 7))) for _ in range(60)]
@@ -72,5 +75,14 @@ def synthetic_text(seed: int = 0, users: int = 30, chars_per_user: int = 3000, w
         idx = np.flatnonzero(owner == user)
         test_mask[idx[int(len(idx) * 0.8):]] = True
     train_mask = ~test_mask
-    return FederatedDataset("synthetic_text", "text", x[train_mask], y[train_mask], x[test_mask], y[test_mask],
-                            len(SHAKESPEARE_VOCAB), train_users=owner[train_mask], test_users=owner[test_mask])
+    return FederatedDataset(SYNTHETIC_TEXT.name, SYNTHETIC_TEXT.kind, x[train_mask], y[train_mask], x[test_mask],
+                            y[test_mask], SYNTHETIC_TEXT.num_classes, train_users=owner[train_mask],
+                            test_users=owner[test_mask])
+
+
+# Generated for the seed, so nothing to check on disk; the images stand in for CIFAR (augmented alike), the text
+# for Shakespeare (natural users: each its own style).
+SYNTHETIC = DatasetInfo("synthetic", "image", NUM_CLASSES, (3, SIDE, SIDE), False,
+                        load=lambda root, download, seed: synthetic_images(seed), augment=True)
+SYNTHETIC_TEXT = DatasetInfo("synthetic_text", "text", len(SHAKESPEARE_VOCAB), (WINDOW,), True,
+                             load=lambda root, download, seed: synthetic_text(seed))

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from partitions.dataset import DatasetNotFoundError, FederatedDataset
+from partitions.dataset import DatasetInfo, DatasetNotFoundError, FederatedDataset
 
 
 @dataclass(frozen=True)
@@ -31,7 +31,6 @@ class CifarLayout:
     train: tuple[str, ...]
     test: tuple[str, ...]
     labels: str  # the label key inside a batch
-    classes: int
     torchvision_class: str
     mean: tuple[float, ...]
     std: tuple[float, ...]
@@ -43,8 +42,8 @@ class CifarLayout:
 
 CIFAR = {
     "cifar10": CifarLayout("cifar-10-batches-py", tuple(f"data_batch_{i}" for i in range(1, 6)), ("test_batch",),
-                           "labels", 10, "CIFAR10", (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)),
-    "cifar100": CifarLayout("cifar-100-python", ("train",), ("test",), "fine_labels", 100, "CIFAR100",
+                           "labels", "CIFAR10", (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)),
+    "cifar100": CifarLayout("cifar-100-python", ("train",), ("test",), "fine_labels", "CIFAR100",
                             (0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762)),
 }
 MNIST_FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
@@ -132,7 +131,8 @@ def load_cifar(name: str, root: str | Path, download_missing: bool = False) -> F
     folder = Path(root) / spec.folder
     x_train, y_train = _read_cifar_batches(folder, spec.train, spec.labels)
     x_test, y_test = _read_cifar_batches(folder, spec.test, spec.labels)
-    return FederatedDataset(name, "image", x_train, y_train, x_test, y_test, spec.classes, spec.mean, spec.std)
+    info = CIFAR10 if name == "cifar10" else CIFAR100
+    return FederatedDataset(name, info.kind, x_train, y_train, x_test, y_test, info.num_classes, spec.mean, spec.std)
 
 
 def load_mnist(root: str | Path, download_missing: bool = False) -> FederatedDataset:
@@ -143,5 +143,19 @@ def load_mnist(root: str | Path, download_missing: bool = False) -> FederatedDat
     check_mnist(root)
     train = torchvision.datasets.MNIST(str(root), train=True)
     test = torchvision.datasets.MNIST(str(root), train=False)
-    return FederatedDataset("mnist", "image", train.data.unsqueeze(1).contiguous(), train.targets.long(),
-                            test.data.unsqueeze(1).contiguous(), test.targets.long(), 10, (0.1307,), (0.3081,))
+    return FederatedDataset(MNIST.name, MNIST.kind, train.data.unsqueeze(1).contiguous(), train.targets.long(),
+                            test.data.unsqueeze(1).contiguous(), test.targets.long(), MNIST.num_classes,
+                            (0.1307,), (0.3081,))
+
+
+# torchvision fetches all three when loaded with download=True; CIFAR's 32×32 photos take the crop-and-flip
+# augmentation, MNIST's 28×28 digits do not (a flipped digit is another glyph).
+CIFAR10 = DatasetInfo("cifar10", "image", 10, (3, 32, 32), False,
+                      load=lambda root, download, seed: load_cifar("cifar10", root, download),
+                      check=lambda root: check_cifar("cifar10", root), downloadable=True, augment=True)
+CIFAR100 = DatasetInfo("cifar100", "image", 100, (3, 32, 32), False,
+                       load=lambda root, download, seed: load_cifar("cifar100", root, download),
+                       check=lambda root: check_cifar("cifar100", root), downloadable=True, augment=True)
+MNIST = DatasetInfo("mnist", "image", 10, (1, 28, 28), False,
+                    load=lambda root, download, seed: load_mnist(root, download), check=check_mnist,
+                    downloadable=True)

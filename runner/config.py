@@ -274,8 +274,7 @@ def _check_across_fields(c: TrialConfig) -> None:
     _require(d.clients_per_round <= d.num_clients, "data.clients_per_round",
              f"must be between 1 and data.num_clients={d.num_clients}, got {d.clients_per_round}")
 
-    needs_text = m.arch == "lstm"
-    _require(needs_text == (info.kind == "text"), "model.arch",
+    _require(ARCHITECTURES[m.arch].input_kind == info.kind, "model.arch",
              f"{m.arch} cannot read the {info.kind} dataset {d.dataset}")
     if m.param_ratio is not None:
         _require(m.parameterization != "original", "model.param_ratio",

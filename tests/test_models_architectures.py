@@ -24,10 +24,19 @@ from models import (
 )
 from models.lstm import LSTMLayer
 from models.parameterization import ORIGINAL
+from partitions import DATASETS
 
-# (num_classes, input_shape) per architecture: CIFAR for the conv nets, MNIST for fc2/cnn, a short text.
-WORKLOAD = {"vgg16": (10, (3, 32, 32)), "resnet18": (100, (3, 32, 32)), "fc2": (10, (1, 28, 28)),
-            "cnn": (10, (1, 28, 28)), "lstm": (80, (10,))}
+
+def reported_workload(arch: str) -> tuple[int, tuple[int, ...]]:
+    """(num_classes, input_shape) of the dataset the architecture's record is reported on."""
+    info = DATASETS[ARCHITECTURES[arch].reported_on]
+    return info.num_classes, info.input_shape
+
+
+# (num_classes, input_shape) per architecture: its reported workload, but 100 classes for ResNet-18, MNIST's
+# shape for the small CNN and a short text for the LSTM (any architecture added later gets its own).
+WORKLOAD = {arch: reported_workload(arch) for arch in ARCHITECTURES} | {
+    "resnet18": (100, (3, 32, 32)), "cnn": (10, (1, 28, 28)), "lstm": (80, (10,))}
 FACTORIZED = ("lowrank", "fedpara", "pfedpara")
 
 
@@ -40,7 +49,7 @@ def build(arch: str, parameterization: str, **knob) -> nn.Module:
 
 def example_input(arch: str, batch: int = 2) -> torch.Tensor:
     num_classes, input_shape = WORKLOAD[arch]
-    if arch == "lstm":
+    if ARCHITECTURES[arch].input_kind == "text":
         return torch.randint(0, num_classes, (batch, *input_shape))
     return torch.randn(batch, *input_shape)
 

@@ -212,7 +212,7 @@ class WeightedSum:
         return self.invalid
 
     def __reduce__(self):
-        """Ship the words as CPU arrays (see runner/wire.py; the driver may have no GPU), not the scratch."""
+        """Ship the words as CPU arrays (see runner/engine/wire.py; the driver may have no GPU), not the scratch."""
         words = {name: t for name, t in (("low", self.low), ("high", self.high), ("invalid", self.invalid))
                  if t is not None}
         return _unpack, (self.weight, self.losses, self.layout, self.bounds, self.block, to_wire(words))

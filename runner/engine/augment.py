@@ -2,7 +2,8 @@
 
 Random crop with zero padding and a horizontal flip are one padded copy plus one ``gather``: each
 output pixel reads its source in the padded image through a flat index built from the image's random
-shift and flip. The result is contiguous, so the ops that follow run at full speed.
+shift and flip. The result is contiguous, so the ops that follow run at full speed. Which datasets take it is
+their record's say (``partitions.DatasetInfo.augment``), and the config's ``train.augment`` turns it off.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """ClientWorker: a Ray actor that hosts many clients on (a fraction of) one device.
 
 A worker loads the dataset once and keeps every client's samples as tensors on its device, so the
-driver can give it any client (runner/balance.py plans each round so workers finish together). It keeps
+driver can give it any client (runner/engine/planning.py plans each round so workers finish together). It keeps
 the persistent state (the parameters an algorithm keeps local, control variates, corrections) of the
 clients it holds across rounds: at first each client's home worker (runner/engine/planning.py), and a
 client given to another worker takes its state along (``hand_over``). Each round a worker trains its share of
@@ -16,7 +16,6 @@ import logging
 import os
 import time
 import uuid
-from typing import Any
 
 import numpy as np
 import ray
@@ -24,7 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from partitions import hold_out, load_dataset, partition_clients, subsample
+from partitions import DATASETS, hold_out, load_dataset, partition_clients, subsample
 from runner.algorithms import LocalTraining, forward_precision
 from runner.config import TrialConfig
 from runner.engine.accelerator import memory_format_for, peak_memory_mib, use_fast_cuda_kernels
@@ -103,9 +102,8 @@ class ClientWorker:
         self.model = trial_model(cfg).to(dev)
         layout = memory_format_for(self.model, dev)  # the model's weights and its input batches alike
         self.model.to(memory_format=layout)
-        can_augment = dataset.kind == "image" and dataset.input_shape[-1] >= 32
-        self.train_preprocess = Preprocess.for_dataset(dataset.kind, dataset.mean, dataset.std,
-                                                       cfg.train.augment and can_augment, dev, layout)
+        augment = cfg.train.augment and DATASETS[d.dataset].augment  # the dataset's record says if crops suit it
+        self.train_preprocess = Preprocess.for_dataset(dataset.kind, dataset.mean, dataset.std, augment, dev, layout)
         self.eval_preprocess = Preprocess.for_dataset(dataset.kind, dataset.mean, dataset.std, False, dev, layout)
         self.live = self.model.state_dict()  # the model's own tensors (detached): clients are loaded into them
         t = cfg.train  # one optimizer for all clients (each job resets it: no momentum carried over)
@@ -122,12 +120,6 @@ class ClientWorker:
     def __repr__(self) -> str:
         """What Ray's state API shows for this actor (``repr_name``): where it runs."""
         return f"ClientWorker({self.name}, gpu_ids={','.join(self.gpu_ids) or '-'}, device={self.device})"
-
-    def placement(self) -> dict[str, Any]:
-        """Where this worker runs: Ray's node and GPU ids, and the device it trains on."""
-        node = ray.get_runtime_context().get_node_id() if ray.is_initialized() else None
-        return {"node_id": node, "gpu_ids": self.gpu_ids, "device": str(self.device),
-                "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES")}
 
     # --- setup and state ------------------------------------------------------------------------
     def setup(self, initial_local: State, initial_global: State) -> str:

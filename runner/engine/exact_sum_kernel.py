@@ -2,16 +2,16 @@
 
 :class:`~runner.engine.aggregation.WeightedSum` spends a client's time in two steps per block of values:
 forming q = round((a − b)·2^40) with its range check, and adding n·q to the float64 words. As torch ops
-that is six passes over memory, one of them a float32-to-float64 add torch does not vectorize (about 140 µs
-a 256 K block at one thread on the CI machine, twice a plain float32 ``sum += n·delta``); as two C loops
-vectorized for this CPU it is two passes (about 60 µs). The C loops do the same IEEE operations in the same
+that is six passes over memory, one of them a float32-to-float64 add torch does not vectorize; as two C loops
+vectorized for this CPU it is two passes (``bench/runner_vs_plain.py --profile`` shows the difference per
+client; the README, "Benchmarks", gives its numbers). The C loops do the same IEEE operations in the same
 order, so both give bit-identical words (tests compare them on edge values).
 
 The C source ships with the package and is compiled on first use with the machine's C compiler (``$CC``,
 else ``cc``) for this CPU, into a per-user cache (``$FEDPARA_KERNEL_CACHE``, else ``~/.cache/fedpara-runner``)
 under a name that hashes the source, compiler, flags and CPU; it is written to a temporary name and renamed,
 so workers that start together on a node may each compile, never read half a file. Without a compiler, or if
-the build fails, the torch ops run (about 0.3 ms more per FC-2 client) and one warning says why.
+the build fails, the torch ops run (slower, the same bits) and one warning says why.
 """
 
 from __future__ import annotations
@@ -158,8 +158,8 @@ def _cpu() -> str:
 
 
 def extremes(x: Tensor) -> tuple[float, float]:
-    """(min, max) of a float32 block, NaN if it holds one. On a CPU NumPy's reductions are vectorized and
-    twice as fast as ``torch.aminmax`` at one thread (18 vs 36 µs a block)."""
+    """(min, max) of a float32 block, NaN if it holds one. On a CPU NumPy's vectorized reductions beat
+    ``torch.aminmax`` at one thread."""
     if x.device.type == "cpu":
         values = x.numpy()
         return float(values.min()), float(values.max())

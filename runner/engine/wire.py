@@ -1,10 +1,9 @@
 """Tensors through Ray's object store as NumPy arrays.
 
 Ray writes a NumPy array into the object store with one copy and reads it back with none, while a
-torch tensor goes through pickle: for 17 MB, putting takes 35 ms against 9 and getting 20 ms against
-0.2 (bench/object_store.py, on the 2-core CI machine). What crosses between the driver and the workers every round
-therefore travels as arrays and becomes tensors again on the receiving side, copied, since memory in
-the object store is read-only.
+torch tensor goes through pickle (``bench/object_store.py`` measures both; the README gives its numbers).
+What crosses between the driver and the workers every round therefore travels as arrays and becomes tensors
+again on the receiving side, copied, since memory in the object store is read-only.
 """
 
 from __future__ import annotations

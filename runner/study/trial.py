@@ -70,7 +70,7 @@ def check_dataset(data: DataConfig) -> None:
     except partitions.DatasetNotFoundError as error:
         raise partitions.DatasetNotFoundError(
             f"{error} (in the config: data.root is where datasets live; data.download: true fetches "
-            f"{', '.join(partitions.DOWNLOADABLE)})") from None
+            f"{', '.join(partitions.downloadable())})") from None
 
 
 def run_trial(cfg: TrialConfig, *, report: Callable[[dict[str, Any]], None] | None = None,
