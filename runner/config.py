@@ -28,7 +28,8 @@ PRECISIONS = ("fp32", "bf16")
 # field stays out of a trial's name (earlier trials keep their names, results and checkpoints), and results and
 # sweep records written before a field existed read as if they had it.
 ADDED_FIELDS: dict[str, Any] = {"train.precision": "fp32", "data.client_fraction": 1.0,
-                                "data.validation_fraction": 0.0, "model.param_ratio": None}
+                                "data.validation_fraction": 0.0, "model.param_ratio": None,
+                                "logging.checkpoint_runs": 8}
 
 
 class ConfigError(ValueError):
@@ -117,6 +118,7 @@ class LoggingConfig:
 
     results_dir: str = "results"
     checkpoint_every: int = 10
+    checkpoint_runs: int = 8  # most runs of client-state pieces a resume reads (engine/client_state_pieces.py)
     wandb: str = "auto"
     wandb_project: str = "fedpara"
 
@@ -369,4 +371,5 @@ def _validate(c: TrialConfig) -> None:
 
     _require(bool(lg.results_dir), "logging.results_dir", "must not be empty")
     _require(lg.checkpoint_every >= 0, "logging.checkpoint_every", f"must be >= 0, got {lg.checkpoint_every}")
+    _require(lg.checkpoint_runs >= 1, "logging.checkpoint_runs", f"must be >= 1, got {lg.checkpoint_runs}")
     _one_of(lg.wandb, WANDB_MODES, "logging.wandb")
