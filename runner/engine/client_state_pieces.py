@@ -9,22 +9,22 @@ file of the next level (a binary counter: a state is rewritten once per level, a
 log2(checkpoints) levels), and when more than ``logging.checkpoint_runs`` runs remain all are merged into one.
 So a resume reads at most ``checkpoint_runs - 1`` merged files plus one checkpoint's deltas (one per worker).
 
-Every piece is written with its SHA-256 beside it and read back ``weights_only`` (runner/engine/storage.py). A
-merged piece can be as large as all clients' states: it is written and read as a file on local disk, streamed
-to and from the results location, and loaded memory-mapped, so neither a merge nor a resume holds it in memory.
+Every piece is written with its SHA-256 beside it, checked when read back (runner/engine/storage.py), and holds
+raw tensor bytes behind a JSON header (runner/engine/tensor_file.py): no pickle, so a planted piece cannot run
+code on a node that resumes the trial. A merged piece can be as large as all clients' states: it is written and
+read as a file on local disk, streamed to and from the results location, and memory-mapped, so neither a merge
+nor a resume holds it in memory.
 """
 
 from __future__ import annotations
 
-import io
 import re
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import torch
-
+from runner.engine import tensor_file
 from runner.engine.client_state_store import ClientState
 from runner.engine.storage import Location, read_checked_file, write_checked, write_checked_file
 
@@ -47,18 +47,15 @@ def merged_name(round_: int, level: int) -> str:
 
 def write_delta(directory: Location, round_: int, worker: int, states: dict[int, ClientState]) -> int:
     """Write one worker's changed states (small: the clients it trained since the last checkpoint); its bytes."""
-    buffer = io.BytesIO()
-    torch.save(states, buffer)
-    write_checked(directory / delta_name(round_, worker), buffer.getvalue())
-    return buffer.getbuffer().nbytes
+    data = tensor_file.to_bytes(states)
+    write_checked(directory / delta_name(round_, worker), data)
+    return len(data)
 
 
 def read_piece(location: Location, scratch: Path) -> dict[int, ClientState]:
     """A piece's states, memory-mapped from a checked file on this machine (a remote piece is copied to
     ``scratch`` first). The tensors read from disk when used."""
-    path = read_checked_file(location, scratch)
-    states: dict[int, ClientState] = torch.load(path, mmap=True, weights_only=True, map_location="cpu")
-    return states
+    return tensor_file.read(read_checked_file(location, scratch))
 
 
 def states_in(directory: Location, runs: list[Run], scratch: Path) -> Iterator[tuple[int, ClientState]]:
@@ -88,7 +85,8 @@ def merge(directory: Location, runs: list[Run], round_: int, level: int) -> tupl
     with tempfile.TemporaryDirectory(prefix="client-state-merge-") as scratch:
         merged = dict(states_in(directory, runs, Path(scratch)))
         local = Path(scratch) / "merged.pt"
-        torch.save({k: merged[k] for k in sorted(merged)}, local)
+        with open(local, "wb") as stream:
+            tensor_file.write({k: merged[k] for k in sorted(merged)}, stream)
         name = merged_name(round_, level)
         size = write_checked_file(directory / name, local)
     return {"level": level, "pieces": [name]}, size

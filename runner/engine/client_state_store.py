@@ -3,9 +3,9 @@
 An algorithm's per-client state (SCAFFOLD's c_k, FedDyn's correction, FedPer's head, pFedPara's W2) is needed
 only when its client trains. A worker therefore keeps in its device memory the states of the clients it trains
 this round and those the deterministic plan gives it next round (:meth:`pin`), and the states of every other
-client it holds in one file per client on the node's local disk (``torch.save``, written to a temporary name
-and renamed, so a file is whole or absent). The memory bound is the pinned set: at most this round's and next
-round's clients of this worker, whatever the population; the disk holds the clients ever visited.
+client it holds in one file per client on the node's local disk (runner/engine/tensor_file.py, written to a
+temporary name and renamed, so a file is whole or absent). The memory bound is the pinned set: at most this
+round's and next round's clients of this worker, whatever the population; the disk holds the clients ever visited.
 
 The store also remembers which clients changed since the last checkpoint (:meth:`take_changed`): a checkpoint
 writes only those (runner/engine/client_state_pieces.py).
@@ -20,6 +20,8 @@ from pathlib import Path
 
 import torch
 from torch import Tensor
+
+from runner.engine import tensor_file
 
 ClientState = dict[str, dict[str, Tensor]]  # {"params": the client's own parameters, "algo": the algorithm's}
 
@@ -139,13 +141,13 @@ class ClientStateStore:
     def _write_file(self, client: int, state: ClientState) -> None:
         path = self._file(client)
         staged = path.with_name(f".{path.name}.tmp")
-        torch.save(_on_cpu(state), staged)
+        with open(staged, "wb") as stream:
+            tensor_file.write({client: state}, stream)
         os.replace(staged, path)
         self.on_disk.add(client)
 
     def _read_file(self, client: int) -> ClientState:
-        state: ClientState = torch.load(self._file(client), map_location=self.device, weights_only=True)
-        return state
+        return tensor_file.read(self._file(client), self.device, mapped=False)[client]
 
 
 def _on_cpu(state: ClientState) -> ClientState:
