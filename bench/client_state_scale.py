@@ -15,7 +15,7 @@ deltas, and its merges on average), seconds per checkpoint and per round (median
 reads, and the seconds a fresh worker takes to load all states back.
 
     python bench/client_state_scale.py [--clients 100 1000 10000] [--per-round 100] [--checkpoint-every 10]
-                                       [--min-rounds 30] [--max-rounds 2000]
+                                       [--min-rounds 30] [--max-rounds 2000] [--parallel]
 """
 
 from __future__ import annotations
@@ -140,6 +140,7 @@ def main() -> None:
     parser.add_argument("--checkpoint-every", type=int, default=10)
     parser.add_argument("--min-rounds", type=int, default=30)
     parser.add_argument("--max-rounds", type=int, default=2000)
+    parser.add_argument("--parallel", action="store_true", help="run the populations at once (a busy machine)")
     parser.add_argument("--one", type=int, help=argparse.SUPPRESS)  # run one population and print it as JSON
     args = parser.parse_args()
     largest = max(args.clients)
@@ -147,14 +148,21 @@ def main() -> None:
         print(json.dumps(run_one(args.one, args.per_round, largest, args.checkpoint_every, args.min_rounds,
                                  args.max_rounds)))
         return
+    def command(clients: int) -> list[str]:
+        return [sys.executable, __file__, "--one", str(clients), "--clients", *map(str, args.clients),
+                "--per-round", str(args.per_round), "--checkpoint-every", str(args.checkpoint_every),
+                "--min-rounds", str(args.min_rounds), "--max-rounds", str(args.max_rounds)]
+
     rows = []
-    for clients in args.clients:
-        command = [sys.executable, __file__, "--one", str(clients), "--clients", *map(str, args.clients),
-                   "--per-round", str(args.per_round), "--checkpoint-every", str(args.checkpoint_every),
-                   "--min-rounds", str(args.min_rounds), "--max-rounds", str(args.max_rounds)]
-        rows.append(json.loads(subprocess.run(command, check=True, capture_output=True, text=True).stdout
-                               .strip().splitlines()[-1]))
-        print(f"done: {clients} clients", file=sys.stderr, flush=True)
+    if args.parallel:  # all populations at once: each gets the same share of a busy machine
+        running = [subprocess.Popen(command(n), stdout=subprocess.PIPE, text=True) for n in args.clients]
+        outputs = [process.communicate()[0] for process in running]
+        if any(process.returncode for process in running):
+            raise SystemExit("a population's run failed")
+    else:
+        outputs = [subprocess.run(command(n), check=True, capture_output=True, text=True).stdout
+                   for n in args.clients]
+    rows = [json.loads(output.strip().splitlines()[-1]) for output in outputs]
     print(f"SCAFFOLD, FC-2 (FedPara γ 0.1, {rows[0]['state_mib']:.2f} MiB of state per client), {args.per_round} "
           f"clients a round, a checkpoint every {args.checkpoint_every} rounds; torch {torch.__version__}")
     print("| clients | rounds | visited | peak RSS MiB | most states in memory (MiB) | spilled MiB | "

@@ -13,9 +13,11 @@ in device memory only for this round's and next round's clients, on the node's l
 from __future__ import annotations
 
 import functools
+import glob
 import logging
 import os
 import re
+import shutil
 import tempfile
 import time
 import uuid
@@ -56,9 +58,13 @@ def test_batches(num_test: int) -> list[range]:
 
 def state_directory(trial_name: str, index: int, incarnation: str) -> Path:
     """Where a worker spills its clients' states: the node's temporary directory (``TMPDIR``), one folder per
-    worker incarnation (a restarted worker starts empty)."""
+    worker incarnation (a restarted worker starts empty). The folders of this worker's earlier incarnations on
+    this node (a worker killed before it could delete its own) are deleted."""
     safe = re.sub(r"[^A-Za-z0-9_.-]", "_", trial_name)
-    return Path(tempfile.gettempdir()) / "fedpara-client-state" / f"{safe}-w{index}-{incarnation[:12]}"
+    root = Path(tempfile.gettempdir()) / "fedpara-client-state"
+    for stale in root.glob(f"{glob.escape(safe)}-w{index}-*"):
+        shutil.rmtree(stale, ignore_errors=True)
+    return root / f"{safe}-w{index}-{incarnation[:12]}"
 
 
 def assigned_gpu_ids() -> list[str]:
@@ -193,6 +199,10 @@ class ClientWorker:
         clients), and holds in all."""
         return {"resident": len(self.store.resident), "peak_resident": self.store.peak_resident,
                 "pinned": len(self.store.pinned), "held": len(self.store)}
+
+    def close_store(self) -> None:
+        """Delete the local copies of the clients' states (the trial is over; its checkpoints keep them)."""
+        self.store.close()
 
     def hand_over(self, clients: list[int]) -> tuple[str, dict[int, dict[str, State]]]:
         """Give up the state of clients that train elsewhere from now on (as arrays, for the object store).

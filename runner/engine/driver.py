@@ -105,6 +105,10 @@ class Driver:
         self.checkpoint.save(self.snapshot())
         return written
 
+    def close(self) -> None:
+        """Let every worker delete its local copies of the clients' states (the trial is over)."""
+        ray.get([w.close_store.remote() for w in self.pool.workers])
+
     # --- state --------------------------------------------------------------------------------------
     def snapshot(self) -> dict[str, Any]:
         return {"round": self.round, "global": self.global_state, "server": self.server_state,

@@ -104,10 +104,11 @@ def test_merged_pieces_bound_the_files_a_resume_reads_and_give_back_the_same_sta
     assert most_files <= 2  # one merged file and one checkpoint's delta (one worker), whatever the rounds
     assert any(run["level"] >= 2 for run in runs)  # merges of merges happened
 
-    resumed = ClientWorker(worker.cfg, 0, 1)
+    expected = all_states(worker)
+    resumed = ClientWorker(worker.cfg, 0, 1)  # as after a restart (its predecessor's local copies are deleted)
     resumed.setup(worker.initial_local, worker.initial_global)
     resumed.load_client_pieces(str(pieces), runs)
-    expected, got = all_states(worker), all_states(resumed)
+    got = all_states(resumed)
     assert sorted(got) == sorted(expected) and len(got) > 2 * PER_ROUND
     for k in expected:
         for part in expected[k]:
