@@ -9,7 +9,8 @@ measures; the synthetic dataset has 2 training samples per client of the largest
 trained at least once, and at least ``--min-rounds`` (at most ``--max-rounds``). Each population runs in its own
 process (peak memory is per process).
 
-Prints, per population: rounds, clients visited, the peak resident set of the process (the worker's memory), the
+Prints, per population: rounds, clients visited, the process's resident set after the worker's setup, its most
+over the rounds and checkpoints (sampled after each), its peak (``ru_maxrss``: set by generating the dataset), the
 most client states in memory at once and their MiB, the files on local disk, bytes a checkpoint wrote (its
 deltas, and its merges on average), seconds per checkpoint and per round (median), the most files a resume
 reads, and the seconds a fresh worker takes to load all states back.
@@ -82,6 +83,7 @@ def run_one(clients: int, per_round: int, largest: int, every: int, min_rounds: 
         runs: list = []
         round_seconds, checkpoint_seconds, delta_bytes, merge_bytes, written_clients = [], [], [], [], []
         most_files, r = 0, 0
+        setup_rss = round_rss = _rss_mib()
         while r < max_rounds and (len(visited) < clients or r < min_rounds or r % every):
             r += 1
             plan_of[r + 1] = plan_round(sample_clients(cfg.seed, r + 1, clients, per_round), costs, {}, 1)[0]
@@ -94,6 +96,7 @@ def run_one(clients: int, per_round: int, largest: int, every: int, min_rounds: 
             global_state = algorithm.server_update(global_state, server_state, total.mean(), share)
             round_seconds.append(time.perf_counter() - started)
             visited |= set(plan_of.pop(r))
+            round_rss = max(round_rss, _rss_mib())
             if r % every == 0:
                 started = time.perf_counter()
                 _, (name, count, size) = worker.save_client_states(str(checkpoints.pieces), r)
@@ -106,6 +109,7 @@ def run_one(clients: int, per_round: int, largest: int, every: int, min_rounds: 
                 merge_bytes.append(merged)
                 written_clients.append(count)
                 most_files = max(most_files, len(referenced(runs)))
+                round_rss = max(round_rss, _rss_mib())
         peak_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         state_mib = sum(t.numel() * t.element_size() for t in worker._fresh_state()["algo"].values()) / 2**20
         peak_states, held, spill_mib = worker.store.peak_resident, len(worker.store), _mib(worker.store.directory)
@@ -118,6 +122,7 @@ def run_one(clients: int, per_round: int, largest: int, every: int, min_rounds: 
         assert len(fresh.store) == held, (len(fresh.store), held)
         fresh.store.close()
         return {"clients": clients, "rounds": r, "visited": len(visited), "peak_rss_mib": peak_rss,
+                "setup_rss_mib": setup_rss, "round_rss_mib": round_rss,
                 "peak_states": peak_states, "peak_state_mib": peak_states * state_mib, "spill_mib": spill_mib,
                 "clients_per_checkpoint": statistics.mean(written_clients),
                 "delta_mb": statistics.mean(delta_bytes) / 1e6,
@@ -127,6 +132,14 @@ def run_one(clients: int, per_round: int, largest: int, every: int, min_rounds: 
                 "resume_s": resume_seconds, "state_mib": state_mib}
     finally:
         shutil.rmtree(results, ignore_errors=True)
+
+
+def _rss_mib() -> float:
+    """The process's resident set now (Linux)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
 
 
 def _mib(directory: Path) -> float:
@@ -165,12 +178,14 @@ def main() -> None:
     rows = [json.loads(output.strip().splitlines()[-1]) for output in outputs]
     print(f"SCAFFOLD, FC-2 (FedPara γ 0.1, {rows[0]['state_mib']:.2f} MiB of state per client), {args.per_round} "
           f"clients a round, a checkpoint every {args.checkpoint_every} rounds; torch {torch.__version__}")
-    print("| clients | rounds | visited | peak RSS MiB | most states in memory (MiB) | spilled MiB | "
+    print("| clients | rounds | visited | RSS after setup MiB | most RSS over rounds MiB | peak RSS MiB | "
+          "most states in memory (MiB) | spilled MiB | "
           "clients per ckpt | delta MB per ckpt | delta kB per client | merge MB per ckpt (mean) | s per ckpt | "
           "s per round | files a resume reads | s to load all states |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for row in rows:
-        print(f"| {row['clients']:,} | {row['rounds']} | {row['visited']:,} | {row['peak_rss_mib']:.0f} | "
+        print(f"| {row['clients']:,} | {row['rounds']} | {row['visited']:,} | {row['setup_rss_mib']:.0f} | "
+              f"{row['round_rss_mib']:.0f} | {row['peak_rss_mib']:.0f} | "
               f"{row['peak_states']} ({row['peak_state_mib']:.0f}) | {row['spill_mib']:.0f} | "
               f"{row['clients_per_checkpoint']:.0f} | {row['delta_mb']:.1f} | {row['delta_kb_per_client']:.0f} | "
               f"{row['merge_mb']:.1f} | {row['checkpoint_s']:.2f} | {row['round_s']:.3f} | {row['resume_files']} | "
