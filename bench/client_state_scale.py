@@ -65,7 +65,10 @@ def config(clients: int, per_round: int, largest: int, results: str, rounds: int
 def run_one(clients: int, per_round: int, largest: int, every: int, min_rounds: int,
             max_rounds: int) -> dict[str, Any]:
     train_samples = SAMPLES_PER_CLIENT * largest
-    client_worker.load_dataset = lambda name, root, download, seed: synthetic_images(seed, train=train_samples)
+    def bigger_synthetic(name: str, root: Any, *, download: bool = False, seed: int = 0) -> Any:
+        return synthetic_images(seed, train=train_samples)
+
+    client_worker.load_dataset = bigger_synthetic  # every client of the largest population gets samples
     results = tempfile.mkdtemp(prefix="client-state-bench-")
     try:
         cfg = config(clients, per_round, largest, results, max_rounds)

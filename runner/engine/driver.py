@@ -54,6 +54,7 @@ class Driver:
         self.bytes_up = self.algorithm.bytes_up(numels, cfg.upload)
         info = DATASETS[cfg.data.dataset]
         original = original_parameter_count(cfg.model.arch, info.num_classes, info.input_shape)
+        self.client_runs: list[Run] = []  # the pieces of the clients' states (restore sets them)
         self.constants: dict[str, float] = {"num_parameters": count_parameters(model), "params_sent": sum(numels),
                                             "original_parameters": original}
         self.constants["param_ratio"] = self.constants["num_parameters"] / self.constants["original_parameters"]
@@ -100,8 +101,9 @@ class Driver:
                     deltas.append(name)
                     written["clients"] += clients
                     written["delta_bytes"] += size
-            self.client_runs, written["merge_bytes"] = add_checkpoint(
-                directory, self.client_runs, deltas, self.round, self.cfg.logging.checkpoint_runs)
+            runs, written["merge_bytes"] = add_checkpoint(directory, self.client_runs, deltas, self.round,
+                                                          self.cfg.logging.checkpoint_runs)
+            self.client_runs = runs
         self.checkpoint.save(self.snapshot())
         return written
 
@@ -130,7 +132,7 @@ class Driver:
             self.round, self.elapsed = state["round"], state["elapsed"]
             self.cumulative_bytes = state["cumulative_bytes"]
             self.global_state, self.server_state = state["global"], state["server"]
-        self.client_runs: list[Run] = [] if state is None else state.get("client_runs", [])
+        self.client_runs = [] if state is None else state.get("client_runs", [])
         if state is not None and "clients" in state:  # written before pieces: all states in the checkpoint
             self.pool.load_client_states(to_wire(state["clients"]))
         else:

@@ -37,7 +37,10 @@ class NotAStatesFile(ValueError):
 
 def write(states: States, stream: IO[bytes]) -> int:
     """Write the states (CPU or device tensors, copied to the CPU one at a time); returns the bytes written."""
-    parts, tensors, entries, offset = [], [], [], 0
+    parts: list[list[Any]] = []
+    entries: list[list[Any]] = []
+    tensors: list[Tensor] = []
+    offset = 0
     for client, state in states.items():
         parts.append([int(client), list(state)])
         for part, named in state.items():
@@ -54,9 +57,10 @@ def write(states: States, stream: IO[bytes]) -> int:
     stream.write(lead)
     position = 0
     for entry, tensor in zip(entries, tensors):
-        stream.write(bytes(entry[5] - position))  # padding up to the aligned offset
-        stream.write(memoryview(tensor.detach().reshape(-1).contiguous().cpu().view(torch.uint8).numpy()))
-        position = entry[5] + entry[6]
+        start, nbytes = int(entry[5]), int(entry[6])
+        stream.write(bytes(start - position))  # padding up to the aligned offset
+        stream.write(tensor.detach().reshape(-1).contiguous().cpu().view(torch.uint8).numpy().tobytes())
+        position = start + nbytes
     return len(lead) + position
 
 
@@ -84,7 +88,7 @@ def from_buffer(buffer: Any, where: str, device: torch.device | str | None = Non
     header = json.loads(bytes(buffer[len(MAGIC) + 8:len(MAGIC) + 8 + length]))
     start = _aligned(len(MAGIC) + 8 + length)
     whole = torch.frombuffer(buffer, dtype=torch.uint8) if len(buffer) > start else torch.empty(0, dtype=torch.uint8)
-    states = {int(client): {part: {} for part in parts} for client, parts in header["clients"]}
+    states: Loaded = {int(client): {part: {} for part in parts} for client, parts in header["clients"]}
     for client, part, name, dtype, shape, offset, nbytes in header["tensors"]:
         if dtype not in DTYPES:
             raise NotAStatesFile(f"{where}: tensor {name} of client {client} has dtype {dtype!r}")
