@@ -214,7 +214,7 @@ def profile_runner(cfg: TrialConfig, rounds: int) -> tuple[Phases, int]:
             phases.lap("rest")
             payload = pickle.loads(pickle.dumps(to_wire(algorithm.broadcast(global_state, {}))))
             phases.lap("driver: ship payload")
-            _, (partial, *_) = worker.train(r, sampled, payload, cfg.train.lr)
+            _, (partial, *_) = worker.train(r, sampled, [], payload, cfg.train.lr)
             phases.lap("rest")
             received = pickle.loads(pickle.dumps(partial))
             phases.lap("ship partial sum")

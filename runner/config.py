@@ -39,7 +39,8 @@ PRECISIONS = ("fp32", "bf16")
 # field stays out of a trial's name (earlier trials keep their names, results and checkpoints), and results and
 # sweep records written before a field existed read as if they had it.
 ADDED_FIELDS: dict[str, Any] = {"train.precision": "fp32", "data.client_fraction": 1.0,
-                                "data.validation_fraction": 0.0, "model.param_ratio": None}
+                                "data.validation_fraction": 0.0, "model.param_ratio": None,
+                                "logging.checkpoint_runs": 8}
 
 
 @dataclass(frozen=True)
@@ -158,6 +159,8 @@ class LoggingConfig:
 
     results_dir: str = setting("results", nonempty=True)
     checkpoint_every: int = setting(10, ge=0)
+    # most runs of client-state pieces a resume reads (runner/engine/client_state_pieces.py)
+    checkpoint_runs: int = setting(8, ge=1)
     wandb: str = setting("auto", choices=WANDB_MODES)
     wandb_project: str = "fedpara"
 

@@ -1,7 +1,7 @@
 """SCAFFOLD's c and FedDyn's h stay the sample-weighted average of all clients' states, through whole trials.
 
 The trial runs on Ray with a Dirichlet split (clients of very different sizes) and 3 of 8 clients a round; its
-last checkpoint holds the server state and every visited client's state (the others are still at zero).
+last checkpoint holds the server state, and its pieces every visited client's state (the others are still at zero).
 """
 
 from __future__ import annotations
@@ -46,7 +46,7 @@ def server_and_client_average(cfg: TrialConfig) -> tuple[dict, dict, list[int]]:
     state = CheckpointFile(trial_dir(cfg)).load()
     assert state is not None and state["round"] == ROUNDS
     sizes = client_sizes(cfg)
-    clients = {k: from_wire(s)["algo"] for k, s in state["clients"].items()}
+    clients = {k: from_wire(s)["algo"] for k, s in CheckpointFile(trial_dir(cfg)).client_states(state).items()}
     total = sum(sizes)
     average = {n: sum(sizes[k] / total * c[n].double() for k, c in clients.items()) for n in state["server"]}
     return state["server"], average, sizes

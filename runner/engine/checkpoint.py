@@ -1,10 +1,12 @@
 """A trial's resume state: a file per checkpointed round, checked when read back, the previous one kept.
 
 A checkpoint holds everything needed to continue exactly: the round, the global model, the server
-optimizer's state, every client's persistent state, the bytes and seconds so far, and what the trial's
-sinks keep with it (its rows so far). The trial writes it only after the round's row is recorded, so a
-checkpoint never runs ahead of the rows. It lives under the results (runner/engine/storage.py: a local or
-shared path, or cloud storage that every node opens for itself), so a trial resumed on another node finds it.
+optimizer's state, the list of pieces that hold every visited client's persistent state (written beside it,
+only what changed since the last checkpoint: runner/engine/client_state_pieces.py), the bytes and seconds so
+far, and what the trial's sinks keep with it (its rows so far). The trial writes it only after the round's
+row is recorded, so a checkpoint never runs ahead of the rows. It lives under the results
+(runner/engine/storage.py: a local or shared path, or cloud storage that every node opens for itself), so a
+trial resumed on another node finds it.
 
 Each checkpoint is ``checkpoint-<round>.pt`` with its SHA-256 beside it (storage.write_checked); the one
 before it is deleted only once the new one and its checksum are whole. Loading takes the newest checkpoint
@@ -21,12 +23,16 @@ import logging
 import os
 import pickle
 import re
+import tempfile
+from pathlib import Path
 from typing import Any
 
 import numpy
 import torch
 
 from runner.config import TrialConfig
+from runner.engine.client_state_pieces import is_piece, pieces_dir, referenced, states_in
+from runner.engine.client_state_store import ClientState
 from runner.engine.storage import DamagedFile, Location, delete_checked, read_checked, write_checked
 from runner.results_layout import CHECKPOINT_PREFIX, CHECKPOINT_SUFFIX, checkpoint_name, trial_folder
 
@@ -79,12 +85,44 @@ class CheckpointFile:
         return None
 
     def save(self, state: dict[str, Any]) -> None:
-        """Write the checkpoint of ``state["round"]``; then delete all but the newest KEPT."""
+        """Write the checkpoint of ``state["round"]`` (its clients' pieces are written before it); then delete
+        all but the newest KEPT, and the pieces none of those lists."""
         buffer = io.BytesIO()
         torch.save(state, buffer)
         write_checked(self.path(state["round"]), buffer.getvalue())
         for old in self.saved()[KEPT:]:
             delete_checked(old)
+        self._delete_unlisted_pieces(state)
+
+    @property
+    def pieces(self) -> Location:
+        """Where the clients' state pieces live (runner/engine/client_state_pieces.py)."""
+        return pieces_dir(self.directory)
+
+    def client_states(self, state: dict[str, Any]) -> dict[int, ClientState]:
+        """Every visited client's state in a loaded checkpoint, read whole (tests and tools: this holds the
+        population's states in memory, the runner never does)."""
+        if "clients" in state:  # a checkpoint written before pieces
+            return dict(state["clients"])
+        with tempfile.TemporaryDirectory(prefix="client-state-") as scratch:
+            return {k: {part: {n: t.clone() for n, t in tensors.items()} for part, tensors in s.items()}
+                    for k, s in dict(states_in(self.pieces, state.get("client_runs", []), Path(scratch))).items()}
+
+    def _delete_unlisted_pieces(self, newest: dict[str, Any]) -> None:
+        listed = referenced(newest.get("client_runs", []))
+        for path in self.saved()[:KEPT]:
+            if path.name != self.path(newest["round"]).name:
+                try:
+                    listed |= referenced(_unpickle(path, read_checked(path)).get("client_runs", []))
+                except (DamagedFile, CheckpointRefused):
+                    pass  # it will never be loaded: its pieces need not stay
+        try:
+            files = self.pieces.files(".pt")
+        except FileNotFoundError:
+            return
+        for piece in files:
+            if is_piece(piece.name) and piece.name not in listed:
+                delete_checked(piece)
 
 
 def _unpickle(path: Location, data: bytes, allowed: tuple[Any, ...] = ()) -> dict[str, Any]:

@@ -6,16 +6,23 @@ the persistent state (the parameters an algorithm keeps local, control variates,
 clients it holds across rounds: at first each client's home worker (runner/engine/planning.py), and a
 client given to another worker takes its state along (``hand_over``). Each round a worker trains its share of
 the sampled clients one after another on one model instance and returns their updates pre-reduced
-into one weighted sum.
+into one weighted sum. The states live in a :class:`ClientStateStore` (runner/engine/client_state_store.py):
+in device memory only for this round's and next round's clients, on the node's local disk otherwise.
 """
 
 from __future__ import annotations
 
 import functools
+import glob
 import logging
 import os
+import re
+import shutil
+import tempfile
 import time
 import uuid
+import weakref
+from pathlib import Path
 
 import numpy as np
 import ray
@@ -30,9 +37,12 @@ from runner.engine.accelerator import memory_format_for, peak_memory_mib, use_fa
 from runner.engine.aggregation import WeightedSum
 from runner.engine.allocator import reuse_freed_memory
 from runner.engine.client_data import ClientData, Preprocess
+from runner.engine.client_state_pieces import Run, delta_name, states_in, write_delta
+from runner.engine.client_state_store import ClientStateStore
 from runner.engine.model import trial_model
 from runner.engine.planning import home_worker
 from runner.engine.seeding import client_generator
+from runner.engine.storage import Location
 from runner.engine.wire import from_wire, to_wire
 
 log = logging.getLogger(__name__)
@@ -43,6 +53,17 @@ EVAL_BATCH = 500
 def test_batches(num_test: int) -> list[range]:
     """The global test set in fixed batches; batch b is evaluated by worker b mod num_workers."""
     return [range(s, min(s + EVAL_BATCH, num_test)) for s in range(0, num_test, EVAL_BATCH)]
+
+
+def state_directory(trial_name: str, index: int, incarnation: str) -> Path:
+    """Where a worker spills its clients' states: the node's temporary directory (``TMPDIR``), one folder per
+    worker incarnation (a restarted worker starts empty). The folders of this worker's earlier incarnations on
+    this node (a worker killed before it could delete its own) are deleted."""
+    safe = re.sub(r"[^A-Za-z0-9_.-]", "_", trial_name)
+    root = Path(tempfile.gettempdir()) / "fedpara-client-state"
+    for stale in root.glob(f"{glob.escape(safe)}-w{index}-*"):
+        shutil.rmtree(stale, ignore_errors=True)
+    return root / f"{safe}-w{index}-{incarnation[:12]}"
 
 
 def assigned_gpu_ids() -> list[str]:
@@ -114,8 +135,10 @@ class ClientWorker:
         self.global_names = tuple(n for n in self.live if n not in local)
         self.live_global = [self.live[n] for n in self.global_names]  # the model's tensors the broadcast fills
         self.initial_local: State = {}
-        self.states: dict[int, dict[str, State]] = {}
         self.incarnation = uuid.uuid4().hex  # changes when Ray restarts this actor (and its state is gone)
+        self.store = ClientStateStore(self.device, state_directory(cfg.trial_name, index, self.incarnation),
+                                      self._fresh_state)
+        weakref.finalize(self, self.store.close)
 
     def __repr__(self) -> str:
         """What Ray's state API shows for this actor (``repr_name``): where it runs."""
@@ -132,47 +155,77 @@ class ClientWorker:
         """Every client's number of training samples (the driver plans rounds with them)."""
         return [data.num_samples for data in self.clients]
 
-    def _state_of(self, client: int) -> dict[str, State]:
-        if client not in self.states:
-            self.states[client] = {"params": {n: t.clone() for n, t in self.initial_local.items()},
-                                   "algo": self.algorithm.init_client_state(self.initial_global)}
-        return self.states[client]
+    def _fresh_state(self) -> dict[str, State]:
+        """A client's state before its first round."""
+        return {"params": {n: t.clone() for n, t in self.initial_local.items()},
+                "algo": self.algorithm.init_client_state(self.initial_global)}
 
-    def client_states(self) -> tuple[str, dict[int, dict[str, State]]]:
-        """The persistent state of every visited client this worker holds, as arrays (for checkpoints)."""
-        return self.incarnation, to_wire(self.states)
+    def save_client_states(self, directory: str, round_: int) -> tuple[str, tuple[str | None, int, int]]:
+        """Write the states of the clients this worker trained since the last checkpoint as one delta piece under
+        ``directory`` (runner/engine/client_state_pieces.py); returns its name (None: nothing changed), how many
+        clients it holds and its bytes."""
+        changed = self.store.take_changed()
+        if not changed:
+            return self.incarnation, (None, 0, 0)
+        size = write_delta(Location(directory), round_, self.index, changed)
+        return self.incarnation, (delta_name(round_, self.index), len(changed), size)
+
+    def load_client_pieces(self, directory: str, runs: list[Run]) -> None:
+        """Take the states of this worker's home clients from a checkpoint's pieces; drop all others."""
+        self.store.clear()
+        with tempfile.TemporaryDirectory(prefix="client-state-", dir=self.store.directory) as scratch:
+            for k, state in states_in(Location(directory), runs, Path(scratch)):
+                if home_worker(k, self.num_workers) == self.index:
+                    self.store.put(k, state, changed=False)
 
     def load_client_states(self, states: dict[int, dict[str, State]]) -> None:
-        """Take the states of this worker's home clients; drop all others."""
-        self.states = {k: from_wire(s, self.device) for k, s in states.items()
-                       if home_worker(k, self.num_workers) == self.index}
+        """Take the states of this worker's home clients from a checkpoint written before pieces (all of them
+        in it); drop all others. They count as changed: the next checkpoint writes them as pieces."""
+        self.store.clear()
+        for k, s in states.items():
+            if home_worker(k, self.num_workers) == self.index:
+                self.store.put(k, from_wire(s), changed=True)
+
+    def store_counts(self) -> dict[str, int]:
+        """How many client states this worker holds in memory now, at most so far, may hold (the pinned
+        clients), and holds in all."""
+        return {"resident": len(self.store.resident), "peak_resident": self.store.peak_resident,
+                "pinned": len(self.store.pinned), "held": len(self.store)}
+
+    def close_store(self) -> None:
+        """Delete the local copies of the clients' states (the trial is over; its checkpoints keep them)."""
+        self.store.close()
 
     def hand_over(self, clients: list[int]) -> tuple[str, dict[int, dict[str, State]]]:
         """Give up the state of clients that train elsewhere from now on (as arrays, for the object store).
 
         Called with two return values: the incarnation for the driver, the states for the receiving worker.
         """
-        return self.incarnation, {k: to_wire(self.states.pop(k)) for k in clients if k in self.states}
+        taken = {k: self.store.take(k) for k in clients}
+        return self.incarnation, {k: to_wire(state) for k, state in taken.items() if state is not None}
 
     # --- one round --------------------------------------------------------------------------------
-    def train(self, round_index: int, clients: list[int], payload: dict[str, State], lr: float,
+    def train(self, round_index: int, clients: list[int], upcoming: list[int], payload: dict[str, State], lr: float,
               *arrivals: dict[int, dict[str, State]]) -> tuple[str, tuple[WeightedSum, float, float]]:
         """Train the given clients from the broadcast payload; returns their updates as one weighted sum,
         this worker's peak memory so far in MiB (what sizes ``resources.gpus_per_worker``: CUDA memory on a GPU,
         the resident set on a CPU) and the seconds this call took (the rest of a round is the driver's and Ray's).
 
-        ``arrivals`` are other workers' ``hand_over`` replies: the state of clients that moved here.
+        ``upcoming`` are the clients the plan gives this worker next round: their states stay in memory with
+        this round's. ``arrivals`` are other workers' ``hand_over`` replies: the state of clients that moved here.
         """
         started = time.perf_counter()
+        self.store.pin([*clients, *upcoming])
         for states in arrivals:
-            self.states.update(from_wire(states, self.device))
+            for k, state in states.items():
+                self.store.put(k, from_wire(state), changed=True)
         payload = from_wire(payload, self.device)
         t = self.cfg.train
         weights = [payload["weights"][n] for n in self.global_names]
         generator = torch.Generator(device=self.device)  # one, reseeded for each client
         partial = WeightedSum()
         for k in clients:
-            data, state = self.clients[k], self._state_of(k)
+            data, state = self.clients[k], self.store.train_state(k)
             client_generator(self.cfg.seed, round_index, k, self.device, reuse=generator)
             self._load(weights, state["params"])
             batches = functools.partial(data.epoch, t.batch_size, self.train_preprocess, generator)
@@ -232,7 +285,8 @@ class ClientWorker:
         self.model.eval()
         results: dict[str, dict[int, tuple[float, int, int]]] = {"test": {}, "validation": {}}
         for k in clients:
-            self._load([], self.states[k]["params"] if k in self.states else self.initial_local)
+            state = self.store.read(k)
+            self._load([], self.initial_local if state is None else state["params"])
             data = self.clients[k]
             results["test"][k] = self._score(data.x_test, data.y_test)
             results["validation"][k] = self._score(data.x_val, data.y_val)

@@ -4,8 +4,10 @@ Each round it samples clients (seeded by round, so a resumed run samples the sam
 worker trains which of them so that workers finish together (moving a client's state when it changes
 worker), puts the broadcast payload into the object store once, adds the workers' pre-reduced weighted
 sums, and applies the algorithm's server step. It counts the bytes that cross the wire and, when the
-trial asks, checkpoints everything needed to continue. When a worker fails, runner/engine/recovery.py
-restores the trial from that checkpoint and the step is redone.
+trial asks, checkpoints everything needed to continue (the clients' states as pieces that hold only what
+changed: runner/engine/client_state_pieces.py). It also plans the next round ahead, so each worker keeps
+the states of the clients it trains next in memory and no others (runner/engine/client_state_store.py).
+When a worker fails, runner/engine/recovery.py restores the trial from that checkpoint and the step is redone.
 
 A round whose training loss or any global weight is not finite ends the trial: its row says what diverged
 (``diverged``), it is not evaluated, and no later round runs (a diverged model never comes back, and a
@@ -30,11 +32,12 @@ from runner.config import TrialConfig
 from runner.engine.aggregation import WeightedSum
 from runner.engine.allocator import reuse_freed_memory
 from runner.engine.checkpoint import CheckpointFile
+from runner.engine.client_state_pieces import Run, add_checkpoint
 from runner.engine.model import initial_model
 from runner.engine.planning import client_cost, plan_round
 from runner.engine.recovery import retrying
 from runner.engine.seeding import sample_clients
-from runner.engine.wire import from_wire, to_wire
+from runner.engine.wire import to_wire
 from runner.engine.worker_pool import WorkerPool
 
 
@@ -51,6 +54,7 @@ class Driver:
         self.bytes_up = self.algorithm.bytes_up(numels, cfg.upload)
         info = DATASETS[cfg.data.dataset]
         original = original_parameter_count(cfg.model.arch, info.num_classes, info.input_shape)
+        self.client_runs: list[Run] = []  # the pieces of the clients' states (restore sets them)
         self.constants: dict[str, float] = {"num_parameters": count_parameters(model), "params_sent": sum(numels),
                                             "original_parameters": original}
         self.constants["param_ratio"] = self.constants["num_parameters"] / self.constants["original_parameters"]
@@ -80,16 +84,37 @@ class Driver:
         while self.round < last and self.diverged is None:
             yield retrying(lambda: self._round(evaluate=True), self, "training")
 
-    def save_checkpoint(self, sink_states: dict[str, Any] | None = None) -> None:
-        """Write the whole trial state, with what the trial's sinks keep (the trial calls this after the round's
-        row is on disk)."""
+    def save_checkpoint(self, sink_states: dict[str, Any] | None = None) -> dict[str, int]:
+        """Write the trial state, with what the trial's sinks keep (the trial calls this after the round's row is
+        on disk): the clients' states changed since the last checkpoint as pieces, then the checkpoint that lists
+        them. Returns the clients written and the bytes of pieces written (deltas, merges)."""
         self.sink_states: dict[str, Any] = dict(sink_states or {})
-        retrying(lambda: self.checkpoint.save(self.snapshot()), self, "checkpointing")
+        return retrying(self._save, self, "checkpointing")
+
+    def _save(self) -> dict[str, int]:
+        written = {"clients": 0, "delta_bytes": 0, "merge_bytes": 0}
+        if self.stateful:
+            directory = self.checkpoint.pieces
+            deltas = []
+            for name, clients, size in self.pool.save_client_states(str(directory), self.round):
+                if name is not None:
+                    deltas.append(name)
+                    written["clients"] += clients
+                    written["delta_bytes"] += size
+            runs, written["merge_bytes"] = add_checkpoint(directory, self.client_runs, deltas, self.round,
+                                                          self.cfg.logging.checkpoint_runs)
+            self.client_runs = runs
+        self.checkpoint.save(self.snapshot())
+        return written
+
+    def close(self) -> None:
+        """Let every worker delete its local copies of the clients' states (the trial is over)."""
+        ray.get([w.close_store.remote() for w in self.pool.workers])
 
     # --- state --------------------------------------------------------------------------------------
     def snapshot(self) -> dict[str, Any]:
         return {"round": self.round, "global": self.global_state, "server": self.server_state,
-                "clients": from_wire(self.pool.client_states()),  # tensors: a checkpoint loads weights only
+                "client_runs": self.client_runs,  # the pieces that hold the clients' states
                 "cumulative_bytes": self.cumulative_bytes,
                 "elapsed": self.elapsed, "trial": self.cfg.trial_name, "diverged": self.diverged,
                 "sinks": self.sink_states}
@@ -107,7 +132,11 @@ class Driver:
             self.round, self.elapsed = state["round"], state["elapsed"]
             self.cumulative_bytes = state["cumulative_bytes"]
             self.global_state, self.server_state = state["global"], state["server"]
-        self.pool.load_client_states({} if state is None else to_wire(state["clients"]))
+        self.client_runs = [] if state is None else state.get("client_runs", [])
+        if state is not None and "clients" in state:  # written before pieces: all states in the checkpoint
+            self.pool.load_client_states(to_wire(state["clients"]))
+        else:
+            self.pool.load_client_pieces(str(self.checkpoint.pieces), self.client_runs)
 
     def replay_round(self) -> None:
         """Redo the next round as it ran before (recovery): same clients, same updates, no evaluation."""
@@ -148,8 +177,10 @@ class Driver:
         peak memory and the slowest worker's seconds."""
         payload = ray.put(to_wire(self.algorithm.broadcast(self.global_state, self.server_state)))
         plan = plan_round(sampled, self.costs, self.pool.holders, len(self.pool))
+        upcoming = self._next_plan(index, plan)
         arrivals, handed = self.pool.move_states(plan) if self.stateful else ({}, [])
-        calls = {i: self.pool.workers[i].train.remote(index, clients, payload, lr, *arrivals.get(i, []))
+        calls = {i: self.pool.workers[i].train.remote(index, clients, upcoming[i], payload, lr,
+                                                      *arrivals.get(i, []))
                  for i, clients in enumerate(plan) if clients}
         total, peak_memory, slowest = WeightedSum(), 0.0, 0.0
         for partial, worker_peak, seconds in self.pool.as_ready(calls):
@@ -158,6 +189,15 @@ class Driver:
         self.pool.check_handovers(handed)
         self.pool.record_plan(plan)
         return total, peak_memory, slowest
+
+    def _next_plan(self, index: int, plan: list[list[int]]) -> list[list[int]]:
+        """The plan of the round after ``index`` (sampling and planning are deterministic): what each worker
+        keeps in memory with this round's clients. Empty after the last round."""
+        d, workers = self.cfg.data, len(self.pool)
+        if not self.stateful or index >= self.cfg.train.rounds:
+            return [[] for _ in range(workers)]
+        sampled = sample_clients(self.cfg.seed, index + 1, d.num_clients, d.clients_per_round)
+        return plan_round(sampled, self.costs, self.pool.holders_after(plan), workers)
 
     def evaluate(self) -> dict[str, float]:
         """Global test accuracy, or per-client accuracy on each client's own data (personalized methods)."""

@@ -29,6 +29,7 @@ _URI = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
 HIDDEN_PREFIXES = (".", "_")  # names pyarrow's dataset discovery skips (its default ignore_prefixes)
 RENAMING_FILE_SYSTEMS = ("local", "hdfs")  # pyarrow type names where a rename replaces a file in one step
 CHECKSUM_SUFFIX = ".sha256"  # beside a file written with write_checked: its SHA-256, in hex
+CHUNK_BYTES = 8 << 20  # what a streamed read or write holds at once
 
 
 def is_uri(where: str | os.PathLike[str]) -> bool:
@@ -198,16 +199,73 @@ def read_checked(location: Location) -> bytes:
     """The bytes of a file written with :func:`write_checked`; :class:`DamagedFile` when they do not match the
     checksum beside them (cut short, edited) or there is none (the write was cut short before it)."""
     data = location.read_bytes()
+    _check_digest(location, hashlib.sha256(data).hexdigest(), len(data))
+    return data
+
+
+def write_checked_file(location: Location, source: Path) -> int:
+    """:func:`write_checked` for a file on this machine too large to hold in memory: its bytes are streamed (and
+    hashed) in chunks; returns how many were written."""
+    fs, path = location._open()
+    digest, size = hashlib.sha256(), 0
+
+    def write() -> None:
+        nonlocal size
+        staged = path
+        if fs.type_name in RENAMING_FILE_SYSTEMS:
+            parent, _, name = path.rpartition("/")
+            fs.create_dir(parent, recursive=True)
+            staged = f"{parent}/{temporary_name(name)}"
+        with open(source, "rb") as reader, fs.open_output_stream(staged) as stream:
+            while chunk := reader.read(CHUNK_BYTES):
+                digest.update(chunk)
+                stream.write(chunk)
+                size += len(chunk)
+        if staged != path:
+            _replace(fs, staged, path)
+
+    location._call("write", write)
+    checksum_of(location).write_bytes(digest.hexdigest().encode())
+    return size
+
+
+def read_checked_file(location: Location, scratch: Path) -> Path:
+    """A file written with :func:`write_checked` or :func:`write_checked_file`, as a path on this machine (the file
+    itself when the location is local, else a copy under ``scratch``), checked against its checksum in chunks
+    (never held in memory whole); :class:`DamagedFile` as :func:`read_checked`."""
+    fs, path = location._open()
+    local = location.local_path
+    target = local if local is not None else scratch / location.name
+    digest, size = hashlib.sha256(), 0
+
+    def read() -> None:
+        nonlocal size
+        with fs.open_input_stream(path) as stream:
+            writer = None if local is not None else open(target, "wb")
+            try:
+                while chunk := stream.read(CHUNK_BYTES):
+                    digest.update(chunk)
+                    size += len(chunk)
+                    if writer is not None:
+                        writer.write(chunk)
+            finally:
+                if writer is not None:
+                    writer.close()
+
+    location._call("read", read)
+    _check_digest(location, digest.hexdigest(), size)
+    return target
+
+
+def _check_digest(location: Location, actual: str, size: int) -> None:
     try:
         expected = checksum_of(location).read_bytes().decode().strip()
     except FileNotFoundError:
         raise DamagedFile(f"{location} has no checksum beside it ({checksum_of(location).name}): its write was "
                           "cut short, or the runner did not write it") from None
-    actual = hashlib.sha256(data).hexdigest()
     if actual != expected:
-        raise DamagedFile(f"{location} is damaged: {len(data)} bytes whose SHA-256 {actual[:12]}… does not match "
+        raise DamagedFile(f"{location} is damaged: {size} bytes whose SHA-256 {actual[:12]}… does not match "
                           f"{checksum_of(location).name} ({expected[:12]}…); cut short or edited")
-    return data
 
 
 def delete_checked(location: Location) -> None:

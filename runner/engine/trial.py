@@ -30,6 +30,7 @@ from runner.engine.layout import DRIVER_BUNDLE, STRATEGY, TrialLayout
 
 log = logging.getLogger(__name__)
 RESERVE_TIMEOUT_S = 120
+CLOSE_TIMEOUT_S = 60
 
 
 class RoundSink:
@@ -90,6 +91,11 @@ def run_rounds(cfg: TrialConfig, sinks: Sequence[RoundSink]) -> None:
     finally:
         for sink in opened:
             sink.close(completed)
+        try:
+            ray.get(driver.close.remote(), timeout=CLOSE_TIMEOUT_S)
+        except Exception as error:  # a failed worker keeps its folder; its next incarnation deletes it
+            log.warning("trial %s: client workers could not delete their local client states: %s",
+                        cfg.trial_name, error)
         ray.kill(driver)
         if owned_pg is not None:
             remove_placement_group(owned_pg)

@@ -116,15 +116,30 @@ class WorkerPool:
             self._check([(worker_of[ready], incarnation)])
             yield result
 
-    def client_states(self) -> dict[int, Any]:
-        """Every visited client's persistent state, from whichever worker holds it (for a checkpoint)."""
-        states: dict[int, Any] = {}
-        for part in self.gather({i: w.client_states.remote() for i, w in enumerate(self.workers)}):
-            states.update(part)
-        return states
+    def holders_after(self, plan: list[list[int]]) -> dict[int, int]:
+        """:attr:`holders` as :meth:`record_plan` will leave them after this plan (to plan the next round)."""
+        holders = dict(self.holders)
+        for worker, clients in enumerate(plan):
+            for k in clients:
+                if home_worker(k, len(self.workers)) == worker:
+                    holders.pop(k, None)
+                else:
+                    holders[k] = worker
+        return holders
+
+    def save_client_states(self, directory: str, round_: int) -> list[tuple[str | None, int, int]]:
+        """Every worker writes the states it changed since the last checkpoint as one piece: (name or None,
+        clients, bytes) per worker."""
+        return self.gather({i: w.save_client_states.remote(directory, round_) for i, w in enumerate(self.workers)})
+
+    def load_client_pieces(self, directory: str, runs: list[Any]) -> None:
+        """Every worker reads the states of its home clients from a checkpoint's pieces (and drops all others)."""
+        ray.get([w.load_client_pieces.remote(directory, runs) for w in self.workers])
+        self.holders = {}
 
     def load_client_states(self, states: dict[int, Any]) -> None:
-        """Give every worker the states of its home clients (and drop all others): as after a checkpoint."""
+        """Give every worker the states of its home clients (and drop all others), from a checkpoint written
+        before pieces."""
         shared = ray.put(states)
         ray.get([w.load_client_states.remote(shared) for w in self.workers])
         self.holders = {}

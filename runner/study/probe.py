@@ -153,11 +153,11 @@ def _measure_here(cfg: TrialConfig, device: str, clients: int) -> dict[str, Any]
     sampled = sample_clients(cfg.seed, 1, d.num_clients, d.clients_per_round)
     order = sampled + [k for k in range(d.num_clients) if k not in sampled]
     warmup, timed = order[0], order[1:1 + clients] or order[:1]
-    worker.train(1, [warmup], payload, cfg.train.lr)  # first use: lazy initialization, kernel choice
+    worker.train(1, [warmup], [], payload, cfg.train.lr)  # first use: lazy initialization, kernel choice
     if use_cuda:
         torch.cuda.synchronize()
     started = time.perf_counter()
-    worker.train(1, timed, payload, cfg.train.lr)
+    worker.train(1, timed, [], payload, cfg.train.lr)
     if use_cuda:
         torch.cuda.synchronize()
     seconds = time.perf_counter() - started
