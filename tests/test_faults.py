@@ -157,6 +157,38 @@ def test_a_trial_whose_newest_checkpoint_and_rows_are_damaged_ends_with_the_rows
 
 
 @pytest.mark.usefixtures("ray_session")
+def test_a_damaged_client_state_piece_of_the_newest_checkpoint_falls_back_to_the_one_before(tmp_path):
+    """The workers read the clients' states from pieces beside the checkpoints: one that only the newest
+    checkpoint lists, cut short, is refused by its checksum and the trial resumes from the checkpoint before."""
+    from small_trial import metrics, small
+
+    from runner.engine.checkpoint import CheckpointFile
+    from runner.engine.client_state_pieces import referenced
+    from runner.study.trial import run_trial
+
+    cfg = small(tmp_path, algorithm={"name": "scaffold"}, data={"num_clients": 6, "clients_per_round": 3})
+
+    def crash_after_the_last_row(reported):
+        if reported["round"] == 3:
+            raise Crash("after round 3's row, before its checkpoint")
+
+    with pytest.raises(Crash):
+        run_trial(cfg, report=crash_after_the_last_row)
+    uninterrupted = load_rounds(tmp_path)
+    checkpoints = CheckpointFile(trial_dir(cfg))
+    newest, before = (checkpoints.load_file(path) for path in checkpoints.saved())
+    assert (newest["round"], before["round"]) == (2, 1)
+    only_newest = sorted(referenced(newest["client_runs"]) - referenced(before["client_runs"]))
+    assert only_newest, "the newest checkpoint lists a piece of its own"
+    piece = Path(str(checkpoints.pieces / only_newest[0]))
+    piece.write_bytes(piece.read_bytes()[:100])
+
+    resumed = run_trial(cfg)  # checkpoint 2 reads whole, its piece does not: from checkpoint 1, rounds 2-3 redone
+    pd.testing.assert_frame_equal(metrics(resumed), metrics(uninterrupted))
+    assert CheckpointFile(trial_dir(cfg)).load()["round"] == 3
+
+
+@pytest.mark.usefixtures("ray_session")
 def test_a_diverging_trial_stops_at_that_round_says_so_everywhere_and_stays_stopped(tmp_path, caplog):
     import wandb_records
     from small_trial import small

@@ -10,10 +10,11 @@ trial resumed on another node finds it.
 
 Each checkpoint is ``checkpoint-<round>.pt`` with its SHA-256 beside it (storage.write_checked); the one
 before it is deleted only once the new one and its checksum are whole. Loading takes the newest checkpoint
-that matches its checksum: a damaged one (cut short by a full disk, edited) is reported by name and the
-trial continues from the one before, its later rounds redone. The results location may be a shared bucket,
-so a checkpoint is unpickled with ``weights_only=True``: a file that carries anything but tensors and
-plain containers (which could run code on every node that resumes the trial) is refused by name.
+that matches its checksum and whose clients' state pieces do: a damaged one (cut short by a full disk,
+edited) is reported by name and the trial continues from the one before, its later rounds redone. The results
+location may be a shared bucket, so a checkpoint is unpickled with ``weights_only=True``: a file that carries
+anything but tensors and plain containers (which could run code on every node that resumes the trial) is
+refused by name.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ import os
 import pickle
 import re
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +40,7 @@ from runner.results_layout import CHECKPOINT_PREFIX, CHECKPOINT_SUFFIX, checkpoi
 
 log = logging.getLogger(__name__)
 KEPT = 2  # the newest checkpoint and the one before it (used when the newest is damaged)
+FALLING_BACK = "the trial continues from the checkpoint before it, redoing the rounds since"
 NAME = re.compile(rf"^{CHECKPOINT_PREFIX}(\d+){re.escape(CHECKPOINT_SUFFIX)}$")
 LEGACY_NAME = "checkpoint.pt"  # written before checkpoints were checked: loaded (weights only) when no other is
 # ... and its clients' states were NumPy arrays: these rebuild an array of a plain dtype (an object array's items
@@ -75,14 +78,24 @@ class CheckpointFile:
 
     def load(self) -> dict[str, Any] | None:
         """The newest checkpoint that reads back whole, or None when there is none (the trial starts over)."""
+        return next(self.whole(), None)
+
+    def whole(self) -> Iterator[dict[str, Any]]:
+        """The checkpoints that read back whole, newest first; a damaged one is reported by name and skipped. The
+        Driver takes the next one when a piece the newest lists turns out damaged (the workers read the pieces)."""
         for path in self.saved():
             try:
-                if path.name == LEGACY_NAME:
-                    return _unpickle(path, path.read_bytes(), LEGACY_GLOBALS)
-                return _unpickle(path, read_checked(path))
+                state = self.load_file(path)
             except DamagedFile as error:
-                log.warning("%s; the trial continues from the checkpoint before it, redoing the rounds since", error)
-        return None
+                log.warning("%s; %s", error, FALLING_BACK)
+                continue
+            yield state
+
+    def load_file(self, path: Location) -> dict[str, Any]:
+        """One checkpoint file, checked (:class:`DamagedFile` if it is not what was written)."""
+        if path.name == LEGACY_NAME:
+            return _unpickle(path, path.read_bytes(), LEGACY_GLOBALS)
+        return _unpickle(path, read_checked(path))
 
     def save(self, state: dict[str, Any]) -> None:
         """Write the checkpoint of ``state["round"]`` (its clients' pieces are written before it); then delete
@@ -113,7 +126,7 @@ class CheckpointFile:
         for path in self.saved()[:KEPT]:
             if path.name != self.path(newest["round"]).name:
                 try:
-                    listed |= referenced(_unpickle(path, read_checked(path)).get("client_runs", []))
+                    listed |= referenced(self.load_file(path).get("client_runs", []))
                 except (DamagedFile, CheckpointRefused):
                     pass  # it will never be loaded: its pieces need not stay
         try:

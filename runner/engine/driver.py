@@ -17,6 +17,7 @@ run it again.
 
 from __future__ import annotations
 
+import logging
 import math
 import time
 from collections.abc import Iterator
@@ -31,14 +32,17 @@ from runner.algorithms import Participation
 from runner.config import TrialConfig
 from runner.engine.aggregation import WeightedSum
 from runner.engine.allocator import reuse_freed_memory
-from runner.engine.checkpoint import CheckpointFile
+from runner.engine.checkpoint import FALLING_BACK, CheckpointFile
 from runner.engine.client_state_pieces import Run, add_checkpoint
 from runner.engine.model import initial_model
 from runner.engine.planning import client_cost, plan_round
 from runner.engine.recovery import retrying
 from runner.engine.seeding import sample_clients
+from runner.engine.storage import DamagedFile
 from runner.engine.wire import to_wire
 from runner.engine.worker_pool import WorkerPool
+
+log = logging.getLogger(__name__)
 
 
 class Driver:
@@ -66,7 +70,7 @@ class Driver:
         self.total_samples = sum(self.sizes)
         self.costs = [client_cost(n, t.batch_size, t.local_epochs) for n in self.sizes]
         self.stateful = bool(self.initial_local or self.algorithm.init_client_state(self.initial_global))
-        self.restore(self.checkpoint.load())
+        self.restore_newest()
 
     def facts(self) -> dict[str, Any]:
         """Per-trial constants that go into every result row."""
@@ -137,6 +141,18 @@ class Driver:
             self.pool.load_client_states(to_wire(state["clients"]))
         else:
             self.pool.load_client_pieces(str(self.checkpoint.pieces), self.client_runs)
+
+    def restore_newest(self) -> None:
+        """Continue from the newest checkpoint whose file and clients' state pieces read back whole: a damaged
+        piece, as a damaged checkpoint file, is reported by name and the checkpoint before it used (its pieces
+        are kept until a newer checkpoint is whole); from the start when none is."""
+        for state in self.checkpoint.whole():
+            try:
+                self.restore(state)
+                return
+            except DamagedFile as error:  # raised in a worker reading a piece: Ray re-raises it as this type
+                log.warning("%s; %s", error, FALLING_BACK)
+        self.restore(None)
 
     def replay_round(self) -> None:
         """Redo the next round as it ran before (recovery): same clients, same updates, no evaluation."""

@@ -31,7 +31,7 @@ class Restorable(Protocol):
     initial_local: Any
     initial_global: Any
 
-    def restore(self, state: dict[str, Any] | None) -> None: ...
+    def restore_newest(self) -> None: ...
 
     def replay_round(self) -> None: ...
 
@@ -55,6 +55,6 @@ def restore_and_replay(trial: Restorable) -> None:
     trial was."""
     target = trial.round
     trial.pool.setup(trial.initial_local, trial.initial_global, wait_s=RESTART_WAIT_S)
-    trial.restore(trial.checkpoint.load())
+    trial.restore_newest()
     while trial.round < target:
         trial.replay_round()

@@ -59,7 +59,8 @@ def test_the_sweep_hands_ray_init_a_local_address_under_a_stale_ray_address(plai
     plain_shell.setattr(ray, "init", lambda **kwargs: calls.append(kwargs))  # the session's Ray is already up
     plain_shell.setenv(ra.ADDRESS_VAR, "http://localhost:8265")
     sweep_file = write_tiny_sweep(tmp_path / "tiny.yaml", "tiny")
-    assert sweep_cli.main([str(sweep_file), "train.rounds=1", "--results", str(tmp_path / "r"), "--no-plot"]) == 0
+    argv = [str(sweep_file), "train.rounds=1", "seed=0", "--results", str(tmp_path / "r"), "--no-plot"]  # one trial
+    assert sweep_cli.main(argv) == 0
     assert calls == [{"address": "local"}]
     out = capsys.readouterr().out
     assert "Ray: a new local Ray on this machine" in out and "RAY_ADDRESS=http://localhost:8265 is not followed" in out
