@@ -166,15 +166,16 @@ def test_a_damaged_client_state_piece_of_the_newest_checkpoint_falls_back_to_the
     from runner.engine.client_state_pieces import referenced
     from runner.study.trial import run_trial
 
-    cfg = small(tmp_path, algorithm={"name": "scaffold"}, data={"num_clients": 6, "clients_per_round": 3})
+    cfg = small(tmp_path, algorithm={"name": "scaffold"}, data={"num_clients": 6, "clients_per_round": 3},
+                train={"rounds": 4})
 
-    def crash_after_the_last_row(reported):
+    def crash_after_round_three(reported):
         if reported["round"] == 3:
             raise Crash("after round 3's row, before its checkpoint")
 
     with pytest.raises(Crash):
-        run_trial(cfg, report=crash_after_the_last_row)
-    uninterrupted = load_rounds(tmp_path)
+        run_trial(cfg, report=crash_after_round_three)
+    uninterrupted = load_rounds(tmp_path)  # rounds 1-3 as one process ran them
     checkpoints = CheckpointFile(trial_dir(cfg))
     newest, before = (checkpoints.load_file(path) for path in checkpoints.saved())
     assert (newest["round"], before["round"]) == (2, 1)
@@ -183,9 +184,13 @@ def test_a_damaged_client_state_piece_of_the_newest_checkpoint_falls_back_to_the
     piece = Path(str(checkpoints.pieces / only_newest[0]))
     piece.write_bytes(piece.read_bytes()[:100])
 
-    resumed = run_trial(cfg)  # checkpoint 2 reads whole, its piece does not: from checkpoint 1, rounds 2-3 redone
-    pd.testing.assert_frame_equal(metrics(resumed), metrics(uninterrupted))
-    assert CheckpointFile(trial_dir(cfg)).load()["round"] == 3
+    resumed = run_trial(cfg)  # checkpoint 2 reads whole, its piece does not: from checkpoint 1, rounds 2-4 run
+    assert list(resumed["round"]) == [1, 2, 3, 4]
+    pd.testing.assert_frame_equal(metrics(resumed.iloc[:3]), metrics(uninterrupted))
+    # round 1's row is the one checkpoint 1 kept; round 2 was run again (its timing is this run's, not the first's)
+    assert resumed["round_seconds"].iloc[0] == uninterrupted["round_seconds"].iloc[0]
+    assert resumed["round_seconds"].iloc[1] != uninterrupted["round_seconds"].iloc[1]
+    assert CheckpointFile(trial_dir(cfg)).load()["round"] == 4
 
 
 @pytest.mark.usefixtures("ray_session")
