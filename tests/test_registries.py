@@ -150,7 +150,7 @@ def test_a_worker_trains_the_toy_model_on_the_toy_data_with_the_augmentation_its
     _, initial_global, initial_local = initial_model(cfg, algorithm)
     worker.setup(initial_local, initial_global)
     payload = to_wire(algorithm.broadcast(initial_global, algorithm.init_server_state(initial_global)))
-    _, (partial, _, _) = worker.train(1, [0, 1], payload, 0.05)
+    _, (partial, _, _) = worker.train(1, [0, 1], [], payload, 0.05)  # no clients planned next
     sizes = worker.client_sizes()
     assert partial.weight == sizes[0] + sizes[1] and len(partial.losses) == 2
     assert all(np.isfinite(loss) and loss > 0 for loss in partial.losses)
