@@ -20,8 +20,9 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(BIN)/python -m runner.sweep sweeps/quickstart.yaml
 
+# two test processes, each with its own local Ray: the trials' tests wait on process start-ups about half the time
 test: $(STAMP)
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n 2 --dist loadgroup
 
 # the longer walks (a real offline bundle, a job through Ray's job server, the local autoscaling cluster): ~4 min
 # more, and 5-8.5 more for the local cluster's walk (make local-cluster-walk), run by CI too

@@ -14,6 +14,7 @@ from runner.engine.storage import Location
 ROUNDS = "rounds"                  # rounds/<trial>.parquet: a trial's rows (runner/study/results.py)
 ROWS_SUFFIX = ".parquet"
 TRIALS = "trials"                  # trials/<trial>/: what one trial keeps (runner/engine/checkpoint.py)
+CLIENT_STATE = "client-state"      # trials/<trial>/client-state/: clients' state pieces (engine/client_state_pieces.py)
 TRIAL_CONFIG = "config.json"       # trials/<trial>/config.json: the config it ran with (runner/study/trial.py)
 CHECKPOINT_PREFIX = "checkpoint-"  # trials/<trial>/checkpoint-<round>.pt (runner/engine/checkpoint.py)
 CHECKPOINT_SUFFIX = ".pt"
@@ -32,8 +33,8 @@ GRID_FIGURE = "grid_accuracy_vs_param_ratio.png"
 TABLES = "tables.md"
 
 # The first column of the README's results table, in its order: each entry of a results location.
-ENTRIES = (f"{ROUNDS}/<trial>{ROWS_SUFFIX}", f"{TRIALS}/<trial>/", LEASE, f"{WANDB}/", f"{TUNE}/", SWEEP_RECORD,
-           PROBE, f"{STOPPED}/<trial>.json", f"{FIGURES}/")
+ENTRIES = (f"{ROUNDS}/<trial>{ROWS_SUFFIX}", f"{TRIALS}/<trial>/", f"{TRIALS}/<trial>/{CLIENT_STATE}/", LEASE,
+           f"{WANDB}/", f"{TUNE}/", SWEEP_RECORD, PROBE, f"{STOPPED}/<trial>.json", f"{FIGURES}/")
 # The names inside those entries the README's table must mention too.
 INNER_NAMES = (TRIAL_CONFIG, f"{CHECKPOINT_PREFIX}<round>{CHECKPOINT_SUFFIX}", CHECKSUM_SUFFIX, WANDB_RUN_ID,
                FIGURE3, FIGURE4, GRID_FIGURE, TABLES)

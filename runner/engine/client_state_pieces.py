@@ -27,14 +27,14 @@ from typing import Any
 from runner.engine import tensor_file
 from runner.engine.client_state_store import ClientState
 from runner.engine.storage import Location, read_checked_file, write_checked, write_checked_file
+from runner.results_layout import CLIENT_STATE
 
-PIECES_DIR = "client-state"  # under the trial's directory
 PIECE = re.compile(r"^(delta|run)-(\d+)-[wl]\d+\.pt$")
 Run = dict[str, Any]  # {"level": int, "pieces": [file names]}
 
 
 def pieces_dir(trial_directory: Location) -> Location:
-    return trial_directory / PIECES_DIR
+    return trial_directory / CLIENT_STATE
 
 
 def delta_name(round_: int, worker: int) -> str:
