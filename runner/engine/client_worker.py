@@ -57,13 +57,26 @@ def test_batches(num_test: int) -> list[range]:
 
 def state_directory(trial_name: str, index: int, incarnation: str) -> Path:
     """Where a worker spills its clients' states: the node's temporary directory (``TMPDIR``), one folder per
-    worker incarnation (a restarted worker starts empty). The folders of this worker's earlier incarnations on
-    this node (a worker killed before it could delete its own) are deleted."""
+    worker incarnation (a restarted worker starts empty), named with its process id. The folders of this worker's
+    earlier incarnations on this node whose process is gone (killed before it could delete its own) are deleted;
+    a live one (the same trial name run by another sweep, or another test process) is left alone."""
     safe = re.sub(r"[^A-Za-z0-9_.-]", "_", trial_name)
     root = Path(tempfile.gettempdir()) / "fedpara-client-state"
-    for stale in root.glob(f"{glob.escape(safe)}-w{index}-*"):
-        shutil.rmtree(stale, ignore_errors=True)
-    return root / f"{safe}-w{index}-{incarnation[:12]}"
+    for stale in root.glob(f"{glob.escape(safe)}-w{index}-p*-*"):
+        owner = re.fullmatch(rf"{re.escape(safe)}-w{index}-p(\d+)-[0-9a-f]+", stale.name)
+        if owner is not None and not _alive(int(owner[1])):
+            shutil.rmtree(stale, ignore_errors=True)
+    return root / f"{safe}-w{index}-p{os.getpid()}-{incarnation[:12]}"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
 
 
 def assigned_gpu_ids() -> list[str]:

@@ -149,3 +149,26 @@ def test_a_trial_resumed_from_merged_pieces_gives_the_rows_of_an_uninterrupted_r
     resumed = run_trial(cfg)  # round 6 redone from the pieces of checkpoint 5
     assert list(resumed["round"]) == [1, 2, 3, 4, 5, 6]
     pd.testing.assert_frame_equal(metrics(resumed), metrics(uninterrupted))
+
+
+def test_a_workers_spill_folder_deletes_dead_incarnations_and_leaves_live_ones(tmp_path, monkeypatch):
+    """A worker killed before it could delete its folder leaves it behind: the next incarnation of that worker
+    on the node deletes it; a folder whose process still runs (the same trial name in another sweep or test
+    process) is not touched."""
+    import os
+    import subprocess
+    import sys
+
+    from runner.engine.client_worker import state_directory
+
+    monkeypatch.setattr("tempfile.tempdir", str(tmp_path))
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    root = tmp_path / "fedpara-client-state"
+    dead = root / f"t-w0-p{int(gone.stdout)}-aaaaaaaaaaaa"
+    live = root / f"t-w0-p{os.getppid()}-bbbbbbbbbbbb"
+    other_worker = root / f"t-w1-p{int(gone.stdout)}-cccccccccccc"
+    for folder in (dead, live, other_worker):
+        folder.mkdir(parents=True)
+    mine = state_directory("t", 0, "d" * 32)
+    assert mine == root / f"t-w0-p{os.getpid()}-dddddddddddd"
+    assert not dead.exists() and live.exists() and other_worker.exists()
