@@ -24,8 +24,8 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest -q -n 2 --dist loadgroup
 
-# the longer walks (a real offline bundle, a job through Ray's job server, the local autoscaling cluster): ~4 min
-# more, and 5-8.5 more for the local cluster's walk (make local-cluster-walk), run by CI too
+# the longer walks (a real offline bundle, a job through Ray's job server, private clusters with logical GPUs and
+# lost nodes, the local autoscaling cluster's walk, also alone as make local-cluster-walk): ~8 min, run by CI too
 test-slow: $(STAMP)
 	$(BIN)/python -m pytest -q -m slow
 

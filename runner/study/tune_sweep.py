@@ -99,10 +99,7 @@ def run_tune(sweep: Sweep, trials: list[TrialConfig], results_dir: str | Locatio
         tuner = tune.Tuner(
             trainable,
             param_space=param_space(sweep, results_root=str(results_dir.parent)),
-            # reuse_actors: a finished trial's process and placement group start the next trial of the same shape
-            # (its Driver and workers are new), one process start fewer per trial in a long grid
             tune_config=tune.TuneConfig(trial_name_creator=tune_trial_name, trial_dirname_creator=tune_trial_name,
-                                        reuse_actors=True,
                                         # max_concurrent_trials, and a search sweep's sampler and scheduler
                                         **tune_search(sweep, trials, max_concurrent)),
             run_config=tune.RunConfig(
