@@ -1,6 +1,8 @@
 """The package as pip installs it: the console scripts, and the studies shipped inside it.
 
-The wheel is built from this checkout (``pip wheel --no-build-isolation``: no network) and installed into a
+The wheel is built from a copy of this checkout (``pip wheel --no-build-isolation``: no network; a copy, because
+setuptools builds in the source's own build/ folder, which two test processes building at once would share)
+and installed into a
 scratch directory, which then comes first on ``PYTHONPATH``, so the commands below run the installed copy,
 from a directory that has no ``sweeps/``.
 """
@@ -8,6 +10,7 @@ from a directory that has no ``sweeps/``.
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -16,16 +19,15 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-
-
-# one process builds the wheel for both tests: two builds at once share the checkout's build/ folder and break
-pytestmark = pytest.mark.xdist_group("wheel")
+LEFT_OUT = shutil.ignore_patterns(".git", ".venv*", "build", "dist", "results", "wandb", "*.egg-info", "__pycache__",
+                                  ".pytest_cache", ".mypy_cache", ".ruff_cache")
 
 
 @pytest.fixture(scope="module")
 def wheel(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("wheel")
-    subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation", str(REPO),
+    source = shutil.copytree(REPO, tmp_path_factory.mktemp("source") / "fedpara-runner", ignore=LEFT_OUT)
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation", str(source),
                     "-w", str(out)], check=True, cwd=out)
     [built] = out.glob("fedpara_runner-*.whl")
     return built
