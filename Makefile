@@ -20,9 +20,10 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(BIN)/python -m runner.sweep sweeps/quickstart.yaml
 
-# two test processes, each with its own local Ray: the trials' tests wait on process start-ups about half the time
+# two test processes (pytest-xdist), each with its own local Ray and its own run of the session's shared fixtures:
+# serially the trials' tests leave a core idle about half the time, waiting on process start-ups
 test: $(STAMP)
-	$(BIN)/python -m pytest -q -n 2 --dist loadgroup
+	$(BIN)/python -m pytest -q -n 2
 
 # the longer walks (a real offline bundle, a job through Ray's job server, private clusters with logical GPUs and
 # lost nodes, the local autoscaling cluster's walk, also alone as make local-cluster-walk): ~8 min, run by CI too

@@ -11,9 +11,6 @@ from tiny_sweep import write_tiny_sweep
 
 from runner.study.console_view import SweepProgress, TrialView, duration, progress_block
 
-# both read the one run of the tiny sweep (tests/conftest.py): one test process runs them (make test's -n 2)
-pytestmark = pytest.mark.xdist_group("tiny_sweep")
-
 
 def test_the_block_counts_trials_shows_running_rounds_and_an_eta():
     trials = [TrialView("a", "TERMINATED", 10, 10), TrialView("b", "RUNNING", 4, 10),

@@ -16,9 +16,6 @@ from runner.config import TrialConfig
 from runner.study.sweep_file import SweepError
 from runner.study.sweep_record import SweepRecord, check_resume, read_record
 
-# both read the one run of the tiny sweep (tests/conftest.py): one test process runs them (make test's -n 2)
-pytestmark = pytest.mark.xdist_group("tiny_sweep")
-
 
 def files(root: Path) -> dict[str, bytes]:
     return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}

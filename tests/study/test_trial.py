@@ -187,7 +187,6 @@ def one_worker(ray_session, tmp_path_factory):
     return rows
 
 
-@pytest.mark.xdist_group("one_worker")  # the tests that compare with one_worker's runs share a test process
 @pytest.mark.parametrize("algorithm", ["scaffold", "pfedpara"])
 def test_metrics_identical_with_one_or_two_workers(tmp_path, algorithm, one_worker):
     """Client states follow their clients between workers; sums are exact: the worker count changes nothing."""
@@ -245,7 +244,6 @@ def test_crashed_trial_resumes_to_the_same_rows(tmp_path):
     pd.testing.assert_frame_equal(metrics(resumed), metrics(reference))
 
 
-@pytest.mark.xdist_group("one_worker")
 def test_killed_worker_is_restarted_and_the_round_redone(tmp_path, one_worker):
     """Two workers whose clients move between them; one dies: the rows match a one-worker run's."""
     reference = one_worker("pfedpara")
