@@ -37,3 +37,15 @@ def row(round_: int, trial: str = "t") -> dict:
     cfg = TrialConfig.from_dict({"model": {"arch": "fc2"}, "name": trial, "sweep": "unit"})
     return {**cfg.flat(), "trial": trial, "round": round_, "test_accuracy": 0.1 * round_, "param_ratio": 0.5,
             "cumulative_bytes": 1000 * round_, "num_parameters": 10, "original_parameters": 20}
+
+
+class Crash(RuntimeError):
+    """A simulated crash of the trial's process."""
+
+
+def crash_after(round_: int):
+    """A report callback that crashes once round ``round_``'s row is written, before its checkpoint."""
+    def report(reported: dict) -> None:
+        if reported["round"] == round_:
+            raise Crash(f"after round {round_}'s row, before its checkpoint")
+    return report

@@ -118,25 +118,18 @@ def test_a_damaged_rows_file_is_reported_naming_it_and_left_out_of_the_sweep(tmp
 
 # --- whole trials on the session's Ray ----------------------------------------------------------------------
 
-class Crash(RuntimeError):
-    pass
-
 
 @pytest.mark.usefixtures("ray_session")
 def test_a_trial_whose_newest_checkpoint_and_rows_are_damaged_ends_with_the_rows_of_an_uninterrupted_run(
         tmp_path, caplog):
-    from small_trial import metrics, small
+    from small_trial import Crash, crash_after, metrics, small
 
     from runner.study.trial import run_trial
 
     cfg = small(tmp_path, algorithm={"name": "scaffold"}, data={"num_clients": 6, "clients_per_round": 3})
 
-    def crash_after_the_last_row(reported):
-        if reported["round"] == 3:
-            raise Crash("after round 3's row, before its checkpoint")
-
     with pytest.raises(Crash):
-        run_trial(cfg, report=crash_after_the_last_row)
+        run_trial(cfg, report=crash_after(3))
     rows_file = Path(str(rounds_path(tmp_path, cfg.trial_name)))
     uninterrupted = load_rounds(tmp_path)  # every round's row, from one run that was never interrupted
     assert list(uninterrupted["round"]) == [1, 2, 3]
@@ -160,7 +153,7 @@ def test_a_trial_whose_newest_checkpoint_and_rows_are_damaged_ends_with_the_rows
 def test_a_damaged_client_state_piece_of_the_newest_checkpoint_falls_back_to_the_one_before(tmp_path):
     """The workers read the clients' states from pieces beside the checkpoints: one that only the newest
     checkpoint lists, cut short, is refused by its checksum and the trial resumes from the checkpoint before."""
-    from small_trial import metrics, small
+    from small_trial import Crash, crash_after, metrics, small
 
     from runner.engine.checkpoint import CheckpointFile
     from runner.engine.client_state_pieces import referenced
@@ -169,12 +162,8 @@ def test_a_damaged_client_state_piece_of_the_newest_checkpoint_falls_back_to_the
     cfg = small(tmp_path, algorithm={"name": "scaffold"}, data={"num_clients": 6, "clients_per_round": 3},
                 train={"rounds": 4})
 
-    def crash_after_round_three(reported):
-        if reported["round"] == 3:
-            raise Crash("after round 3's row, before its checkpoint")
-
     with pytest.raises(Crash):
-        run_trial(cfg, report=crash_after_round_three)
+        run_trial(cfg, report=crash_after(3))
     uninterrupted = load_rounds(tmp_path)  # rounds 1-3 as one process ran them
     checkpoints = CheckpointFile(trial_dir(cfg))
     newest, before = (checkpoints.load_file(path) for path in checkpoints.saved())

@@ -118,14 +118,11 @@ def test_merged_pieces_bound_the_files_a_resume_reads_and_give_back_the_same_sta
     resumed.store.close()
 
 
-class Crash(RuntimeError):
-    pass
-
 
 @pytest.mark.usefixtures("ray_session")
 def test_a_trial_resumed_from_merged_pieces_gives_the_rows_of_an_uninterrupted_run(tmp_path):
     """SCAFFOLD on two workers with more clients than either keeps in memory; checkpoints merge into runs."""
-    from small_trial import metrics, small
+    from small_trial import Crash, crash_after, metrics, small
 
     from runner.study.results import load_rounds
     from runner.study.trial import run_trial
@@ -134,12 +131,8 @@ def test_a_trial_resumed_from_merged_pieces_gives_the_rows_of_an_uninterrupted_r
                 train={"rounds": 6}, resources={"num_workers": 2, "cpus_per_worker": 0.5},
                 logging={"checkpoint_runs": 2})
 
-    def crash_after_the_last_row(reported):
-        if reported["round"] == 6:
-            raise Crash("after round 6's row, before its checkpoint")
-
     with pytest.raises(Crash):
-        run_trial(cfg, report=crash_after_the_last_row)
+        run_trial(cfg, report=crash_after(6))
     uninterrupted = load_rounds(tmp_path)
     checkpoints = CheckpointFile(trial_dir(cfg))
     state = checkpoints.load()

@@ -10,7 +10,7 @@ import pytest
 import ray
 import torch
 import wandb_records
-from small_trial import metrics, small
+from small_trial import Crash, crash_after, metrics, small
 
 from models import head_parameter_names, local_parameter_names
 from runner.config import TrialConfig
@@ -88,12 +88,8 @@ def test_a_resumed_trial_continues_its_wandb_run_from_a_file_uri(tmp_path):
     the run it started (tests/study/test_wandb_run.py: a fresh trial never does)."""
     cfg = small(tmp_path, logging={"results_dir": f"file://{tmp_path}/a", "wandb": "offline"}, sweep="unit")
 
-    def crash_after_round_two(metrics):
-        if metrics["round"] == 2:
-            raise Crash("after round 2's row, before its checkpoint")
-
     with pytest.raises(Crash):
-        run_trial(cfg, report=crash_after_round_two)
+        run_trial(cfg, report=crash_after(2))
     resumed = run_trial(cfg)  # from the checkpoint of round 1
     assert list(resumed["round"]) == [1, 2, 3]
     assert sorted(p.name for p in (tmp_path / "a" / "trials" / cfg.trial_name).iterdir()) == [
@@ -221,9 +217,6 @@ def test_a_bf16_trial_learns_and_its_rows_say_bf16(tmp_path):
     assert rows["train_loss"].is_monotonic_decreasing, rows["train_loss"].tolist()
 
 
-class Crash(RuntimeError):
-    pass
-
 
 def test_crashed_trial_resumes_to_the_same_rows(tmp_path):
     reference = run_trial(small(tmp_path / "ref", algorithm={"name": "feddyn"}, train={"rounds": 4},
@@ -232,12 +225,8 @@ def test_crashed_trial_resumes_to_the_same_rows(tmp_path):
     cfg = small(tmp_path / "crash", algorithm={"name": "feddyn"}, train={"rounds": 4},
                 logging={"checkpoint_every": 2})
 
-    def crash_after_round_three(metrics):
-        if metrics["round"] == 3:
-            raise Crash("simulated crash after round 3's row, before its checkpoint")
-
     with pytest.raises(Crash):
-        run_trial(cfg, report=crash_after_round_three)
+        run_trial(cfg, report=crash_after(3))
     assert len(load_rounds(tmp_path / "crash")) == 3  # row 3 written, checkpoint still at round 2
     resumed = run_trial(cfg)
     assert list(resumed["round"]) == [1, 2, 3, 4]
