@@ -19,6 +19,7 @@ from typing import Any
 from models import ARCHITECTURES, PARAMETERIZATIONS
 from partitions import DATASETS, SCHEMES
 from runner.algorithms import REGISTRY, Algorithm, NoSettings, Upload
+from runner.engine.seeding import SAMPLING
 from runner.settings import (
     ConfigError,
     build,
@@ -40,7 +41,7 @@ PRECISIONS = ("fp32", "bf16")
 # sweep records written before a field existed read as if they had it.
 ADDED_FIELDS: dict[str, Any] = {"train.precision": "fp32", "data.client_fraction": 1.0,
                                 "data.validation_fraction": 0.0, "model.param_ratio": None,
-                                "logging.checkpoint_runs": 8}
+                                "logging.checkpoint_runs": 8, "data.client_sampling": "uniform"}
 
 
 @dataclass(frozen=True)
@@ -55,6 +56,9 @@ class DataConfig:
     classes_per_client: int = setting(2, ge=1)
     num_clients: int = setting(100, ge=1)
     clients_per_round: int = setting(16, ge=1)  # and at most num_clients
+    # who takes part in a round: a fresh uniform draw every round (the paper's), or "cyclic": slices of one seeded
+    # permutation, so every client is trained once per num_clients / clients_per_round rounds
+    client_sampling: str = setting("uniform", choices=SAMPLING)
     # each client trains on this fraction of its samples (Figure 5's scarce data)
     client_fraction: float = setting(1.0, gt=0, le=1, why="the fraction of each client's training samples it keeps")
     # held out of each client's training samples (seeded) as validation data, scored every evaluated round as

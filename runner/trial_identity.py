@@ -65,6 +65,8 @@ def trial_name(cfg: TrialConfig) -> str:
         split += f"-frac{d.client_fraction:g}"
     if d.validation_fraction != ADDED_FIELDS["data.validation_fraction"]:
         split += f"-val{d.validation_fraction:g}"
+    if d.client_sampling != ADDED_FIELDS["data.client_sampling"]:
+        split += f"-{d.client_sampling}"
     knob = "" if m.parameterization == "original" else f"-{size_text(m.gamma, m.ratio, m.param_ratio)}"
     levels = cfg.upload.quantize_levels
     upload = "" if levels is None else f"-q{levels}"

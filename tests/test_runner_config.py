@@ -92,6 +92,16 @@ def test_a_client_fraction_names_its_trials_and_the_default_leaves_earlier_names
     assert scarce.trial_name.rsplit("-", 1)[1] != "bd9df3d2" and scarce.flat()["data.client_fraction"] == 0.1
 
 
+def test_cyclic_sampling_names_its_trials_and_uniform_leaves_earlier_names_alone():
+    uniform = TrialConfig.from_dict({"data": {"client_sampling": "uniform"}})
+    cyclic = TrialConfig.from_dict({"data": {"client_sampling": "cyclic"}})
+    assert uniform.trial_name == TrialConfig().trial_name == "synthetic-iid-cnn-fedpara-g0.1-fedavg-s0-e4d34333"
+    assert cyclic.trial_name.startswith("synthetic-iid-cyclic-cnn-fedpara-g0.1-fedavg-s0-")
+    assert cyclic.trial_name[-8:] != "e4d34333"
+    with pytest.raises(ConfigError, match=r"^data.client_sampling: unknown value 'random'"):
+        TrialConfig.from_dict({"data": {"client_sampling": "random"}})
+
+
 def test_missing_dataset_fails_before_any_ray_work(tmp_path, monkeypatch):
     from partitions import DatasetNotFoundError
     from runner.study import trial

@@ -163,7 +163,8 @@ class Driver:
         started = time.perf_counter()
         cfg, index = self.cfg, self.round + 1
         lr = cfg.train.lr * cfg.train.lr_decay ** (index - 1)
-        sampled = sample_clients(cfg.seed, index, cfg.data.num_clients, cfg.data.clients_per_round)
+        sampled = sample_clients(cfg.seed, index, cfg.data.num_clients, cfg.data.clients_per_round,
+                                 cfg.data.client_sampling)
         total, peak_memory, worker_seconds = self._train(index, sampled, lr)
         participation = Participation(sum(self.sizes[k] for k in sampled), self.total_samples)
         self.global_state = self.algorithm.server_update(self.global_state, self.server_state, total.mean(),
@@ -212,7 +213,7 @@ class Driver:
         d, workers = self.cfg.data, len(self.pool)
         if not self.stateful or index >= self.cfg.train.rounds:
             return [[] for _ in range(workers)]
-        sampled = sample_clients(self.cfg.seed, index + 1, d.num_clients, d.clients_per_round)
+        sampled = sample_clients(self.cfg.seed, index + 1, d.num_clients, d.clients_per_round, d.client_sampling)
         return plan_round(sampled, self.costs, self.pool.holders_after(plan), workers)
 
     def evaluate(self) -> dict[str, float]:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 import torch
 
@@ -20,7 +22,25 @@ def client_generator(seed: int, round_index: int, client: int, device: torch.dev
     return generator
 
 
-def sample_clients(seed: int, round_index: int, num_clients: int, per_round: int) -> list[int]:
-    """The round's participants, sorted; the same for a given seed and round whatever else happened."""
+SAMPLING = ("uniform", "cyclic")
+
+
+def sample_clients(seed: int, round_index: int, num_clients: int, per_round: int,
+                   scheme: str = "uniform") -> list[int]:
+    """The round's participants (rounds count from 1), sorted; the same for a given seed and round whatever
+    else happened. ``uniform``: a fresh draw without replacement every round, as in FedAvg. ``cyclic``:
+    consecutive slices of one seeded permutation of the population, wrapping round, so every client takes part
+    once every ``num_clients / per_round`` rounds and all are visited within ``ceil(num_clients / per_round)``
+    rounds (a large population with few rounds each: a uniform draw leaves many clients never trained)."""
+    if scheme == "cyclic":
+        order, start = _permutation(seed, num_clients), (round_index - 1) * per_round
+        return sorted(int(order[(start + j) % num_clients]) for j in range(per_round))
     rng = np.random.default_rng(derived_seed(seed, round_index, 1_000_003))
     return sorted(int(k) for k in rng.choice(num_clients, size=per_round, replace=False))
+
+
+@functools.lru_cache(maxsize=4)
+def _permutation(seed: int, num_clients: int) -> np.ndarray:
+    order = np.random.default_rng(derived_seed(seed, 1_000_033)).permutation(num_clients)
+    order.flags.writeable = False
+    return order

@@ -150,7 +150,7 @@ def _measure_here(cfg: TrialConfig, device: str, clients: int) -> dict[str, Any]
     worker.setup(initial_local, initial_global)
     payload = to_wire(algorithm.broadcast(initial_global, algorithm.init_server_state(initial_global)))
     d = cfg.data
-    sampled = sample_clients(cfg.seed, 1, d.num_clients, d.clients_per_round)
+    sampled = sample_clients(cfg.seed, 1, d.num_clients, d.clients_per_round, d.client_sampling)
     order = sampled + [k for k in range(d.num_clients) if k not in sampled]
     warmup, timed = order[0], order[1:1 + clients] or order[:1]
     worker.train(1, [warmup], [], payload, cfg.train.lr)  # first use: lazy initialization, kernel choice

@@ -121,13 +121,14 @@ def test_merged_pieces_bound_the_files_a_resume_reads_and_give_back_the_same_sta
 
 @pytest.mark.usefixtures("ray_session")
 def test_a_trial_resumed_from_merged_pieces_gives_the_rows_of_an_uninterrupted_run(tmp_path):
-    """SCAFFOLD on two workers with more clients than either keeps in memory; checkpoints merge into runs."""
+    """SCAFFOLD on two workers with more clients than either keeps in memory; checkpoints merge into runs. Cyclic
+    sampling: 4 new clients every round, so checkpoint 5 holds exactly 20 clients' states."""
     from small_trial import Crash, crash_after, metrics, small
 
     from runner.study.results import load_rounds
     from runner.study.trial import run_trial
 
-    cfg = small(tmp_path, algorithm={"name": "scaffold"}, data={"num_clients": 24, "clients_per_round": 4},
+    cfg = small(tmp_path, algorithm={"name": "scaffold"}, data={"num_clients": 24, "clients_per_round": 4, "client_sampling": "cyclic"},
                 train={"rounds": 6}, resources={"num_workers": 2, "cpus_per_worker": 0.5},
                 logging={"checkpoint_runs": 2})
 
@@ -138,7 +139,7 @@ def test_a_trial_resumed_from_merged_pieces_gives_the_rows_of_an_uninterrupted_r
     state = checkpoints.load()
     assert state["round"] == 5 and len(state["client_runs"]) <= 2
     assert {p.name for p in Path(str(checkpoints.pieces)).glob("*.pt")} >= referenced(state["client_runs"])
-    assert len(checkpoints.client_states(state)) > 8  # more clients than a worker keeps in memory
+    assert len(checkpoints.client_states(state)) == 20  # more clients than a worker keeps in memory
     resumed = run_trial(cfg)  # round 6 redone from the pieces of checkpoint 5
     assert list(resumed["round"]) == [1, 2, 3, 4, 5, 6]
     pd.testing.assert_frame_equal(metrics(resumed), metrics(uninterrupted))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import collections
 import itertools
 
 import pytest
@@ -61,3 +62,20 @@ def test_the_plan_is_a_pure_function(workers):
     costs = [1 + k % 5 for k in range(40)]
     sampled = sample_clients(3, 7, 40, 10)
     assert plan_round(sampled, costs, {5: 0}, workers) == plan_round(list(reversed(sampled)), costs, {5: 0}, workers)
+
+
+def test_uniform_sampling_draws_what_it_always_drew():
+    """Old studies resume and re-run to the same rows only if a round's participants never change."""
+    assert sample_clients(0, 1, 100, 16) == [4, 6, 11, 15, 28, 29, 30, 36, 41, 56, 61, 67, 71, 72, 74, 84]
+    assert sample_clients(5, 3, 40, 10) == [3, 7, 12, 13, 16, 17, 20, 24, 31, 34]
+
+
+@pytest.mark.parametrize(("clients", "per_round"), [(10, 3), (24, 4), (1000, 100), (7, 7)])
+def test_cyclic_sampling_trains_every_client_once_per_pass(clients, per_round):
+    rounds = [sample_clients(2, r, clients, per_round, "cyclic") for r in range(1, 3 * clients + 1)]
+    assert all(len(set(chosen)) == per_round == len(chosen) and chosen == sorted(chosen) for chosen in rounds)
+    passes = -(-clients // per_round)
+    assert set(itertools.chain(*rounds[:passes])) == set(range(clients))  # all visited in ceil(N / m) rounds
+    counts = collections.Counter(itertools.chain(*rounds[:clients]))  # N rounds: every client exactly m times
+    assert set(counts.values()) == {per_round} and len(counts) == clients
+    assert rounds[0] != sample_clients(3, 1, clients, per_round, "cyclic") or per_round == clients  # seeded
