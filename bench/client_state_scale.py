@@ -12,11 +12,15 @@ process (peak memory is per process).
 Prints, per population: rounds, clients visited, the process's resident set after the worker's setup, its most
 over the rounds and checkpoints (sampled after each), its peak (``ru_maxrss``: set by generating the dataset), the
 most client states in memory at once and their MiB, the files on local disk, bytes a checkpoint wrote (its
-deltas, and its merges on average), seconds per checkpoint and per round (median), the most files a resume
-reads, and the seconds a fresh worker takes to load all states back.
+deltas, and its merges on average), all bytes written per client trained (deltas and merges: about log2 of the
+checkpoints so far per state, whatever the population), seconds per checkpoint (median and most: a checkpoint
+that merges high levels rewrites many states) and per client it wrote, seconds per round (median), the most
+files a resume reads, and the seconds a fresh worker takes to load all states back. Clients are sampled
+cyclically by default (``data.client_sampling``) so that every client of the largest population is visited.
 
     python bench/client_state_scale.py [--clients 100 1000 10000] [--per-round 100] [--checkpoint-every 10]
-                                       [--min-rounds 30] [--max-rounds 2000] [--parallel]
+                                       [--min-rounds 100] [--max-rounds 2000] [--sampling cyclic] [--gamma 0.1]
+                                       [--parallel]
 """
 
 from __future__ import annotations
@@ -44,17 +48,20 @@ from runner.engine.checkpoint import CheckpointFile
 from runner.engine.client_state_pieces import add_checkpoint, referenced
 from runner.engine.model import initial_model
 from runner.engine.planning import client_cost, plan_round
-from runner.engine.seeding import sample_clients
+from runner.engine.seeding import SAMPLING, sample_clients
 from runner.engine.wire import to_wire
 
 SAMPLES_PER_CLIENT = 2
 
 
-def config(clients: int, per_round: int, largest: int, results: str, rounds: int) -> TrialConfig:
+def config(clients: int, per_round: int, largest: int, results: str, rounds: int, sampling: str,
+           gamma: float | None) -> TrialConfig:
+    model = {"arch": "fc2", "parameterization": "original"} if gamma is None else \
+        {"arch": "fc2", "parameterization": "fedpara", "gamma": gamma}
     return TrialConfig.from_dict({
         "data": {"dataset": "synthetic", "num_clients": clients, "clients_per_round": per_round,
-                 "client_fraction": clients / largest},
-        "model": {"arch": "fc2", "parameterization": "fedpara", "gamma": 0.1},
+                 "client_fraction": clients / largest, "client_sampling": sampling},
+        "model": model,
         "train": {"rounds": rounds, "local_epochs": 1, "batch_size": SAMPLES_PER_CLIENT, "lr": 0.05},
         "algorithm": {"name": "scaffold"},
         "resources": {"num_workers": 1, "cpus_per_worker": 1},
@@ -63,7 +70,7 @@ def config(clients: int, per_round: int, largest: int, results: str, rounds: int
 
 
 def run_one(clients: int, per_round: int, largest: int, every: int, min_rounds: int,
-            max_rounds: int) -> dict[str, Any]:
+            max_rounds: int, sampling: str, gamma: float | None) -> dict[str, Any]:
     train_samples = SAMPLES_PER_CLIENT * largest
     def bigger_synthetic(name: str, root: Any, *, download: bool = False, seed: int = 0) -> Any:
         return synthetic_images(seed, train=train_samples)
@@ -71,7 +78,10 @@ def run_one(clients: int, per_round: int, largest: int, every: int, min_rounds: 
     client_worker.load_dataset = bigger_synthetic  # every client of the largest population gets samples
     results = tempfile.mkdtemp(prefix="client-state-bench-")
     try:
-        cfg = config(clients, per_round, largest, results, max_rounds)
+        cfg = config(clients, per_round, largest, results, max_rounds, sampling, gamma)
+        def participants(round_: int) -> list[int]:
+            return sample_clients(cfg.seed, round_, clients, per_round, sampling)
+
         algorithm = cfg.algorithm.build()
         _, global_state, initial_local = initial_model(cfg, algorithm)
         worker = client_worker.ClientWorker(cfg, 0, 1)
@@ -80,16 +90,16 @@ def run_one(clients: int, per_round: int, largest: int, every: int, min_rounds: 
         sizes = worker.client_sizes()
         costs = [client_cost(n, cfg.train.batch_size, 1) for n in sizes]
         checkpoints = CheckpointFile(Path(results) / "trial")
-        plan_of = {r: plan_round(sample_clients(cfg.seed, r, clients, per_round), costs, {}, 1)[0]
-                   for r in (1, 2)}
+        plan_of = {r: plan_round(participants(r), costs, {}, 1)[0] for r in (1, 2)}
         visited: set[int] = set()
         runs: list = []
         round_seconds, checkpoint_seconds, delta_bytes, merge_bytes, written_clients = [], [], [], [], []
-        most_files, r = 0, 0
+        most_files, r, trained = 0, 0, 0
         setup_rss = round_rss = _rss_mib()
+        setup_anon = round_anon = _rss_mib("RssAnon")
         while r < max_rounds and (len(visited) < clients or r < min_rounds or r % every):
             r += 1
-            plan_of[r + 1] = plan_round(sample_clients(cfg.seed, r + 1, clients, per_round), costs, {}, 1)[0]
+            plan_of[r + 1] = plan_round(participants(r + 1), costs, {}, 1)[0]
             started = time.perf_counter()
             payload = to_wire(algorithm.broadcast(global_state, server_state))
             _, (partial, _, _) = worker.train(r, plan_of[r], plan_of[r + 1], payload, cfg.train.lr)
@@ -98,8 +108,9 @@ def run_one(clients: int, per_round: int, largest: int, every: int, min_rounds: 
             share = Participation(sum(sizes[k] for k in plan_of[r]), sum(sizes))
             global_state = algorithm.server_update(global_state, server_state, total.mean(), share)
             round_seconds.append(time.perf_counter() - started)
+            trained += len(plan_of[r])
             visited |= set(plan_of.pop(r))
-            round_rss = max(round_rss, _rss_mib())
+            round_rss, round_anon = max(round_rss, _rss_mib()), max(round_anon, _rss_mib("RssAnon"))
             if r % every == 0:
                 started = time.perf_counter()
                 _, (name, count, size) = worker.save_client_states(str(checkpoints.pieces), r)
@@ -112,7 +123,8 @@ def run_one(clients: int, per_round: int, largest: int, every: int, min_rounds: 
                 merge_bytes.append(merged)
                 written_clients.append(count)
                 most_files = max(most_files, len(referenced(runs)))
-                round_rss = max(round_rss, _rss_mib())
+                round_rss, round_anon = max(round_rss, _rss_mib()), max(round_anon, _rss_mib("RssAnon"))
+        worker.store.settle()
         peak_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         state_mib = sum(t.numel() * t.element_size() for t in worker._fresh_state()["algo"].values()) / 2**20
         peak_states, held, spill_mib = worker.store.peak_resident, len(worker.store), _mib(worker.store.directory)
@@ -125,7 +137,11 @@ def run_one(clients: int, per_round: int, largest: int, every: int, min_rounds: 
         assert len(fresh.store) == held, (len(fresh.store), held)
         fresh.store.close()
         return {"clients": clients, "rounds": r, "visited": len(visited), "peak_rss_mib": peak_rss,
-                "setup_rss_mib": setup_rss, "round_rss_mib": round_rss,
+                "trained": trained, "written_kb_per_trained": (sum(delta_bytes) + sum(merge_bytes)) / trained / 1e3,
+                "checkpoint_s_max": max(checkpoint_seconds),
+                "checkpoint_ms_per_client": 1e3 * sum(checkpoint_seconds) / max(sum(written_clients), 1),
+                "setup_rss_mib": setup_rss, "round_rss_mib": round_rss, "setup_anon_mib": setup_anon,
+                "round_anon_mib": round_anon,
                 "peak_states": peak_states, "peak_state_mib": peak_states * state_mib, "spill_mib": spill_mib,
                 "clients_per_checkpoint": statistics.mean(written_clients),
                 "delta_mb": statistics.mean(delta_bytes) / 1e6,
@@ -137,10 +153,11 @@ def run_one(clients: int, per_round: int, largest: int, every: int, min_rounds: 
         shutil.rmtree(results, ignore_errors=True)
 
 
-def _rss_mib() -> float:
-    """The process's resident set now (Linux)."""
+def _rss_mib(field: str = "VmRSS") -> float:
+    """The process's resident set now (Linux); ``RssAnon``: its anonymous part, without the pages of files it
+    maps (the merged pieces it reads: page cache, which the kernel takes back when memory is short)."""
     for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
+        if line.startswith(field + ":"):
             return int(line.split()[1]) / 1024
     return float("nan")
 
@@ -154,45 +171,55 @@ def main() -> None:
     parser.add_argument("--clients", type=int, nargs="+", default=[100, 1000, 10000])
     parser.add_argument("--per-round", type=int, default=100)
     parser.add_argument("--checkpoint-every", type=int, default=10)
-    parser.add_argument("--min-rounds", type=int, default=30)
+    parser.add_argument("--min-rounds", type=int, default=100)
     parser.add_argument("--max-rounds", type=int, default=2000)
+    parser.add_argument("--sampling", choices=SAMPLING, default="cyclic",
+                        help="data.client_sampling (cyclic: every client visited within N / per-round rounds)")
+    parser.add_argument("--gamma", type=float, default=0.1,
+                        help="FC-2 FedPara's γ (0.58 MiB of SCAFFOLD state a client at 0.1); 0: the original FC-2 "
+                             "(0.6 M parameters, 2.35 MiB a client: 23.5 GiB of local disk at 10,000 clients)")
     parser.add_argument("--parallel", action="store_true", help="run the populations at once (a busy machine)")
     parser.add_argument("--one", type=int, help=argparse.SUPPRESS)  # run one population and print it as JSON
     args = parser.parse_args()
-    largest = max(args.clients)
+    largest, gamma = max(args.clients), args.gamma or None
     if args.one is not None:
         print(json.dumps(run_one(args.one, args.per_round, largest, args.checkpoint_every, args.min_rounds,
-                                 args.max_rounds)))
+                                 args.max_rounds, args.sampling, gamma)))
         return
     def command(clients: int) -> list[str]:
         return [sys.executable, __file__, "--one", str(clients), "--clients", *map(str, args.clients),
                 "--per-round", str(args.per_round), "--checkpoint-every", str(args.checkpoint_every),
-                "--min-rounds", str(args.min_rounds), "--max-rounds", str(args.max_rounds)]
+                "--min-rounds", str(args.min_rounds), "--max-rounds", str(args.max_rounds),
+                "--sampling", args.sampling, "--gamma", str(args.gamma)]
 
-    rows = []
     if args.parallel:  # all populations at once: each gets the same share of a busy machine
         running = [subprocess.Popen(command(n), stdout=subprocess.PIPE, text=True) for n in args.clients]
         outputs = [process.communicate()[0] for process in running]
         if any(process.returncode for process in running):
             raise SystemExit("a population's run failed")
     else:
-        outputs = [subprocess.run(command(n), check=True, capture_output=True, text=True).stdout
-                   for n in args.clients]
+        outputs = []
+        for n in args.clients:  # as each finishes: a long run shows its first rows early
+            outputs.append(subprocess.run(command(n), check=True, capture_output=True, text=True).stdout)
+            print(f"{n:,} clients done", file=sys.stderr, flush=True)
     rows = [json.loads(output.strip().splitlines()[-1]) for output in outputs]
-    print(f"SCAFFOLD, FC-2 (FedPara γ 0.1, {rows[0]['state_mib']:.2f} MiB of state per client), {args.per_round} "
-          f"clients a round, a checkpoint every {args.checkpoint_every} rounds; torch {torch.__version__}")
-    print("| clients | rounds | visited | RSS after setup MiB | most RSS over rounds MiB | peak RSS MiB | "
-          "most states in memory (MiB) | spilled MiB | "
-          "clients per ckpt | delta MB per ckpt | delta kB per client | merge MB per ckpt (mean) | s per ckpt | "
-          "s per round | files a resume reads | s to load all states |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+    model = "the original FC-2" if gamma is None else f"FC-2 FedPara γ {gamma:g}"
+    print(f"SCAFFOLD, {model} ({rows[0]['state_mib']:.2f} MiB of state per client), {args.per_round} clients a "
+          f"round ({args.sampling}), a checkpoint every {args.checkpoint_every} rounds; torch {torch.__version__}")
+    print("| clients | rounds | visited | anonymous RSS after setup MiB | most anonymous RSS over rounds MiB | "
+          "most RSS over rounds (with mapped files) MiB | peak RSS MiB | "
+          "most states in memory (MiB) | spilled MiB | clients per ckpt | delta MB per ckpt | delta kB per client | "
+          "merge MB per ckpt (mean) | kB written per client trained | s per ckpt (median, most) | "
+          "ms per client checkpointed | s per round | files a resume reads | s to load all states |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for row in rows:
-        print(f"| {row['clients']:,} | {row['rounds']} | {row['visited']:,} | {row['setup_rss_mib']:.0f} | "
-              f"{row['round_rss_mib']:.0f} | {row['peak_rss_mib']:.0f} | "
+        print(f"| {row['clients']:,} | {row['rounds']} | {row['visited']:,} | {row['setup_anon_mib']:.0f} | "
+              f"{row['round_anon_mib']:.0f} | {row['round_rss_mib']:.0f} | {row['peak_rss_mib']:.0f} | "
               f"{row['peak_states']} ({row['peak_state_mib']:.0f}) | {row['spill_mib']:.0f} | "
               f"{row['clients_per_checkpoint']:.0f} | {row['delta_mb']:.1f} | {row['delta_kb_per_client']:.0f} | "
-              f"{row['merge_mb']:.1f} | {row['checkpoint_s']:.2f} | {row['round_s']:.3f} | {row['resume_files']} | "
-              f"{row['resume_s']:.1f} |")
+              f"{row['merge_mb']:.1f} | {row['written_kb_per_trained']:.0f} | "
+              f"{row['checkpoint_s']:.2f}, {row['checkpoint_s_max']:.2f} | {row['checkpoint_ms_per_client']:.1f} | "
+              f"{row['round_s']:.3f} | {row['resume_files']} | {row['resume_s']:.1f} |")
 
 
 if __name__ == "__main__":

@@ -7,6 +7,12 @@ client it holds in one file per client on the node's local disk (runner/engine/t
 temporary name and renamed, so a file is whole or absent). The memory bound is the pinned set: at most this
 round's and next round's clients of this worker, whatever the population; the disk holds the clients ever visited.
 
+The disk traffic runs beside training: :meth:`pin` makes this round's clients resident (already read ahead the
+round before, normally), then :meth:`move_in_background` writes out the states no longer pinned and reads next
+round's in on one thread while this round's clients train (file and tensor copies release the GIL). That thread
+touches no state of this round's clients, and every other method waits for it first (:meth:`settle`), so
+checkpoints, hand-overs and evaluation see a settled store.
+
 The store also remembers which clients changed since the last checkpoint (:meth:`take_changed`): a checkpoint
 writes only those (runner/engine/client_state_pieces.py).
 """
@@ -15,7 +21,9 @@ from __future__ import annotations
 
 import os
 import shutil
+import threading
 from collections.abc import Callable, Iterable
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 import torch
@@ -35,39 +43,71 @@ class ClientStateStore:
         self.unsaved: set[int] = set()  # resident clients whose file is missing or older than their state
         self.changed: set[int] = set()  # clients whose state changed since the last checkpoint
         self.pinned: frozenset[int] = frozenset()
+        self.now: frozenset[int] = frozenset()  # this round's clients: the background thread never touches them
         self.peak_resident = 0  # the most states ever in device memory at once
+        self._lock = threading.Lock()  # guards the dicts and sets while the background thread moves states
+        self._mover: ThreadPoolExecutor | None = None
+        self._moving: Future | None = None
 
     def __contains__(self, client: object) -> bool:
+        self.settle()
         return client in self.resident or client in self.on_disk
 
     def __len__(self) -> int:
+        self.settle()
         return len(self.resident.keys() | self.on_disk)
 
     def clients(self) -> list[int]:
+        self.settle()
         return sorted(self.resident.keys() | self.on_disk)
 
     # --- the memory tier ------------------------------------------------------------------------------
-    def pin(self, clients: Iterable[int]) -> None:
-        """Keep in memory the states of these clients only (this round's and next round's); write the others'
-        to disk, and read those of pinned clients that are on disk back in (next round's, ahead of time)."""
-        self.pinned = frozenset(clients)
-        for k in [k for k in self.resident if k not in self.pinned]:
+    def pin(self, now: Iterable[int], upcoming: Iterable[int] = ()) -> None:
+        """Keep in memory the states of this round's clients (``now``) and next round's (``upcoming``) only.
+        This round's are made resident here; the others move by :meth:`move_in_background`."""
+        self.settle()
+        self.now = frozenset(now)
+        self.pinned = self.now | frozenset(upcoming)
+        for k in sorted(self.now & self.on_disk - self.resident.keys()):  # normally read ahead the round before
+            self._keep_resident(k, self._read_file(k))
+
+    def move_in_background(self) -> None:
+        """Write out the states no longer pinned and read next round's in, on a thread, while this round trains."""
+        self.settle()
+        spill = [k for k in self.resident if k not in self.pinned]
+        ahead = sorted(self.pinned - self.now & self.on_disk - self.resident.keys())
+        if spill or ahead:
+            if self._mover is None:
+                self._mover = ThreadPoolExecutor(max_workers=1, thread_name_prefix="client-state")
+            self._moving = self._mover.submit(self._move, spill, ahead)
+
+    def settle(self) -> None:
+        """Wait for the background moves (raising what they raised)."""
+        if self._moving is not None:
+            moving, self._moving = self._moving, None
+            moving.result()
+
+    def _move(self, spill: list[int], ahead: list[int]) -> None:
+        for k in spill:  # first out, then in: memory never holds more than the two rounds' states
             self._spill(k)
-        for k in sorted(self.pinned & self.on_disk - self.resident.keys()):
+        for k in ahead:
             self._keep_resident(k, self._read_file(k))
 
     def train_state(self, client: int) -> ClientState:
-        """The client's state in device memory, for training to change in place (fresh on a first visit)."""
-        if client not in self.pinned:
+        """The client's state in device memory, for training to change in place (fresh on a first visit).
+        Only this round's clients train: the background thread may be moving the others."""
+        if client not in self.now:
             raise KeyError(f"client {client} trains but was not pinned for this round")
         if client not in self.resident:
             self._keep_resident(client, self._read_file(client) if client in self.on_disk else self.fresh())
-        self.unsaved.add(client)
-        self.changed.add(client)
+        with self._lock:
+            self.unsaved.add(client)
+            self.changed.add(client)
         return self.resident[client]
 
     def read(self, client: int) -> ClientState | None:
         """The client's state without keeping it in memory (evaluation); None for a client never visited."""
+        self.settle()
         if client in self.resident:
             return self.resident[client]
         return self._read_file(client) if client in self.on_disk else None
@@ -76,6 +116,7 @@ class ClientStateStore:
     def put(self, client: int, state: ClientState, changed: bool) -> None:
         """Hold a state that came from elsewhere (another worker, a checkpoint): in memory when pinned, else on
         disk. ``changed``: the next checkpoint must write it (it is not in the checkpoint pieces yet)."""
+        self.settle()
         self.discard(client)
         if client in self.pinned:
             self._keep_resident(client, {part: {n: t.to(self.device, copy=True) for n, t in tensors.items()}
@@ -93,6 +134,7 @@ class ClientStateStore:
         return state
 
     def discard(self, client: int) -> None:
+        self.settle()
         self.resident.pop(client, None)
         self.unsaved.discard(client)
         self.changed.discard(client)
@@ -101,8 +143,11 @@ class ClientStateStore:
             self.on_disk.discard(client)
 
     def take_changed(self) -> dict[int, ClientState]:
-        """The states changed since the last call, as CPU tensors (for a checkpoint piece); forgets them."""
-        changed = {k: _on_cpu(self.read_required(k)) for k in sorted(self.changed)}
+        """The states changed since the last call, as CPU tensors (for a checkpoint piece); forgets them. Those on
+        disk are memory-mapped, not read: a checkpoint many rounds apart writes more states than memory holds."""
+        self.settle()
+        changed = {k: _on_cpu(self.resident[k]) if k in self.resident else tensor_file.read(self._file(k))[k]
+                   for k in sorted(self.changed)}
         self.changed.clear()
         return changed
 
@@ -114,6 +159,7 @@ class ClientStateStore:
 
     def clear(self) -> None:
         """Forget every state (a checkpoint is loaded next)."""
+        self.settle()
         for k in list(self.on_disk):
             self.discard(k)
         self.resident.clear()
@@ -122,18 +168,25 @@ class ClientStateStore:
 
     def close(self) -> None:
         """Delete the directory (the worker is done with it)."""
+        self.settle()
+        if self._mover is not None:
+            self._mover.shutdown()
+            self._mover = None
         shutil.rmtree(self.directory, ignore_errors=True)
 
     # --- files --------------------------------------------------------------------------------------------
     def _keep_resident(self, client: int, state: ClientState) -> None:
-        self.resident[client] = state
-        self.peak_resident = max(self.peak_resident, len(self.resident))
+        with self._lock:
+            self.resident[client] = state
+            self.peak_resident = max(self.peak_resident, len(self.resident))
 
     def _spill(self, client: int) -> None:
-        state = self.resident.pop(client)
+        state = self.resident[client]
         if client in self.unsaved or client not in self.on_disk:
             self._write_file(client, state)
-        self.unsaved.discard(client)
+        with self._lock:
+            del self.resident[client]  # after its file is whole: a reader finds it in one place or the other
+            self.unsaved.discard(client)
 
     def _file(self, client: int) -> Path:
         return self.directory / f"{client}.pt"
@@ -144,7 +197,8 @@ class ClientStateStore:
         with open(staged, "wb") as stream:
             tensor_file.write({client: state}, stream)
         os.replace(staged, path)
-        self.on_disk.add(client)
+        with self._lock:
+            self.on_disk.add(client)
 
     def _read_file(self, client: int) -> ClientState:
         return tensor_file.read(self._file(client), self.device, mapped=False)[client]

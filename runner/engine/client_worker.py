@@ -202,6 +202,7 @@ class ClientWorker:
     def store_counts(self) -> dict[str, int]:
         """How many client states this worker holds in memory now, at most so far, may hold (the pinned
         clients), and holds in all."""
+        self.store.settle()
         return {"resident": len(self.store.resident), "peak_resident": self.store.peak_resident,
                 "pinned": len(self.store.pinned), "held": len(self.store)}
 
@@ -228,10 +229,11 @@ class ClientWorker:
         this round's. ``arrivals`` are other workers' ``hand_over`` replies: the state of clients that moved here.
         """
         started = time.perf_counter()
-        self.store.pin([*clients, *upcoming])
+        self.store.pin(clients, upcoming)
         for states in arrivals:
             for k, state in states.items():
                 self.store.put(k, from_wire(state), changed=True)
+        self.store.move_in_background()  # next round's states read in while this round's clients train
         payload = from_wire(payload, self.device)
         t = self.cfg.train
         weights = [payload["weights"][n] for n in self.global_names]
