@@ -9,9 +9,11 @@ measures; the synthetic dataset has 2 training samples per client of the largest
 trained at least once, and at least ``--min-rounds`` (at most ``--max-rounds``). Each population runs in its own
 process (peak memory is per process).
 
-Prints, per population: rounds, clients visited, the process's resident set after the worker's setup, its most
-over the rounds and checkpoints (sampled after each), its peak (``ru_maxrss``: set by generating the dataset), the
-most client states in memory at once and their MiB, the files on local disk, bytes a checkpoint wrote (its
+Prints, per population: rounds, clients visited, the process's anonymous resident set (what it needs; not the
+pages of files it maps, which the kernel takes back) after the worker's setup and its most after any round or
+checkpoint, its peak anonymous and whole resident set over the rounds and checkpoints (sampled every 2 ms, and
+the kernel's high-water mark; the merges' mapped pieces count in the latter, and in a trial the driver merges,
+not a worker), the most client states in memory at once and their MiB, the files on local disk, bytes a checkpoint wrote (its
 deltas, and its merges on average), all bytes written per client trained (deltas and merges: about log2 of the
 checkpoints so far per state, whatever the population), seconds per checkpoint (median and most: a checkpoint
 that merges high levels rewrites many states) and per client it wrote, seconds per round (median), the most
@@ -27,12 +29,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
 import shutil
 import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -97,6 +99,7 @@ def run_one(clients: int, per_round: int, largest: int, every: int, min_rounds: 
         most_files, r, trained = 0, 0, 0
         setup_rss = round_rss = _rss_mib()
         setup_anon = round_anon = _rss_mib("RssAnon")
+        peaks = PeakMemory()  # from here: the rounds and checkpoints, not the dataset's generation
         while r < max_rounds and (len(visited) < clients or r < min_rounds or r % every):
             r += 1
             plan_of[r + 1] = plan_round(participants(r + 1), costs, {}, 1)[0]
@@ -125,7 +128,7 @@ def run_one(clients: int, per_round: int, largest: int, every: int, min_rounds: 
                 most_files = max(most_files, len(referenced(runs)))
                 round_rss, round_anon = max(round_rss, _rss_mib()), max(round_anon, _rss_mib("RssAnon"))
         worker.store.settle()
-        peak_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        run_peak_rss, run_peak_anon = peaks.stop()
         state_mib = sum(t.numel() * t.element_size() for t in worker._fresh_state()["algo"].values()) / 2**20
         peak_states, held, spill_mib = worker.store.peak_resident, len(worker.store), _mib(worker.store.directory)
         worker.store.close()
@@ -136,11 +139,12 @@ def run_one(clients: int, per_round: int, largest: int, every: int, min_rounds: 
         resume_seconds = time.perf_counter() - started
         assert len(fresh.store) == held, (len(fresh.store), held)
         fresh.store.close()
-        return {"clients": clients, "rounds": r, "visited": len(visited), "peak_rss_mib": peak_rss,
+        return {"clients": clients, "rounds": r, "visited": len(visited),
                 "trained": trained, "written_kb_per_trained": (sum(delta_bytes) + sum(merge_bytes)) / trained / 1e3,
                 "checkpoint_s_max": max(checkpoint_seconds),
                 "checkpoint_ms_per_client": 1e3 * sum(checkpoint_seconds) / max(sum(written_clients), 1),
                 "setup_rss_mib": setup_rss, "round_rss_mib": round_rss, "setup_anon_mib": setup_anon,
+                "run_peak_rss_mib": run_peak_rss, "run_peak_anon_mib": run_peak_anon,
                 "round_anon_mib": round_anon,
                 "peak_states": peak_states, "peak_state_mib": peak_states * state_mib, "spill_mib": spill_mib,
                 "clients_per_checkpoint": statistics.mean(written_clients),
@@ -151,6 +155,27 @@ def run_one(clients: int, per_round: int, largest: int, every: int, min_rounds: 
                 "resume_s": resume_seconds, "state_mib": state_mib}
     finally:
         shutil.rmtree(results, ignore_errors=True)
+
+
+class PeakMemory:
+    """The process's peak resident set from now on (the kernel's high-water mark, reset here), and its peak
+    anonymous part (sampled every 2 ms on a thread: the kernel keeps no high-water mark of it)."""
+
+    def __init__(self) -> None:
+        Path("/proc/self/clear_refs").write_text("5")  # resets VmHWM (Linux 4.0+)
+        self.anon, self.running = _rss_mib("RssAnon"), True
+        self.thread = threading.Thread(target=self._sample, daemon=True)
+        self.thread.start()
+
+    def _sample(self) -> None:
+        while self.running:
+            self.anon = max(self.anon, _rss_mib("RssAnon"))
+            time.sleep(0.002)
+
+    def stop(self) -> tuple[float, float]:
+        self.running = False
+        self.thread.join()
+        return _rss_mib("VmHWM"), self.anon
 
 
 def _rss_mib(field: str = "VmRSS") -> float:
@@ -206,15 +231,17 @@ def main() -> None:
     model = "the original FC-2" if gamma is None else f"FC-2 FedPara γ {gamma:g}"
     print(f"SCAFFOLD, {model} ({rows[0]['state_mib']:.2f} MiB of state per client), {args.per_round} clients a "
           f"round ({args.sampling}), a checkpoint every {args.checkpoint_every} rounds; torch {torch.__version__}")
-    print("| clients | rounds | visited | anonymous RSS after setup MiB | most anonymous RSS over rounds MiB | "
-          "most RSS over rounds (with mapped files) MiB | peak RSS MiB | "
+    print("| clients | rounds | visited | anonymous RSS after setup MiB | most anonymous RSS between rounds MiB | "
+          "peak anonymous RSS over the run MiB | peak RSS over the run (with mapped files) MiB | "
+
           "most states in memory (MiB) | spilled MiB | clients per ckpt | delta MB per ckpt | delta kB per client | "
           "merge MB per ckpt (mean) | kB written per client trained | s per ckpt (median, most) | "
           "ms per client checkpointed | s per round | files a resume reads | s to load all states |")
     print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for row in rows:
         print(f"| {row['clients']:,} | {row['rounds']} | {row['visited']:,} | {row['setup_anon_mib']:.0f} | "
-              f"{row['round_anon_mib']:.0f} | {row['round_rss_mib']:.0f} | {row['peak_rss_mib']:.0f} | "
+              f"{row['round_anon_mib']:.0f} | {row['run_peak_anon_mib']:.0f} | {row['run_peak_rss_mib']:.0f} | "
+
               f"{row['peak_states']} ({row['peak_state_mib']:.0f}) | {row['spill_mib']:.0f} | "
               f"{row['clients_per_checkpoint']:.0f} | {row['delta_mb']:.1f} | {row['delta_kb_per_client']:.0f} | "
               f"{row['merge_mb']:.1f} | {row['written_kb_per_trained']:.0f} | "

@@ -26,7 +26,7 @@ from typing import Any
 
 from runner.engine import tensor_file
 from runner.engine.client_state_store import ClientState
-from runner.engine.storage import Location, read_checked_file, write_checked, write_checked_file
+from runner.engine.storage import Location, read_checked_file, write_checked_file
 from runner.results_layout import CLIENT_STATE
 
 PIECE = re.compile(r"^(delta|run)-(\d+)-[wl]\d+\.pt$")
@@ -46,10 +46,13 @@ def merged_name(round_: int, level: int) -> str:
 
 
 def write_delta(directory: Location, round_: int, worker: int, states: dict[int, ClientState]) -> int:
-    """Write one worker's changed states (small: the clients it trained since the last checkpoint); its bytes."""
-    data = tensor_file.to_bytes(states)
-    write_checked(directory / delta_name(round_, worker), data)
-    return len(data)
+    """Write one worker's changed states (the clients it trained since the last checkpoint: over many rounds,
+    more than memory holds) through a local file, streamed; returns its bytes."""
+    with tempfile.TemporaryDirectory(prefix="client-state-delta-") as scratch:
+        local = Path(scratch) / "delta.pt"
+        with open(local, "wb") as stream:
+            tensor_file.write(states, stream)
+        return write_checked_file(directory / delta_name(round_, worker), local)
 
 
 def read_piece(location: Location, scratch: Path) -> dict[int, ClientState]:

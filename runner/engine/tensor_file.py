@@ -12,7 +12,6 @@ client, part, name, dtype, shape and offset), then each tensor's bytes at an off
 
 from __future__ import annotations
 
-import io
 import json
 import mmap
 from collections.abc import Mapping
@@ -59,15 +58,9 @@ def write(states: States, stream: IO[bytes]) -> int:
     for entry, tensor in zip(entries, tensors):
         start, nbytes = int(entry[5]), int(entry[6])
         stream.write(bytes(start - position))  # padding up to the aligned offset
-        stream.write(tensor.detach().reshape(-1).contiguous().cpu().view(torch.uint8).numpy().tobytes())
+        stream.write(memoryview(tensor.detach().reshape(-1).contiguous().cpu().view(torch.uint8).numpy()))
         position = start + nbytes
     return len(lead) + position
-
-
-def to_bytes(states: States) -> bytes:
-    buffer = io.BytesIO()
-    write(states, buffer)
-    return buffer.getvalue()
 
 
 def read(path: Path, device: torch.device | str = "cpu", mapped: bool = True) -> Loaded:
