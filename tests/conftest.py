@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import io
+import json
 import os
 import types
 
@@ -52,22 +54,36 @@ def s3_bucket():
 def finished_tiny_sweep(ray_session, tmp_path_factory):
     """The tiny sweep (tests/tiny_sweep.py) run once through the command line on the session's Ray, with
     ``train.rounds=1`` and a progress block at every report: its file, results, what it printed and how it
-    built its Tuner. The console view reads what it printed; the resume test continues its results."""
+    built its Tuner. The console view reads what it printed; the resume test continues its results.
+
+    Run once for the whole ``make test`` even with two test processes (~30 CPU-s): the first that needs it runs it
+    under a lock in the folder the processes share and saves what it printed; the other reads that. Only the
+    resume test changes the results, and only after reading what it needs, so sharing them is safe."""
     from tiny_sweep import spy_on_tuners, write_tiny_sweep
 
     from runner import sweep as sweep_cli
 
-    root = tmp_path_factory.mktemp("tiny-sweep")
-    sweep_file = write_tiny_sweep(root / "tiny.yaml", "tiny")
-    results = root / "results"
-    printed = io.StringIO()
-    with pytest.MonkeyPatch.context() as patch, contextlib.redirect_stdout(printed), \
-            contextlib.redirect_stderr(printed):
-        tuners = spy_on_tuners(patch)
-        code = sweep_cli.main([str(sweep_file), "--results", str(results), "--no-plot", "--progress-every", "0",
-                               "train.rounds=1"])
-    return types.SimpleNamespace(code=code, sweep_file=sweep_file, results=results, output=printed.getvalue(),
-                                 tuners=tuners)
+    worker = os.environ.get("PYTEST_XDIST_WORKER")  # xdist: the base folder's parent is this run's, shared
+    shared = tmp_path_factory.getbasetemp().parent if worker else tmp_path_factory.mktemp("shared")
+    root, lock = shared / "tiny-sweep", shared / "tiny-sweep.lock"
+    with open(lock, "w") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)  # released when closed
+        saved = root / "printed.json"
+        if saved.exists():
+            run = json.loads(saved.read_text())
+        else:
+            root.mkdir()
+            sweep_file = write_tiny_sweep(root / "tiny.yaml", "tiny")
+            printed = io.StringIO()
+            with pytest.MonkeyPatch.context() as patch, contextlib.redirect_stdout(printed), \
+                    contextlib.redirect_stderr(printed):
+                tuners = spy_on_tuners(patch)
+                code = sweep_cli.main([str(sweep_file), "--results", str(root / "results"), "--no-plot",
+                                       "--progress-every", "0", "train.rounds=1"])
+            run = {"code": code, "output": printed.getvalue(), "tuners": [kind for kind, _ in tuners]}
+            saved.write_text(json.dumps(run))
+    return types.SimpleNamespace(code=run["code"], sweep_file=root / "tiny.yaml", results=root / "results",
+                                 output=run["output"], tuners=[(kind, {}) for kind in run["tuners"]])
 
 
 @pytest.fixture(scope="module")
