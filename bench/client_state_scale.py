@@ -9,16 +9,16 @@ measures; the synthetic dataset has 2 training samples per client of the largest
 trained at least once, and at least ``--min-rounds`` (at most ``--max-rounds``). Each population runs in its own
 process (peak memory is per process).
 
-Prints, per population: rounds, clients visited, the process's anonymous resident set (what it needs; not the
-pages of files it maps, which the kernel takes back) after the worker's setup and its most after any round or
-checkpoint, its peak anonymous and whole resident set over the rounds and checkpoints (sampled every 2 ms, and
-the kernel's high-water mark; the merges' mapped pieces count in the latter, and in a trial the driver merges,
-not a worker), the most client states in memory at once and their MiB, the files on local disk, bytes a checkpoint wrote (its
-deltas, and its merges on average), all bytes written per client trained (deltas and merges: about log2 of the
-checkpoints so far per state, whatever the population), seconds per checkpoint (median and most: a checkpoint
-that merges high levels rewrites many states) and per client it wrote, seconds per round (median), the most
-files a resume reads, and the seconds a fresh worker takes to load all states back. Clients are sampled
-cyclically by default (``data.client_sampling``) so that every client of the largest population is visited.
+Prints, per population: rounds, clients visited, the process's anonymous resident set (what it needs; not the pages
+of files it maps, which the kernel takes back) after the worker's setup and its most after any round or checkpoint,
+its peak anonymous and whole resident set over the rounds and checkpoints (sampled every 2 ms, and the kernel's
+high-water mark; the merges' mapped pieces count in the latter, and in a trial the driver merges, not a worker), the
+most client states in memory at once and their MiB, the files on local disk, bytes a checkpoint wrote (its deltas,
+and its merges on average), all bytes written per client trained (deltas and merges: at most one rewrite per level,
+about log2 of the checkpoints), seconds per checkpoint (median and most: a checkpoint that merges high levels
+rewrites many states) and per client it wrote, seconds per round (median), the most files a resume reads, and the
+seconds a fresh worker takes to load all states back. Clients are sampled cyclically by default
+(``data.client_sampling``) so that every client of the largest population is visited.
 
     python bench/client_state_scale.py [--clients 100 1000 10000] [--per-round 100] [--checkpoint-every 10]
                                        [--min-rounds 100] [--max-rounds 2000] [--sampling cyclic] [--gamma 0.1]

@@ -58,7 +58,7 @@ def write(states: States, stream: IO[bytes]) -> int:
     for entry, tensor in zip(entries, tensors):
         start, nbytes = int(entry[5]), int(entry[6])
         stream.write(bytes(start - position))  # padding up to the aligned offset
-        stream.write(memoryview(tensor.detach().reshape(-1).contiguous().cpu().view(torch.uint8).numpy()))
+        stream.write(tensor.detach().reshape(-1).contiguous().cpu().view(torch.uint8).numpy().data)
         position = start + nbytes
     return len(lead) + position
 
