@@ -29,13 +29,18 @@ class Architecture:
     # factorizes (its module docstring says which), and the model's classifier is ``model.head``.
     build: Callable[[int, tuple[int, ...], Parameterization], nn.Module]
     reported_on: str  # the dataset ``python -m models.report`` sizes it for (the paper's workload)
+    min_image_size: int = 1  # the smallest height and width an image architecture takes (its pools halve them)
 
     def check_input_shape(self, input_shape: tuple[int, ...]) -> None:
-        """Raise ValueError unless ``input_shape`` is this architecture's layout of positive ints."""
+        """Raise ValueError unless ``input_shape`` is this architecture's layout of positive ints, and an image
+        at least ``min_image_size`` each way (checked with the config, before a sweep starts Ray)."""
         layout = INPUT_LAYOUTS[self.input_kind]
         if len(input_shape) != len(layout) or not all(isinstance(d, int) and d > 0 for d in input_shape):
             raise ValueError(f"input_shape must be ({', '.join(layout)}) of positive ints for {self.name!r}, "
                              f"got {input_shape}")
+        if self.input_kind == "image" and min(input_shape[1:]) < self.min_image_size:
+            raise ValueError(f"{self.name} needs images of at least {self.min_image_size}×{self.min_image_size}, "
+                             f"got input_shape {input_shape}")
 
 
 def as_image(input_shape: tuple[int, ...]) -> tuple[int, int, int]:

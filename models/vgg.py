@@ -53,4 +53,4 @@ class VGG16(nn.Module):
 
 
 ARCHITECTURE = Architecture("vgg16", "image", lambda classes, shape, layers: VGG16(classes, as_image(shape), layers),
-                            reported_on="cifar10")
+                            reported_on="cifar10", min_image_size=2 ** VGG16_PLAN.count("M"))

@@ -283,6 +283,10 @@ def _check_across_fields(c: TrialConfig) -> None:
 
     _require(ARCHITECTURES[m.arch].input_kind == info.kind, "model.arch",
              f"{m.arch} cannot read the {info.kind} dataset {d.dataset}")
+    try:
+        ARCHITECTURES[m.arch].check_input_shape(info.input_shape)
+    except ValueError as error:
+        raise ConfigError(f"model.arch: {error}, the shape of {d.dataset}") from None
     if m.param_ratio is not None:
         _require(m.parameterization != "original", "model.param_ratio",
                  "an original model is the whole model; set model.param_ratio: null")

@@ -55,6 +55,7 @@ def test_a_quantized_upload_is_part_of_a_trial_s_name_and_identity():
     ({"train": {"precision": 16}}, "train.precision"),
     ({"data": {"client_fraction": 0}}, "data.client_fraction"),
     ({"data": {"client_fraction": 1.2}}, "data.client_fraction"),
+    ({"data": {"dataset": "mnist"}, "model": {"arch": "vgg16"}}, "model.arch"),  # 28×28 under five 2×2 pools
 ])
 def test_bad_values_name_the_field(override, field):
     with pytest.raises(ConfigError) as error:
@@ -90,6 +91,15 @@ def test_a_client_fraction_names_its_trials_and_the_default_leaves_earlier_names
     scarce = TrialConfig.from_dict({**personal, "data": {**personal["data"], "client_fraction": 0.1}})
     assert scarce.trial_name.startswith("femnist-natural-frac0.1-fc2-pfedpara-g0.5-pfedpara-s0-")
     assert scarce.trial_name.rsplit("-", 1)[1] != "bd9df3d2" and scarce.flat()["data.client_fraction"] == 0.1
+
+
+def test_an_image_too_small_for_the_architecture_is_refused_with_the_config():
+    expected = (r"^model.arch: vgg16 needs images of at least 32×32, got input_shape \(1, 28, 28\), "
+                r"the shape of femnist$")
+    with pytest.raises(ConfigError, match=expected):
+        TrialConfig.from_dict({"data": {"dataset": "femnist"}, "model": {"arch": "vgg16"}})
+    resnet = TrialConfig.from_dict({"data": {"dataset": "femnist"}, "model": {"arch": "resnet18"}})
+    assert resnet.model.arch == "resnet18"  # no pools to outgrow the image
 
 
 def test_cyclic_sampling_names_its_trials_and_uniform_leaves_earlier_names_alone():
