@@ -50,7 +50,7 @@ from runner.engine.checkpoint import CheckpointFile
 from runner.engine.client_state_pieces import add_checkpoint, referenced
 from runner.engine.model import initial_model
 from runner.engine.planning import client_cost, plan_round
-from runner.engine.seeding import SAMPLING, sample_clients
+from runner.engine.seeding import SAMPLING, round_clients
 from runner.engine.wire import to_wire
 
 SAMPLES_PER_CLIENT = 2
@@ -81,8 +81,6 @@ def run_one(clients: int, per_round: int, largest: int, every: int, min_rounds: 
     results = tempfile.mkdtemp(prefix="client-state-bench-")
     try:
         cfg = config(clients, per_round, largest, results, max_rounds, sampling, gamma)
-        def participants(round_: int) -> list[int]:
-            return sample_clients(cfg.seed, round_, clients, per_round, sampling)
 
         algorithm = cfg.algorithm.build()
         _, global_state, initial_local = initial_model(cfg, algorithm)
@@ -92,17 +90,16 @@ def run_one(clients: int, per_round: int, largest: int, every: int, min_rounds: 
         sizes = worker.client_sizes()
         costs = [client_cost(n, cfg.train.batch_size, 1) for n in sizes]
         checkpoints = CheckpointFile(Path(results) / "trial")
-        plan_of = {r: plan_round(participants(r), costs, {}, 1)[0] for r in (1, 2)}
+        plan_of = {r: plan_round(round_clients(cfg, r), costs, {}, 1)[0] for r in (1, 2)}
         visited: set[int] = set()
         runs: list = []
         round_seconds, checkpoint_seconds, delta_bytes, merge_bytes, written_clients = [], [], [], [], []
         most_files, r, trained = 0, 0, 0
-        setup_rss = round_rss = _rss_mib()
         setup_anon = round_anon = _rss_mib("RssAnon")
         peaks = PeakMemory()  # from here: the rounds and checkpoints, not the dataset's generation
         while r < max_rounds and (len(visited) < clients or r < min_rounds or r % every):
             r += 1
-            plan_of[r + 1] = plan_round(participants(r + 1), costs, {}, 1)[0]
+            plan_of[r + 1] = plan_round(round_clients(cfg, r + 1), costs, {}, 1)[0]
             started = time.perf_counter()
             payload = to_wire(algorithm.broadcast(global_state, server_state))
             _, (partial, _, _) = worker.train(r, plan_of[r], plan_of[r + 1], payload, cfg.train.lr)
@@ -113,7 +110,7 @@ def run_one(clients: int, per_round: int, largest: int, every: int, min_rounds: 
             round_seconds.append(time.perf_counter() - started)
             trained += len(plan_of[r])
             visited |= set(plan_of.pop(r))
-            round_rss, round_anon = max(round_rss, _rss_mib()), max(round_anon, _rss_mib("RssAnon"))
+            round_anon = max(round_anon, _rss_mib("RssAnon"))
             if r % every == 0:
                 started = time.perf_counter()
                 _, (name, count, size) = worker.save_client_states(str(checkpoints.pieces), r)
@@ -126,7 +123,7 @@ def run_one(clients: int, per_round: int, largest: int, every: int, min_rounds: 
                 merge_bytes.append(merged)
                 written_clients.append(count)
                 most_files = max(most_files, len(referenced(runs)))
-                round_rss, round_anon = max(round_rss, _rss_mib()), max(round_anon, _rss_mib("RssAnon"))
+                round_anon = max(round_anon, _rss_mib("RssAnon"))
         worker.store.settle()
         run_peak_rss, run_peak_anon = peaks.stop()
         state_mib = sum(t.numel() * t.element_size() for t in worker._fresh_state()["algo"].values()) / 2**20
@@ -143,9 +140,8 @@ def run_one(clients: int, per_round: int, largest: int, every: int, min_rounds: 
                 "trained": trained, "written_kb_per_trained": (sum(delta_bytes) + sum(merge_bytes)) / trained / 1e3,
                 "checkpoint_s_max": max(checkpoint_seconds),
                 "checkpoint_ms_per_client": 1e3 * sum(checkpoint_seconds) / max(sum(written_clients), 1),
-                "setup_rss_mib": setup_rss, "round_rss_mib": round_rss, "setup_anon_mib": setup_anon,
+                "setup_anon_mib": setup_anon, "round_anon_mib": round_anon,
                 "run_peak_rss_mib": run_peak_rss, "run_peak_anon_mib": run_peak_anon,
-                "round_anon_mib": round_anon,
                 "peak_states": peak_states, "peak_state_mib": peak_states * state_mib, "spill_mib": spill_mib,
                 "clients_per_checkpoint": statistics.mean(written_clients),
                 "delta_mb": statistics.mean(delta_bytes) / 1e6,
@@ -178,9 +174,10 @@ class PeakMemory:
         return _rss_mib("VmHWM"), self.anon
 
 
-def _rss_mib(field: str = "VmRSS") -> float:
-    """The process's resident set now (Linux); ``RssAnon``: its anonymous part, without the pages of files it
-    maps (the merged pieces it reads: page cache, which the kernel takes back when memory is short)."""
+def _rss_mib(field: str) -> float:
+    """A resident-set figure of this process now (Linux): ``RssAnon``, its anonymous part, without the pages of
+    files it maps (the merged pieces it reads: page cache, which the kernel takes back when memory is short);
+    ``VmHWM``, the whole resident set's high-water mark."""
     for line in Path("/proc/self/status").read_text().splitlines():
         if line.startswith(field + ":"):
             return int(line.split()[1]) / 1024

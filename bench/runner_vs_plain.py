@@ -41,7 +41,7 @@ from runner.config import TrialConfig
 from runner.engine.accelerator import memory_format_for, use_fast_cuda_kernels
 from runner.engine.augment import random_crop_flip
 from runner.engine.model import trial_model
-from runner.engine.seeding import sample_clients
+from runner.engine.seeding import round_clients
 
 WORKLOADS = {
     "cnn": ("cnn", "original", None),
@@ -120,7 +120,7 @@ def plain_loop(cfg: TrialConfig, device: torch.device, threads: int | None = Non
         if phases is not None and r == 2:  # round 1 is warm-up
             phases.seconds.clear()
         sums, total = {k: torch.zeros_like(v) for k, v in global_state.items()}, 0
-        for k in sample_clients(cfg.seed, r, d.num_clients, d.clients_per_round):
+        for k in round_clients(cfg, r):
             model.load_state_dict(global_state)
             opt = torch.optim.SGD(model.parameters(), lr=t.lr)
             g = torch.Generator(device).manual_seed(r * 1000 + k)
@@ -210,7 +210,7 @@ def profile_runner(cfg: TrialConfig, rounds: int) -> tuple[Phases, int]:
             if r == 2:  # round 1 is warm-up
                 phases.seconds.clear()
                 clients = 0
-            sampled = sample_clients(cfg.seed, r, cfg.data.num_clients, cfg.data.clients_per_round)
+            sampled = round_clients(cfg, r)
             phases.lap("rest")
             payload = pickle.loads(pickle.dumps(to_wire(algorithm.broadcast(global_state, {}))))
             phases.lap("driver: ship payload")

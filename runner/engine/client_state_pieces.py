@@ -48,11 +48,16 @@ def merged_name(round_: int, level: int) -> str:
 def write_delta(directory: Location, round_: int, worker: int, states: dict[int, ClientState]) -> int:
     """Write one worker's changed states (the clients it trained since the last checkpoint: over many rounds,
     more than memory holds) through a local file, streamed; returns its bytes."""
-    with tempfile.TemporaryDirectory(prefix="client-state-delta-") as scratch:
-        local = Path(scratch) / "delta.pt"
+    return write_piece(directory / delta_name(round_, worker), states)
+
+
+def write_piece(location: Location, states: tensor_file.States) -> int:
+    """Write a piece through a local file (it may be larger than memory), streamed to ``location``; its bytes."""
+    with tempfile.TemporaryDirectory(prefix="client-state-piece-") as scratch:
+        local = Path(scratch) / "piece.pt"
         with open(local, "wb") as stream:
             tensor_file.write(states, stream)
-        return write_checked_file(directory / delta_name(round_, worker), local)
+        return write_checked_file(location, local)
 
 
 def read_piece(location: Location, scratch: Path) -> dict[int, ClientState]:
@@ -85,13 +90,10 @@ def add_checkpoint(directory: Location, runs: list[Run], deltas: list[str], roun
 
 def merge(directory: Location, runs: list[Run], round_: int, level: int) -> tuple[Run, int]:
     """One piece with each client's newest state in ``runs``, written through a local file."""
-    with tempfile.TemporaryDirectory(prefix="client-state-merge-") as scratch:
+    name = merged_name(round_, level)
+    with tempfile.TemporaryDirectory(prefix="client-state-merge-") as scratch:  # remote pieces are copied here
         merged = dict(states_in(directory, runs, Path(scratch)))
-        local = Path(scratch) / "merged.pt"
-        with open(local, "wb") as stream:
-            tensor_file.write({k: merged[k] for k in sorted(merged)}, stream)
-        name = merged_name(round_, level)
-        size = write_checked_file(directory / name, local)
+        size = write_piece(directory / name, {k: merged[k] for k in sorted(merged)})
     return {"level": level, "pieces": [name]}, size
 
 

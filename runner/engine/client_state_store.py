@@ -68,14 +68,14 @@ class ClientStateStore:
         self.settle()
         self.now = frozenset(now)
         self.pinned = self.now | frozenset(upcoming)
-        for k in sorted(self.now & self.on_disk - self.resident.keys()):  # normally read ahead the round before
+        for k in sorted(self.now & (self.on_disk - self.resident.keys())):  # normally read ahead the round before
             self._keep_resident(k, self._read_file(k))
 
     def move_in_background(self) -> None:
         """Write out the states no longer pinned and read next round's in, on a thread, while this round trains."""
         self.settle()
         spill = [k for k in self.resident if k not in self.pinned]
-        ahead = sorted(self.pinned - self.now & self.on_disk - self.resident.keys())
+        ahead = sorted((self.pinned - self.now) & (self.on_disk - self.resident.keys()))
         if spill or ahead:
             if self._mover is None:
                 self._mover = ThreadPoolExecutor(max_workers=1, thread_name_prefix="client-state")
@@ -146,7 +146,7 @@ class ClientStateStore:
         """The states changed since the last call, as CPU tensors (for a checkpoint piece); forgets them. Those on
         disk are memory-mapped, not read: a checkpoint many rounds apart writes more states than memory holds."""
         self.settle()
-        changed = {k: _on_cpu(self.resident[k]) if k in self.resident else tensor_file.read(self._file(k))[k]
+        changed = {k: _on_cpu(self.resident[k]) if k in self.resident else self._read_file(k, mapped=True)
                    for k in sorted(self.changed)}
         self.changed.clear()
         return changed
@@ -200,8 +200,9 @@ class ClientStateStore:
         with self._lock:
             self.on_disk.add(client)
 
-    def _read_file(self, client: int) -> ClientState:
-        return tensor_file.read(self._file(client), self.device, mapped=False)[client]
+    def _read_file(self, client: int, mapped: bool = False) -> ClientState:
+        """A spilled state: copied onto the device, or (``mapped``) CPU views of the file's mapped bytes."""
+        return tensor_file.read(self._file(client), "cpu" if mapped else self.device, mapped=mapped)[client]
 
 
 def _on_cpu(state: ClientState) -> ClientState:

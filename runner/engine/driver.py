@@ -37,7 +37,7 @@ from runner.engine.client_state_pieces import Run, add_checkpoint
 from runner.engine.model import initial_model
 from runner.engine.planning import client_cost, plan_round
 from runner.engine.recovery import retrying
-from runner.engine.seeding import sample_clients
+from runner.engine.seeding import round_clients
 from runner.engine.storage import DamagedFile
 from runner.engine.wire import to_wire
 from runner.engine.worker_pool import WorkerPool
@@ -163,8 +163,7 @@ class Driver:
         started = time.perf_counter()
         cfg, index = self.cfg, self.round + 1
         lr = cfg.train.lr * cfg.train.lr_decay ** (index - 1)
-        sampled = sample_clients(cfg.seed, index, cfg.data.num_clients, cfg.data.clients_per_round,
-                                 cfg.data.client_sampling)
+        sampled = round_clients(cfg, index)
         total, peak_memory, worker_seconds = self._train(index, sampled, lr)
         participation = Participation(sum(self.sizes[k] for k in sampled), self.total_samples)
         self.global_state = self.algorithm.server_update(self.global_state, self.server_state, total.mean(),
@@ -210,11 +209,10 @@ class Driver:
     def _next_plan(self, index: int, plan: list[list[int]]) -> list[list[int]]:
         """The plan of the round after ``index`` (sampling and planning are deterministic): what each worker
         keeps in memory with this round's clients. Empty after the last round."""
-        d, workers = self.cfg.data, len(self.pool)
+        workers = len(self.pool)
         if not self.stateful or index >= self.cfg.train.rounds:
             return [[] for _ in range(workers)]
-        sampled = sample_clients(self.cfg.seed, index + 1, d.num_clients, d.clients_per_round, d.client_sampling)
-        return plan_round(sampled, self.costs, self.pool.holders_after(plan), workers)
+        return plan_round(round_clients(self.cfg, index + 1), self.costs, self.pool.holders_after(plan), workers)
 
     def evaluate(self) -> dict[str, float]:
         """Global test accuracy, or per-client accuracy on each client's own data (personalized methods)."""

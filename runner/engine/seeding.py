@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import functools
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
+
+if TYPE_CHECKING:
+    from runner.config import TrialConfig
 
 
 def derived_seed(*parts: int) -> int:
@@ -37,6 +41,12 @@ def sample_clients(seed: int, round_index: int, num_clients: int, per_round: int
         return sorted(int(order[(start + j) % num_clients]) for j in range(per_round))
     rng = np.random.default_rng(derived_seed(seed, round_index, 1_000_003))
     return sorted(int(k) for k in rng.choice(num_clients, size=per_round, replace=False))
+
+
+def round_clients(cfg: TrialConfig, round_index: int) -> list[int]:
+    """A trial's participants in round ``round_index``, by its ``data`` section's population and scheme."""
+    d = cfg.data
+    return sample_clients(cfg.seed, round_index, d.num_clients, d.clients_per_round, d.client_sampling)
 
 
 @functools.lru_cache(maxsize=4)

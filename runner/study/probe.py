@@ -134,7 +134,7 @@ def _measure_here(cfg: TrialConfig, device: str, clients: int) -> dict[str, Any]
     from runner.engine.accelerator import peak_memory_mib
     from runner.engine.client_worker import ClientWorker
     from runner.engine.model import initial_model
-    from runner.engine.seeding import sample_clients
+    from runner.engine.seeding import round_clients
     from runner.engine.wire import to_wire
 
     use_cuda = device == "cuda"
@@ -150,7 +150,7 @@ def _measure_here(cfg: TrialConfig, device: str, clients: int) -> dict[str, Any]
     worker.setup(initial_local, initial_global)
     payload = to_wire(algorithm.broadcast(initial_global, algorithm.init_server_state(initial_global)))
     d = cfg.data
-    sampled = sample_clients(cfg.seed, 1, d.num_clients, d.clients_per_round, d.client_sampling)
+    sampled = round_clients(cfg, 1)
     order = sampled + [k for k in range(d.num_clients) if k not in sampled]
     warmup, timed = order[0], order[1:1 + clients] or order[:1]
     worker.train(1, [warmup], [], payload, cfg.train.lr)  # first use: lazy initialization, kernel choice
